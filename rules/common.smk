@@ -1,0 +1,112 @@
+# Helpers and input functions shared by all rules. All logic lives in the `zerosweep` package
+# (scripts/zerosweep); this file only maps the validated config onto wildcards and resources.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from zerosweep.matrix import (  # noqa: E402
+    RUN_ID_PATTERN,
+    STUDY_PATTERN,
+    ConfigError,
+    build_plan,
+    matrix_table,
+)
+
+validate(config, "../schemas/config.schema.yaml")
+try:
+    PLAN = build_plan(config)
+except ConfigError as error:
+    raise WorkflowError(f"workflow config: {error}") from None
+
+RUNS_DIR = "results/runs"
+SCRIPTS_DIR = str(Path(workflow.basedir) / "scripts")
+# Every job runs the package from this checkout, also on SLURM nodes (jobs inherit this environment).
+if SCRIPTS_DIR not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SCRIPTS_DIR, os.environ.get("PYTHONPATH")]))
+ZEROSWEEP = "python -m zerosweep"
+
+
+wildcard_constraints:
+    run=RUN_ID_PATTERN,
+    study=STUDY_PATTERN,
+
+
+def print_matrix(log_path):
+    text = matrix_table(PLAN)
+    print(text)
+    Path(log_path).write_text(text + "\n")
+
+
+def run_spec(wildcards):
+    return PLAN.runs[wildcards.run]
+
+
+def run_spec_json(wildcards):
+    return run_spec(wildcards).to_json()
+
+
+def study_json(wildcards):
+    import json
+
+    study = PLAN.studies[wildcards.study]
+    return json.dumps(
+        {
+            "name": study.name,
+            "title": study.title,
+            "table": study.table,
+            "scaling_axis": study.scaling_axis,
+            "runs": {run_id: PLAN.runs[run_id].to_dict() for run_id in study.run_ids},
+        },
+        sort_keys=True,
+    )
+
+
+def study_summaries(wildcards):
+    return expand(f"{RUNS_DIR}/{{run}}/summary.json", run=PLAN.studies[wildcards.study].run_ids)
+
+
+def study_timelines(wildcards):
+    return expand("results/plots/runs/{run}.png", run=PLAN.studies[wildcards.study].run_ids)
+
+
+def built_tables():
+    return expand("results/tables/{study}.{ext}", study=PLAN.build, ext=("csv", "md"))
+
+
+def all_outputs():
+    return [
+        *built_tables(),
+        *expand("results/plots/{study}", study=PLAN.build),
+        *expand("results/plots/runs/{run}.png", run=PLAN.runs_of(PLAN.build)),
+        "results/summary.md",
+    ]
+
+
+# --- resources of a training job, from its matrix point and the `slurm` section ---------------
+
+
+def _slurm(key):
+    return config["slurm"].get(key) or ""
+
+
+def train_nodes(wildcards):
+    return run_spec(wildcards).point.nodes
+
+
+def train_slurm_extra(wildcards):
+    point = run_spec(wildcards).point
+    extra = [f"--gpus-per-node={point.gpus_per_node}", "--ntasks-per-node=1"]
+    if _slurm("reservation"):
+        extra.append(f"--reservation={_slurm('reservation')}")
+    if _slurm("constraint"):
+        extra.append(f"--constraint={_slurm('constraint')}")
+    return " ".join(extra)
+
+
+def train_cpus(wildcards):
+    return config["slurm"]["cpus_per_task"]

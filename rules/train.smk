@@ -1,0 +1,25 @@
+# One training run per matrix point: monitors + torchrun + records, through zerosweep.launcher.
+
+
+rule train:
+    output:
+        metrics=f"{RUNS_DIR}/{{run}}/metrics.json",
+        env=f"{RUNS_DIR}/{{run}}/env.json",
+        monitor=directory(f"{RUNS_DIR}/{{run}}/monitor"),
+    log:
+        "results/logs/train/{run}.log",
+    params:
+        spec=run_spec_json,
+        run_dir=lambda wildcards: f"{RUNS_DIR}/{wildcards.run}",
+    threads: train_cpus
+    resources:
+        nodes=train_nodes,
+        tasks=train_nodes,
+        cpus_per_task=train_cpus,
+        mem_mb=config["slurm"]["mem_mb_per_node"],
+        runtime=config["slurm"]["time_min"],
+        slurm_partition=_slurm("partition"),
+        slurm_account=_slurm("account"),
+        slurm_extra=train_slurm_extra,
+    shell:
+        f"{ZEROSWEEP} launch --spec-json {{params.spec:q}} --run-dir {{params.run_dir}} > {{log}} 2>&1"

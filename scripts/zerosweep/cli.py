@@ -1,0 +1,42 @@
+"""`python -m zerosweep <command>`: the thin entry points that the Snakemake rules call.
+
+Each command lives in the module that owns its logic; that module exposes `add_arguments(parser)` and
+`run(args) -> int`, so this file only lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "matrix": ("zerosweep.plan_cli", "print the run matrix of a workflow config as a table"),
+    "ds-configs": ("zerosweep.plan_cli", "regenerate the workshop's named configs in ds_configs/"),
+    "launch": ("zerosweep.launcher", "run one matrix point: monitors, torchrun, records"),
+    "train": ("zerosweep.train", "the training script each torchrun rank runs"),
+    "nvml-sampler": ("zerosweep.monitors", "sample GPU memory through NVML until stopped"),
+    "parse-memory": ("zerosweep.parse", "summarise one run's monitor logs into summary.json"),
+    "table": ("zerosweep.aggregate", "write one study's table as CSV and Markdown"),
+    "plots": ("zerosweep.plots", "write one study's plots"),
+    "timeline": ("zerosweep.plots", "write one run's memory timeline plot"),
+    "summary": ("zerosweep.summary", "answer the workshop's questions from the tables"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="zerosweep", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the module of the command asked for: training imports torch, the table does not.
+    wanted = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        if name == wanted:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub, name)
+            sub.set_defaults(handler=module.run)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))

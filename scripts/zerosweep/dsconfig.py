@@ -1,0 +1,79 @@
+"""Render a run's DeepSpeed config from the one template in ds_configs/.
+
+Every value the Hugging Face Trainer also sets (batch sizes, optimizer hyper-parameters, precision,
+clipping) stays "auto", so the Trainer fills it from TrainingArguments and its ds_config/argument
+mismatch check can never fire. Only the ZeRO section comes from the matrix point.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from .matrix import MatrixPoint
+
+DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
+TEMPLATE_PATH = DS_CONFIG_DIR / "template.json"
+
+# The workshop's hand-run configs, by file name, and the matrix point each one is.
+NAMED_CONFIGS: dict[str, tuple[int, str, bool]] = {
+    "zero0": (0, "none", False),
+    "zero1": (1, "none", False),
+    "zero1_cpu_offload": (1, "cpu", False),
+    "zero2": (2, "none", False),
+    "zero2_cpu_offload": (2, "cpu", False),
+    "zero2_cpu_offload_pinned_memory": (2, "cpu", True),
+    "zero3": (3, "none", False),
+    "zero3_cpu_offload": (3, "cpu", False),
+}
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        template: dict[str, Any] = json.load(handle)
+    return template
+
+
+def zero_section(stage: int, offload: str, pin_memory: bool) -> dict[str, Any]:
+    section: dict[str, Any] = {"stage": stage}
+    if offload == "cpu":
+        target = {"device": "cpu", "pin_memory": pin_memory}
+        section["offload_optimizer"] = dict(target)
+        if stage == 3:  # as in the workshop, stage 3 offloads the parameters too
+            section["offload_param"] = dict(target)
+    if stage == 3:
+        # lets save_pretrained write a consolidated 16-bit model when the config asks to save it
+        section["stage3_gather_16bit_weights_on_model_save"] = True
+    return section
+
+
+def render(point: MatrixPoint, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The DeepSpeed config of one matrix point; the baseline has none."""
+    if not point.deepspeed or point.zero_stage is None:
+        raise ValueError(f"{point.point_id}: the no-DeepSpeed baseline has no DeepSpeed config")
+    config = copy.deepcopy(template if template is not None else load_template())
+    config["zero_optimization"] = zero_section(point.zero_stage, point.offload, point.pin_memory)
+    return config
+
+
+def render_named(name: str) -> dict[str, Any]:
+    stage, offload, pin = NAMED_CONFIGS[name]
+    point = MatrixPoint(True, stage, offload, pin, gpus_per_node=1, nodes=1)
+    return render(point)
+
+
+def write_json(config: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def write_named_configs(directory: Path = DS_CONFIG_DIR) -> list[Path]:
+    """Regenerate ds_configs/<name>.json for people who run by hand (`zerosweep ds-configs`)."""
+    paths = []
+    for name in NAMED_CONFIGS:
+        path = directory / f"{name}.json"
+        write_json(render_named(name), path)
+        paths.append(path)
+    return paths
