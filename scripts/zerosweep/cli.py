@@ -15,7 +15,8 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "matrix": ("zerosweep.plan_cli", "print the run matrix of a workflow config as a table"),
     "ds-configs": ("zerosweep.plan_cli", "regenerate the workshop's named configs in ds_configs/"),
-    "launch": ("zerosweep.launcher", "run one matrix point: monitors, torchrun, records"),
+    "launch": ("zerosweep.launcher", "run one matrix point: start a node launcher per node, write records"),
+    "launch-node": ("zerosweep.launcher", "one node of a run: monitors + torchrun"),
     "train": ("zerosweep.train", "the training script each torchrun rank runs"),
     "nvml-sampler": ("zerosweep.monitors", "sample GPU memory through NVML until stopped"),
     "parse-memory": ("zerosweep.parse", "summarise one run's monitor logs into summary.json"),
