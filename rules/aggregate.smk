@@ -17,6 +17,8 @@ rule study_table:
     log:
         "results/logs/tables/{study}.log",
     localrule: True
+    conda:
+        "../envs/analysis.yaml"
     shell:
         f"{ZEROSWEEP} table --study-json {{params.study:q}} --out-csv {{output.csv}} --out-md {{output.md}} {{input}} > {{log}} 2>&1"
 
@@ -37,6 +39,8 @@ rule study_plots:
     log:
         "results/logs/plots/{study}.log",
     localrule: True
+    conda:
+        "../envs/analysis.yaml"
     shell:
         f"{ZEROSWEEP} plots --study-json {{params.study:q}} --out-dir {{output}} {{input}} > {{log}} 2>&1"
 
@@ -49,5 +53,7 @@ rule summary:
     log:
         "results/logs/summary.log",
     localrule: True
+    conda:
+        "../envs/analysis.yaml"
     shell:
         f"{ZEROSWEEP} summary --out {{output}} {{input}} > {{log}} 2>&1"

@@ -1,6 +1,5 @@
 # Helpers and input functions shared by all rules. All logic lives in the `zerosweep` package
 # (scripts/zerosweep); this file only maps the validated config onto wildcards and resources.
-import os
 import sys
 from pathlib import Path
 
@@ -25,10 +24,8 @@ except ConfigError as error:
 
 RUNS_DIR = "results/runs"
 SCRIPTS_DIR = str(Path(workflow.basedir) / "scripts")
-# Every job runs the package from this checkout, also on SLURM nodes (jobs inherit this environment).
-if SCRIPTS_DIR not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SCRIPTS_DIR, os.environ.get("PYTHONPATH")]))
-ZEROSWEEP = "python -m zerosweep"
+# Every job runs the package from this checkout (also on SLURM nodes, which share the filesystem).
+ZEROSWEEP = f"PYTHONPATH={SCRIPTS_DIR}:$PYTHONPATH python -m zerosweep"
 
 
 wildcard_constraints:
@@ -39,7 +36,8 @@ wildcard_constraints:
 def print_matrix(log_path):
     text = matrix_table(PLAN)
     print(text)
-    Path(log_path).write_text(text + "\n")
+    with open(log_path, "w") as handle:
+        handle.write(f"{text}\n")
 
 
 def run_spec(wildcards):
@@ -110,3 +108,13 @@ def train_slurm_extra(wildcards):
 
 def train_cpus(wildcards):
     return config["slurm"]["cpus_per_task"]
+
+
+# One preview line per invocation of the main process (not per cluster job re-parsing this file).
+if workflow.is_main_process:
+    _pruned = sum(len(study.pruned) for study in PLAN.studies.values())
+    logger.info(
+        f"zerosweep: {len(PLAN.runs)} runs in {len(PLAN.studies)} studies "
+        f"({', '.join(PLAN.build)} built by `all`); {_pruned} invalid combinations pruned. "
+        "`snakemake matrix` prints the run table."
+    )

@@ -10,6 +10,8 @@ rule parse_memory:
     log:
         "results/logs/parse_memory/{run}.log",
     localrule: True
+    conda:
+        "../envs/analysis.yaml"
     shell:
         f"{ZEROSWEEP} parse-memory --run-dir {RUNS_DIR}/{{wildcards.run}} --out {{output}} > {{log}} 2>&1"
 
@@ -19,14 +21,16 @@ rule timeline:
         summary=f"{RUNS_DIR}/{{run}}/summary.json",
         monitor=f"{RUNS_DIR}/{{run}}/monitor",
     output:
-        report(
+        png=report(
             "results/plots/runs/{run}.png",
             category="Memory timelines",
             caption="../report/timeline.rst",
         ),
-        "results/plots/runs/{run}.svg",
+        svg="results/plots/runs/{run}.svg",
     log:
         "results/logs/timeline/{run}.log",
     localrule: True
+    conda:
+        "../envs/analysis.yaml"
     shell:
-        f"{ZEROSWEEP} timeline --run-dir {RUNS_DIR}/{{wildcards.run}} --out-png {{output[0]}} --out-svg {{output[1]}} > {{log}} 2>&1"
+        f"{ZEROSWEEP} timeline --run-dir {RUNS_DIR}/{{wildcards.run}} --out-png {{output.png}} --out-svg {{output.svg}} > {{log}} 2>&1"

@@ -11,6 +11,8 @@ rule train:
     params:
         spec=run_spec_json,
         run_dir=lambda wildcards: f"{RUNS_DIR}/{wildcards.run}",
+    conda:
+        "../envs/train.yaml"
     threads: train_cpus
     resources:
         nodes=train_nodes,

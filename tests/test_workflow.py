@@ -1,0 +1,45 @@
+"""The real snakemake CLI on the shipped workflow: dry-run job counts, one-table targets, lint, matrix."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import run_snakemake
+
+
+def job_counts(output: str) -> dict[str, int]:
+    stats = output.split("Job stats:")[1]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
+
+
+def test_dry_run_previews_every_job_of_the_shipped_matrix() -> None:
+    result = run_snakemake("-n")
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert job_counts(output) == {
+        "train": 21, "parse_memory": 21, "timeline": 21, "study_table": 7, "study_plots": 7,
+        "summary": 1, "all": 1, "total": 79,
+    }
+    assert "zerosweep: 21 runs in 7 studies" in output and "0 invalid combinations pruned" in output
+    # each training job shows what it asks of SLURM
+    assert re.search(r"run=z2-offcpu-pin-g2n4-x[0-9a-f]{6}\n.*\n\s+resources: .*nodes=4, tasks=4, cpus_per_task=8"
+                     r".*slurm_extra=--gpus-per-node=2 --ntasks-per-node=1", output)
+
+
+def test_one_table_needs_only_its_runs() -> None:
+    result = run_snakemake("-n", "results/tables/pin_memory.md")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == {"train": 2, "parse_memory": 2, "study_table": 1, "total": 5}
+
+
+def test_lint_is_clean() -> None:
+    result = run_snakemake("--lint")
+    assert result.returncode == 0
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_matrix_target_prints_the_run_table() -> None:
+    result = run_snakemake("--cores", "1", "matrix")
+    assert result.returncode == 0, result.stderr
+    assert "| z2-offcpu-pin-g1n1 | pin_memory, multi_gpu_scaling | 1 | 1 | 1 | 2 | cpu | true | 500 |" in result.stdout
