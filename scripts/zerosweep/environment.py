@@ -1,0 +1,159 @@
+"""What a run ran on: per-node facts collected by each node launcher, merged into env.json by the job launcher.
+
+Nothing here imports torch: the launchers stay light, and the torch build (CUDA, cuDNN, NCCL versions) is
+reported by rank 0, which has torch loaded anyway.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+PACKAGES: tuple[str, ...] = ("torch", "transformers", "deepspeed", "accelerate", "datasets", "tokenizers",
+                             "psrecord", "nvidia-ml-py", "snakemake")
+SLURM_VARIABLES: dict[str, str] = {
+    "job_id": "SLURM_JOB_ID",
+    "job_name": "SLURM_JOB_NAME",
+    "job_nodelist": "SLURM_JOB_NODELIST",
+    "step_nodelist": "SLURM_STEP_NODELIST",
+    "step_id": "SLURM_STEP_ID",
+    "node_id": "SLURM_NODEID",
+    "partition": "SLURM_JOB_PARTITION",
+    "account": "SLURM_JOB_ACCOUNT",
+    "cluster": "SLURM_CLUSTER_NAME",
+    "cpus_per_task": "SLURM_CPUS_PER_TASK",
+    "gpus_on_node": "SLURM_GPUS_ON_NODE",
+}
+MIB = 2**20
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    from . import __version__
+
+    versions["zerosweep"] = __version__
+    return versions
+
+
+def slurm_info(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    environ = os.environ if environ is None else environ
+    if "SLURM_JOB_ID" not in environ:
+        return None
+    return {key: environ[var] for key, var in SLURM_VARIABLES.items() if var in environ}
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def gpu_inventory() -> dict[str, Any]:
+    """GPUs as NVML numbers them (the same indices as nvidia-smi and the monitor logs)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as error:  # ImportError or the library's NVMLError_* family
+        return {"available": False, "reason": f"NVML unavailable: {error}", "gpus": []}
+    try:
+        cuda_driver = pynvml.nvmlSystemGetCudaDriverVersion()
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            gpus.append({
+                "index": index,
+                "name": _decode(pynvml.nvmlDeviceGetName(handle)),
+                "uuid": _decode(pynvml.nvmlDeviceGetUUID(handle)),
+                "pci_bus_id": _decode(pynvml.nvmlDeviceGetPciInfo(handle).busId),
+                "memory_total_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).total / MIB,
+                "compute_capability": f"{major}.{minor}",
+            })
+        return {
+            "available": True,
+            "driver_version": _decode(pynvml.nvmlSystemGetDriverVersion()),
+            "cuda_driver_version": f"{cuda_driver // 1000}.{cuda_driver % 1000 // 10}",
+            "gpus": gpus,
+        }
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _meminfo_total_mib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def node_environment() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "memory_total_mib": _meminfo_total_mib(),
+        "gpu": gpu_inventory(),
+        "slurm": slurm_info(),
+        "versions": package_versions(),
+    }
+
+
+def merge_environment(*, run_id: str, argv: Sequence[str], command: str, launch_mode: str, endpoint: str,
+                      nodes: Sequence[Mapping[str, Any]], rank_records: Sequence[Mapping[str, Any]],
+                      torch_build: Mapping[str, Any] | None) -> dict[str, Any]:
+    """env.json: the job-level view (first node's facts at the top level) plus every node's record."""
+    node_envs = [node.get("environment") or {} for node in nodes]
+    first = node_envs[0] if node_envs else node_environment()
+    gpu = first.get("gpu") or {}
+    rank_gpus = [record.get("gpu_name") for record in rank_records if record.get("gpu_name")]
+    nvml_gpus = [entry["name"] for env in node_envs for entry in (env.get("gpu") or {}).get("gpus", [])]
+    slurm = next((env["slurm"] for env in node_envs if env.get("slurm")), None) or slurm_info()
+    return {
+        "run_id": run_id,
+        "command": command,
+        "argv": list(argv),
+        "launch_mode": launch_mode,
+        "rendezvous_endpoint": endpoint,
+        "hosts": [env.get("host") for env in node_envs],
+        "node_tags": [node.get("tag") for node in nodes],
+        "gpu_model": rank_gpus[0] if rank_gpus else (nvml_gpus[0] if nvml_gpus else None),
+        "gpus_used": len(rank_gpus),
+        "driver_version": gpu.get("driver_version"),
+        "cuda_driver_version": gpu.get("cuda_driver_version"),
+        "cuda_version": (torch_build or {}).get("cuda"),
+        "cudnn_version": (torch_build or {}).get("cudnn"),
+        "nccl_version": (torch_build or {}).get("nccl"),
+        "python": first.get("python"),
+        "platform": first.get("platform"),
+        "versions": first.get("versions") or package_versions(),
+        "slurm": slurm,
+        "environment_variables": dict(nodes[0].get("environment_variables") or {}) if nodes else {},
+        "nodes": [dict(node.get("environment") or {}, node_rank=node.get("node_rank"), tag=node.get("tag"))
+                  for node in nodes],
+    }

@@ -1,0 +1,59 @@
+"""Where a run's model comes from: the Hub (from_pretrained) or a random init of a shipped architecture.
+
+Random weights give the real model's memory and compute without downloading it (the Hub may be out of
+reach); their loss says nothing about quality, and the records say so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ARCHITECTURES_DIR = Path(__file__).resolve().parent / "architectures"
+RANDOM_WEIGHTS_NOTE = "random-init weights: loss says nothing about quality"
+
+
+def available_architectures() -> list[str]:
+    return sorted(path.stem for path in ARCHITECTURES_DIR.glob("*.json"))
+
+
+def load_architecture(name: str) -> dict[str, Any]:
+    path = ARCHITECTURES_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"model.architecture {name!r}: no {path.name} in {ARCHITECTURES_DIR}; "
+                         f"shipped: {available_architectures()}")
+    architecture: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    model_type = architecture.pop("model_type", "bloom")
+    if model_type != "bloom":
+        raise ValueError(f"{path}: model_type {model_type!r}; only BLOOM architectures are supported")
+    return architecture
+
+
+def model_config_dict(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's architecture as a plain dict, without building the model (FLOPs, tokenizer vocab)."""
+    if model["weights"] == "random":
+        return load_architecture(model["architecture"])
+    from transformers import AutoConfig
+
+    config: dict[str, Any] = AutoConfig.from_pretrained(model["name"]).to_dict()
+    return config
+
+
+def build_model(model: Mapping[str, Any], seed: int) -> Any:
+    """The causal LM in fp32 master weights; the Trainer/DeepSpeed apply fp16/bf16 mixed precision.
+
+    Built through from_config/from_pretrained so that under ZeRO-3 (set up by TrainingArguments before this
+    call) the weights are partitioned by zero.Init while they are created instead of after.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, BloomConfig
+
+    if model["weights"] == "pretrained":
+        # fp32 explicitly: transformers 5 loads the checkpoint's dtype by default, and fp16 master weights
+        # break AMP's gradient unscaling.
+        return AutoModelForCausalLM.from_pretrained(model["name"], dtype=torch.float32)
+    torch.manual_seed(seed)
+    config = BloomConfig(**load_architecture(model["architecture"]))
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)

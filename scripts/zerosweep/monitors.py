@@ -1,0 +1,259 @@
+"""Per-node memory monitors, in the formats people already read, and the child-process hygiene they need.
+
+- `gpu_memory_log_<tag>.csv`: nvidia-smi exactly as the workshop ran it (coarse, every gpu_interval_s).
+- `nvml_<tag>.csv`: this module's NVML sampler (`zerosweep nvml-sampler`), every nvml_interval_ms, which
+  catches the short peaks nvidia-smi's 5 s interval misses.
+- `cpu_memory_log_<tag>.txt`: psrecord on torchrun with its children (host RAM, CPU offload shows here).
+Where nvidia-smi or NVML is missing the monitor is skipped and the reason recorded; no file is faked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NVML_HEADER = "timestamp_s,index,memory_used_mib,memory_total_mib"
+NVIDIA_SMI_QUERY = "timestamp,index,name,memory.used,memory.total"
+MIB = 2**20
+STOP_TIMEOUT_S = 5.0
+
+_PR_SET_DEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+# Loaded before any fork: the pre-exec hook must not load libraries in the child.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def parent_death_signal(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A Popen preexec_fn: the child gets `sig` when the launcher dies, even by SIGKILL.
+
+    The parent's pid is taken before the fork, so a parent that died between fork and prctl is noticed.
+    """
+    parent = os.getpid()
+
+    def hook() -> None:
+        _LIBC.prctl(_PR_SET_DEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return hook
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """For a process that cannot be given a preexec hook (torchrun's ranks): bind its life to its parent."""
+    parent = os.getppid()
+    _LIBC.prctl(_PR_SET_DEATHSIG, int(sig), 0, 0, 0)
+    if os.getppid() != parent or parent == 1:
+        os.kill(os.getpid(), sig)
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants (ranks whose torchrun died) are re-parented to us, so we can still stop them."""
+    _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def start_child(command: list[str], *, stdout: Any = subprocess.DEVNULL, env: Mapping[str, str] | None = None,
+                death_signal: int = signal.SIGTERM) -> subprocess.Popen[bytes]:
+    """A child in its own session (a terminal's Ctrl-C reaches only us, we decide the order of shutdown)."""
+    return subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=dict(env) if env is not None else None, start_new_session=True,
+                            preexec_fn=parent_death_signal(death_signal))
+
+
+def stop_child(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
+    if process.poll() is None:
+        try:
+            process.send_signal(sig)
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
+# --- availability ---------------------------------------------------------------------------------
+
+
+def nvidia_smi_available() -> tuple[bool, str]:
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return False, "nvidia-smi not found on PATH"
+    try:
+        probe = subprocess.run([executable, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return False, f"nvidia-smi -L failed: {error}"
+    if probe.returncode != 0 or not probe.stdout.strip():
+        return False, f"nvidia-smi -L exited {probe.returncode}: {(probe.stderr or probe.stdout).strip()[:200]}"
+    return True, ""
+
+
+def nvml_available() -> tuple[bool, str]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception as error:  # the library raises its own NVMLError_* family, or ImportError
+        return False, f"NVML unavailable: {error}"
+    if count == 0:
+        return False, "NVML sees no GPU"
+    return True, ""
+
+
+def psrecord_executable() -> str | None:
+    beside_python = Path(sys.executable).parent / "psrecord"
+    if beside_python.is_file():
+        return str(beside_python)
+    return shutil.which("psrecord")
+
+
+# --- the node's monitors ------------------------------------------------------------------------------
+
+
+@dataclass
+class Monitor:
+    name: str
+    file: str | None = None  # relative to the run dir
+    status: str = "skipped"  # running -> ok | failed; or skipped
+    reason: str | None = None
+    exit_code: int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        return {"status": self.status, "file": self.file, "reason": self.reason, "exit_code": self.exit_code}
+
+
+class NodeMonitors:
+    """Start GPU monitors before torchrun and psrecord on torchrun; stop all of them on every way out."""
+
+    def __init__(self, run_dir: Path, tag: str, monitor_config: Mapping[str, Any], device: str) -> None:
+        self.run_dir = run_dir
+        self.monitor_dir = run_dir / "monitor"
+        self.monitor_dir.mkdir(parents=True, exist_ok=True)
+        self.tag = tag
+        self.config = monitor_config
+        self.device = device
+        self.monitors = {name: Monitor(name) for name in ("nvidia_smi", "nvml", "psrecord")}
+        self._handles: list[Any] = []
+
+    def _open(self, monitor: Monitor, filename: str) -> Any:
+        monitor.file = f"monitor/{filename}"
+        handle = open(self.run_dir / monitor.file, "wb")
+        self._handles.append(handle)
+        return handle
+
+    def start_gpu(self) -> None:
+        smi, nvml = self.monitors["nvidia_smi"], self.monitors["nvml"]
+        if self.device != "cuda":
+            smi.reason = nvml.reason = f"runtime.device is {self.device}"
+            return
+        ok, why = nvidia_smi_available()
+        if ok:
+            command = ["nvidia-smi", f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,nounits",
+                       "-l", str(self.config["gpu_interval_s"])]
+            smi.process = start_child(command, stdout=self._open(smi, f"gpu_memory_log_{self.tag}.csv"))
+            smi.status = "running"
+        else:
+            smi.reason = why
+        ok, why = nvml_available()
+        if ok:
+            out = self.run_dir / f"monitor/nvml_{self.tag}.csv"
+            nvml.file = f"monitor/nvml_{self.tag}.csv"
+            command = [sys.executable, "-m", "zerosweep", "nvml-sampler", "--out", str(out),
+                       "--interval-ms", str(self.config["nvml_interval_ms"])]
+            nvml.process = start_child(command, stdout=sys.stderr.fileno())
+            nvml.status = "running"
+        else:
+            nvml.reason = why
+
+    def start_cpu(self, pid: int) -> None:
+        monitor = self.monitors["psrecord"]
+        executable = psrecord_executable()
+        if executable is None:
+            monitor.reason = "psrecord not installed"
+            return
+        monitor.file = f"monitor/cpu_memory_log_{self.tag}.txt"
+        command = [executable, str(pid), "--include-children", "--interval", str(self.config["cpu_interval_s"]),
+                   "--log", str(self.run_dir / monitor.file)]
+        monitor.process = start_child(command)  # its chatter ("Attaching to process") is not worth a log
+        monitor.status = "running"
+
+    def pids(self) -> set[int]:
+        return {m.process.pid for m in self.monitors.values() if m.process is not None}
+
+    def stop(self) -> dict[str, dict[str, Any]]:
+        for monitor in self.monitors.values():
+            if monitor.process is None:
+                continue
+            # psrecord closes its log cleanly on SIGINT (KeyboardInterrupt); the others on SIGTERM.
+            sig = signal.SIGINT if monitor.name == "psrecord" else signal.SIGTERM
+            already_done = monitor.process.poll() is not None
+            code = stop_child(monitor.process, sig)
+            monitor.exit_code = code
+            # Stopped by us (or psrecord ending with torchrun) is the normal end of a monitor.
+            monitor.status = "ok" if code == 0 or (not already_done and code in (-sig, 128 + sig)) else "failed"
+            if monitor.status == "failed":
+                monitor.reason = f"exited {code}"
+        for handle in self._handles:
+            handle.close()
+        self._handles.clear()
+        return {name: monitor.record() for name, monitor in self.monitors.items()}
+
+
+# --- `zerosweep nvml-sampler` ---------------------------------------------------------------------
+
+
+def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: threading.Event) -> int:
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        interval = interval_ms / 1000.0
+        started = time.monotonic()
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(NVML_HEADER + "\n")
+            handle.flush()
+            while not stop.is_set():
+                tick = time.monotonic()
+                now = time.time()
+                lines = []
+                for index, device in enumerate(handles):
+                    info = pynvml.nvmlDeviceGetMemoryInfo(device)
+                    lines.append(f"{now:.3f},{index},{info.used / MIB:.2f},{info.total / MIB:.2f}\n")
+                handle.write("".join(lines))
+                handle.flush()  # a killed sampler still leaves every sample taken so far
+                if duration_s is not None and tick - started >= duration_s:
+                    break
+                stop.wait(max(0.0, interval - (time.monotonic() - tick)))
+    finally:
+        pynvml.nvmlShutdown()
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="CSV to write (" + NVML_HEADER + ")")
+    parser.add_argument("--interval-ms", type=int, default=50, help="sampling interval, at most 100 ms")
+    parser.add_argument("--duration-s", type=float, default=None, help="stop after this long (default: on SIGTERM)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.interval_ms <= 100:
+        raise SystemExit("nvml-sampler: --interval-ms must be between 1 and 100")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return sample_nvml(args.out, args.interval_ms, args.duration_s, stop)

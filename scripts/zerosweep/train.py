@@ -1,0 +1,451 @@
+"""`python -m zerosweep train`: what each torchrun rank runs.
+
+Hugging Face Trainer fine-tuning of a BLOOM causal LM on SQuAD-format examples, with or without a DeepSpeed
+config, configured entirely by the run dir's run_spec.json. Every rank writes its memory record; rank 0
+writes the training record that the launcher merges into metrics.json. Options have long, distinct names
+because torchrun parses abbreviations: a script option that is a prefix of one of torchrun's is taken by it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .flops import (
+    achieved_tflops_per_gpu,
+    bloom_parameter_count,
+    model_flops_utilization,
+    peak_tflops,
+    training_flops_per_token,
+)
+from .monitors import die_with_parent
+
+MIB = 2**20
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
+                "std::bad_alloc")
+TRAINING_STARTED_MARKER = "[zerosweep] training started"
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--run-dir", type=Path, required=True, help="run dir holding run_spec.json (+ ds_config.json)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="shared cache (local tokenizer); default: <run-dir>/../../cache")
+    parser.add_argument("--memory-headroom-mb", type=int, default=None,
+                        help="testing: cap this rank's data memory at its post-import size + this many MiB")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Atomic: a reader (the launcher after a kill) never sees half a record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def is_oom(error: BaseException) -> bool:
+    import torch
+
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(message in text for message in OOM_MESSAGES)
+
+
+def _vm_data_bytes() -> int:
+    with open("/proc/self/status", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmData in /proc/self/status")
+
+
+def limit_memory(headroom_mb: int) -> int:
+    """RLIMIT_DATA (private writable memory, what tensors use) = current usage + headroom; tests' OOM."""
+    limit = _vm_data_bytes() + headroom_mb * MIB
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+    return limit
+
+
+class RankInfo:
+    """Who this process is, from torchrun's environment (defaults: a lone process)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.rank = int(environ.get("RANK", 0))
+        self.local_rank = int(environ.get("LOCAL_RANK", 0))
+        self.world_size = int(environ.get("WORLD_SIZE", 1))
+        self.local_world_size = int(environ.get("LOCAL_WORLD_SIZE", 1))
+        self.group_rank = int(environ.get("GROUP_RANK", 0))  # torchrun's node index (rendezvous order)
+        self.node_rank = int(environ.get("ZEROSWEEP_NODE_RANK", self.group_rank))  # the launcher's node rank
+        self.node_tag = environ.get("ZEROSWEEP_NODE_TAG", socket.gethostname())
+
+    def record(self) -> dict[str, Any]:
+        return {"rank": self.rank, "local_rank": self.local_rank, "world_size": self.world_size,
+                "node_rank": self.node_rank, "group_rank": self.group_rank, "node_tag": self.node_tag,
+                "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _standalone_defaults() -> None:
+    """Let `zerosweep train` run without torchrun (debugging): a world of one on a free local port."""
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+
+
+def memory_record(rank: RankInfo, device: str) -> dict[str, Any]:
+    import torch
+
+    record = rank.record()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    record.update({
+        "device": device,
+        "max_rss_mib": usage.ru_maxrss / 1024,  # host RAM peak of this rank (KiB on Linux)
+        "gpu_name": None, "gpu_uuid": None, "gpu_index": None,
+        "max_memory_allocated_bytes": None, "max_memory_reserved_bytes": None,
+        "max_memory_allocated_mib": None, "max_memory_reserved_mib": None,
+    })
+    if device == "cuda" and torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        properties = torch.cuda.get_device_properties(index)
+        allocated = torch.cuda.max_memory_allocated(index)
+        reserved = torch.cuda.max_memory_reserved(index)
+        record.update({
+            "gpu_name": properties.name, "gpu_uuid": f"GPU-{properties.uuid}", "gpu_index": index,
+            "max_memory_allocated_bytes": allocated, "max_memory_reserved_bytes": reserved,
+            "max_memory_allocated_mib": allocated / MIB, "max_memory_reserved_mib": reserved / MIB,
+        })
+    return record
+
+
+def torch_build() -> dict[str, Any]:
+    import torch
+
+    nccl = None
+    if torch.cuda.is_available() and hasattr(torch.cuda, "nccl"):
+        try:
+            nccl = ".".join(str(part) for part in torch.cuda.nccl.version())
+        except (RuntimeError, AttributeError):
+            nccl = None
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn, "nccl": nccl}
+
+
+def _make_throughput_callback(**settings: Any) -> Any:
+    """Built here so that importing this module does not import transformers."""
+    import torch
+    from transformers import TrainerCallback
+
+    class SteadyStateThroughput(TrainerCallback):  # type: ignore[misc]
+        """Wall time between consecutive optimizer steps after warmup, leaving out intervals with an evaluation
+        or a checkpoint in them; samples per step follow the epoch's layout, so a short last step counts short.
+        """
+
+        def __init__(self, warmup_steps: int, per_device_batch: int, grad_accum: int, world_size: int,
+                     samples_per_rank: int, cuda: bool) -> None:
+            self.warmup_steps = warmup_steps
+            self.per_device_batch = per_device_batch
+            self.grad_accum = grad_accum
+            self.world_size = world_size
+            self.samples_per_rank = samples_per_rank
+            self.cuda = cuda
+            self.micro_batches_per_epoch = 0
+            self.train_begin: float | None = None
+            self.first_step_end: float | None = None
+            self.last_end: float | None = None
+            self.tainted = False
+            self.steps = 0
+            self.seconds = 0.0
+            self.samples = 0
+
+        def _now(self) -> float:
+            if self.cuda:
+                torch.cuda.synchronize()  # kernels are asynchronous: the clock must see them finished
+            return time.perf_counter()
+
+        @property
+        def steps_per_epoch(self) -> int:
+            return max(1, math.ceil(self.micro_batches_per_epoch / self.grad_accum))
+
+        def samples_in_step(self, global_step: int) -> int:
+            batches = self.micro_batches_per_epoch
+            if batches == 0:
+                return self.per_device_batch * self.grad_accum * self.world_size
+            per_epoch = self.steps_per_epoch
+            position = (global_step - 1) % per_epoch
+            if position < per_epoch - 1:
+                return self.per_device_batch * self.grad_accum * self.world_size
+            micro = batches - (per_epoch - 1) * self.grad_accum
+            last_micro = self.samples_per_rank - (batches - 1) * self.per_device_batch
+            last_micro = min(max(last_micro, 1), self.per_device_batch)
+            return ((micro - 1) * self.per_device_batch + last_micro) * self.world_size
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            loader = kwargs.get("train_dataloader")
+            if loader is not None:
+                self.micro_batches_per_epoch = len(loader)
+            self.train_begin = self._now()
+            if self.warmup_steps == 0:
+                self.last_end = self.train_begin
+            if state.is_world_process_zero:
+                print(TRAINING_STARTED_MARKER, flush=True)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            now = self._now()
+            if self.first_step_end is None:
+                self.first_step_end = now
+            if self.last_end is not None and state.global_step > self.warmup_steps and not self.tainted:
+                self.seconds += now - self.last_end
+                self.steps += 1
+                self.samples += self.samples_in_step(state.global_step)
+            self.last_end = now
+            self.tainted = False
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.tainted = True
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.tainted = True
+
+    return SteadyStateThroughput(**settings)
+
+
+def training_arguments(spec: Mapping[str, Any], run_dir: Path, rank: RankInfo) -> Any:
+    from transformers import TrainingArguments
+
+    training = spec["training"]
+    device = spec["runtime"]["device"]
+    precision = training["precision"]
+    if device == "cpu" and precision == "fp16":
+        raise ValueError("training.precision fp16 needs a GPU; use bf16 or fp32 with runtime.device cpu")
+    deepspeed_config = run_dir / "ds_config.json" if spec["point"]["deepspeed"] else None
+    max_steps = training.get("max_steps")
+    save = bool(training.get("save_model"))
+    return TrainingArguments(
+        output_dir=str(run_dir / "model"),
+        eval_strategy="epoch",
+        save_strategy="epoch" if save else "no",  # the workshop's per-epoch checkpoints, only when asked
+        per_device_train_batch_size=training["per_device_batch_size"],
+        per_device_eval_batch_size=training["per_device_batch_size"],
+        gradient_accumulation_steps=training["gradient_accumulation_steps"],
+        num_train_epochs=float(training["epochs"]),
+        max_steps=int(max_steps) if max_steps else -1,
+        learning_rate=training["learning_rate"],
+        weight_decay=training["weight_decay"],
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
+        seed=training.get("seed", 42),
+        gradient_checkpointing=False,
+        logging_strategy="steps",
+        logging_steps=1,  # the loss curve; one small reduction per step
+        disable_tqdm=True,  # progress bars turn the log into carriage returns; losses are printed instead
+        report_to="none",
+        push_to_hub=False,
+        dataloader_num_workers=0,
+        # CPU runs: without use_cpu accelerate counts one process and DeepSpeed's batch assertion fails on 2.
+        use_cpu=device == "cpu",
+        ddp_backend="gloo" if device == "cpu" else None,
+        deepspeed=str(deepspeed_config) if deepspeed_config else None,
+    )
+
+
+def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, phases: dict[str, float],
+           started: float) -> dict[str, Any]:
+    import torch
+    from transformers import Trainer, default_data_collator
+
+    from . import data as data_module
+    from .modeling import RANDOM_WEIGHTS_NOTE, build_model, model_config_dict
+
+    run_dir: Path = args.run_dir
+    device = spec["runtime"]["device"]
+    training = spec["training"]
+    data = spec["data"]
+    cuda = device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise RuntimeError("runtime.device is cuda but torch sees no GPU")
+
+    mark = time.perf_counter()
+    training_args = training_arguments(spec, run_dir, rank)
+    if spec["point"]["deepspeed"]:
+        import deepspeed
+
+        # Before the model: ZeRO-3's zero.Init needs the process group, and on CPU it must be gloo.
+        deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+    else:
+        _ = training_args.device  # accelerate sets up the process group (and the GPU) on first access
+    phases["distributed_init_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    architecture = model_config_dict(spec["model"])
+    max_length = int(data["max_length"])
+    cache_dir = args.cache_dir or run_dir.resolve().parents[1] / "cache"
+    tokenizer = data_module.load_tokenizer(spec["model"], data, int(architecture["vocab_size"]), cache_dir,
+                                           max_length)
+    train_samples = int(data["samples_per_gpu"]) * rank.world_size  # weak scaling
+    eval_samples = int(data["eval_samples"])
+    train_records, eval_records = data_module.load_splits(data, train_samples, eval_samples)
+    train_set = data_module.tokenize_records(train_records, tokenizer, max_length)
+    eval_set = data_module.tokenize_records(eval_records, tokenizer, max_length)
+    phases["data_prep_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    model = build_model(spec["model"], int(training.get("seed", 42)))
+    phases["model_build_s"] = time.perf_counter() - mark
+
+    throughput = _make_throughput_callback(
+        warmup_steps=int(training.get("warmup_steps", 0)),
+        per_device_batch=int(training["per_device_batch_size"]),
+        grad_accum=int(training["gradient_accumulation_steps"]),
+        world_size=rank.world_size,
+        samples_per_rank=math.ceil(train_samples / rank.world_size),
+        cuda=cuda,
+    )
+    mark = time.perf_counter()
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
+                      processing_class=tokenizer, data_collator=default_data_collator, callbacks=[throughput])
+    phases["trainer_init_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    train_output = trainer.train()
+    phases["train_s"] = time.perf_counter() - mark
+    if throughput.train_begin is not None:
+        # DeepSpeed engine setup, including JIT compilation of its ops on first use
+        phases["train_setup_s"] = throughput.train_begin - mark
+        if throughput.first_step_end is not None:
+            phases["first_step_s"] = throughput.first_step_end - throughput.train_begin
+
+    global_step = int(trainer.state.global_step)
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    mark = time.perf_counter()
+    if not evaluations or evaluations[-1].get("step") != global_step:
+        trainer.evaluate()  # max_steps can stop mid-epoch: the final model still gets its evaluation
+        evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    phases["final_eval_s"] = time.perf_counter() - mark
+
+    if training.get("save_model"):
+        mark = time.perf_counter()
+        trainer.save_model(str(run_dir / "model" / "final"))
+        phases["save_model_s"] = time.perf_counter() - mark
+
+    # --- the numbers ---
+    per_device = int(training["per_device_batch_size"])
+    grad_accum = int(training["gradient_accumulation_steps"])
+    steady_samples_per_s = throughput.samples / throughput.seconds if throughput.seconds > 0 else None
+    steady_tokens_per_s = steady_samples_per_s * max_length if steady_samples_per_s is not None else None
+    n_params = bloom_parameter_count(architecture)
+    flops_per_token = training_flops_per_token(n_params, int(architecture["n_layer"]),
+                                               int(architecture["hidden_size"]), max_length)
+    tflops = (achieved_tflops_per_gpu(flops_per_token, steady_tokens_per_s, rank.world_size)
+              if steady_tokens_per_s is not None else None)
+    gpu_name = torch.cuda.get_device_name() if cuda else None
+    peak, peak_source = peak_tflops(gpu_name, spec["runtime"].get("peak_tflops")) if cuda else (None, None)
+    metrics = train_output.metrics
+    last_eval = evaluations[-1] if evaluations else {}
+    weights = spec["model"]["weights"]
+    phases["total_s"] = time.perf_counter() - started
+    return {
+        "status": "ok",
+        "weights": weights,
+        "loss_note": RANDOM_WEIGHTS_NOTE if weights == "random" else None,
+        "world_size": rank.world_size,
+        "train_samples": len(train_set),
+        "eval_samples": len(eval_set),
+        "global_batch_size": per_device * grad_accum * rank.world_size,
+        "tokens_per_sample": max_length,
+        "real_token_fraction": train_set.real_tokens / max(1, len(train_set) * max_length),
+        "tokenizer_vocab_size": len(tokenizer),
+        "model_vocab_size": int(architecture["vocab_size"]),
+        "n_params": n_params,
+        "optimizer_steps": global_step,
+        "epochs_completed": float(trainer.state.epoch or 0.0),
+        "steps_per_epoch": throughput.steps_per_epoch,
+        "train_loss": metrics.get("train_loss"),
+        "train_runtime": metrics.get("train_runtime"),
+        "train_samples_per_second": metrics.get("train_samples_per_second"),
+        "train_steps_per_second": metrics.get("train_steps_per_second"),
+        "eval_loss": last_eval.get("eval_loss"),
+        "eval_losses": [{"epoch": entry.get("epoch"), "step": entry.get("step"), "eval_loss": entry["eval_loss"]}
+                        for entry in evaluations],
+        "eval_runtime": last_eval.get("eval_runtime"),
+        "eval_samples_per_second": last_eval.get("eval_samples_per_second"),
+        "train_losses": [{"epoch": entry.get("epoch"), "step": entry.get("step"), "loss": entry["loss"]}
+                         for entry in trainer.state.log_history if "loss" in entry],
+        "steady_steps": throughput.steps,
+        "steady_seconds": throughput.seconds,
+        "steady_samples_per_second": steady_samples_per_s,
+        "steady_tokens_per_second": steady_tokens_per_s,
+        "flops_per_token": flops_per_token,
+        "tflops_per_gpu": tflops,
+        "peak_tflops_per_gpu": peak,
+        "peak_tflops_source": peak_source,
+        "mfu": model_flops_utilization(tflops, peak),
+        "gpu_name": gpu_name,
+        "phase_seconds": phases,
+        "torch_build": torch_build(),
+    }
+
+
+def _finish_distributed() -> None:
+    """A barrier, then tear the group down: without it ~1 in 8 two-rank gloo runs abort after training."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    die_with_parent()  # torchrun starts ranks in sessions of their own: tie them to it
+    _standalone_defaults()
+    rank = RankInfo(os.environ)
+    run_dir: Path = args.run_dir
+    spec = json.loads((run_dir / "run_spec.json").read_text(encoding="utf-8"))
+    device = spec["runtime"]["device"]
+    records = run_dir / "records"
+    phases: dict[str, float] = {}
+
+    import torch  # noqa: F401  (the heavy imports, timed as their own phase)
+    import transformers  # noqa: F401
+
+    if spec["point"]["deepspeed"]:
+        import deepspeed  # noqa: F401
+    phases["imports_s"] = time.perf_counter() - started
+    if args.memory_headroom_mb is not None:
+        limit = limit_memory(args.memory_headroom_mb)
+        print(f"[zerosweep] rank {rank.rank}: RLIMIT_DATA set to {limit / MIB:.0f} MiB", flush=True)
+
+    try:
+        result = _train(args, spec, rank, phases, started)
+    except BaseException as error:
+        if isinstance(error, Exception) and is_oom(error):
+            traceback.print_exc()
+            print(f"[zerosweep] rank {rank.rank}: out of memory: {error}", file=sys.stderr, flush=True)
+            write_json(records / f"oom_rank{rank.rank}.json",
+                       {**rank.record(), "error_type": type(error).__name__, "error": str(error)[:2000],
+                        "phase_seconds": phases})
+            write_json(run_dir / "monitor" / f"torch_memory_rank{rank.rank}.json", memory_record(rank, device))
+            # No barrier and no interpreter teardown: the other ranks may be stuck in a collective, and
+            # communicator destructors can hang after an OOM; torchrun stops the rest.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+        raise
+    write_json(run_dir / "monitor" / f"torch_memory_rank{rank.rank}.json", memory_record(rank, device))
+    if rank.rank == 0:
+        write_json(records / "train_rank0.json", {**result, "rank_info": rank.record()})
+    _finish_distributed()
+    return 0

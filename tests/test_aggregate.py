@@ -1,0 +1,340 @@
+"""table and summary: hand-written summary.json sets -> CSV/Markdown tables -> the workshop's answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zerosweep import aggregate, cli, summary
+from zerosweep.matrix import MatrixPoint
+from zerosweep.parse import SCHEMA_VERSION, summarise_run
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def point(stage: int | None, offload: str = "none", pin: bool = False, gpn: int = 1, nodes: int = 1) -> dict[str, Any]:
+    return {
+        "deepspeed": stage is not None,
+        "zero_stage": stage,
+        "offload": offload,
+        "pin_memory": pin,
+        "gpus_per_node": gpn,
+        "nodes": nodes,
+        "world_size": gpn * nodes,
+    }
+
+
+def run_id(p: dict[str, Any]) -> str:
+    fields = {key: value for key, value in p.items() if key != "world_size"}
+    return MatrixPoint(**fields).point_id
+
+
+def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[str, Any]:
+    """One summary.json as parse-memory writes it, with the numbers a test names (others null)."""
+    n = {
+        "peak": None, "avg": None, "modes": None, "cpu_peak": None, "cpu_avg": None, "cpu_modes": None,
+        "exact": None, "reserved": None, "rate": None, "steady": None, "tokens": None, "tflops": None, "mfu": None,
+        "runtime": None, "loss": None, "eval_loss": None, "eval_losses": None, "eval_rate": None, "steps": None,
+    }  # fmt: skip
+    n.update(numbers)
+    fields = {key: value for key, value in p.items() if key != "world_size"}
+    metrics = {
+        "train_loss": n["loss"], "eval_loss": n["eval_loss"], "eval_losses": n["eval_losses"],
+        "train_samples_per_second": n["rate"], "eval_samples_per_second": n["eval_rate"], "steps_per_epoch": n["steps"],
+        "train_runtime": n["runtime"], "steady_samples_per_second": n["steady"],
+        "steady_tokens_per_second": n["tokens"], "tflops_per_gpu": n["tflops"], "mfu": n["mfu"],
+        "world_size": p["world_size"],
+    }  # fmt: skip
+    if status != "ok":
+        metrics = dict.fromkeys(metrics)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id(p),
+        "label": MatrixPoint(**fields).label,
+        "status": status,
+        "point": p,
+        "setup": {"device": "cuda", "samples_per_gpu": 500},
+        "metrics": metrics,
+        "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"]},
+        "nvml": None if n["exact"] is None else {"peak_mib": n["exact"]},
+        "torch": None if n["reserved"] is None else {"max_reserved_mib": n["reserved"]},
+        "cpu": None
+        if n["cpu_peak"] is None
+        else {"peak_mb": n["cpu_peak"], "average_mb": n["cpu_avg"], "modes_mb": n["cpu_modes"]},
+        "warnings": [],
+    }
+
+
+def study(name: str, kind: str, summaries: list[dict[str, Any]], axis: str | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "title": f"Title of {name}",
+        "table": kind,
+        "scaling_axis": axis,
+        "runs": {s["run_id"]: {"point": s["point"]} for s in summaries},
+    }
+
+
+# The hand-written sets: the workshop's three kinds of table.
+STAGES = [
+    make_summary(point(0), peak=21658, avg=18683.53, exact=21901.5, reserved=20480.0, cpu_peak=3892.1, cpu_avg=2276.06,
+                 rate=11.26, steady=12.5, tokens=6400.0, tflops=40.1, mfu=0.0405, runtime=133.2),
+    make_summary(point(1), peak=19001, avg=16000.25, exact=19100.0, cpu_peak=3950.0, cpu_avg=2300.0, rate=11.0,
+                 steady=12.0, runtime=136.4),
+    make_summary(point(2), peak=17500, avg=15000.0, exact=17700.0, cpu_peak=4010.5, cpu_avg=2350.0, rate=10.8,
+                 steady=11.7, runtime=139.0),
+    make_summary(point(3), peak=16250, avg=14000.0, exact=16400.0, cpu_peak=4100.0, cpu_avg=2400.0, rate=9.5,
+                 steady=10.1, runtime=158.0),
+]  # fmt: skip
+OFFLOAD = [
+    make_summary(point(1, "cpu"), peak=12000, avg=10000.0, cpu_peak=9000.0, cpu_avg=7000.0, rate=5.5, runtime=273.0),
+    make_summary(point(2, "cpu"), peak=10000, avg=9000.0, cpu_peak=9500.0, cpu_avg=7200.0, rate=5.0, runtime=300.0),
+    make_summary(point(3, "cpu"), status="oom", peak=81003, cpu_peak=9900.0),
+]
+PIN = [
+    OFFLOAD[1],
+    make_summary(point(2, "cpu", True), peak=10010, avg=9005.0, cpu_peak=10500.0, cpu_avg=7600.0, rate=6.0, runtime=250.0),
+]
+SCALING = [
+    make_summary(point(2, "cpu", True, gpn=g), peak=10000 + g, avg=9000.0 + g, modes=[9000 + g], exact=10400.0 + g,
+                 rate=rate, steady=steady, loss=0.7 + g / 100)
+    for g, rate, steady in ((1, 10.0, 11.0), (2, 19.0, 21.0), (4, 36.0, 42.0), (8, 64.0, 80.0))
+]  # fmt: skip
+BASELINE = [
+    make_summary(point(None), peak=21658, avg=18683.53, modes=[21658], exact=21700.0, cpu_peak=3892.0,
+                 cpu_avg=2276.06, cpu_modes=[2145.125, 2177.5], rate=11.26, eval_rate=39.46, steps=31, loss=0.7039,
+                 eval_loss=1.2871, eval_losses=[{"epoch": 0.99, "eval_loss": 1.2965}, {"epoch": 1.98, "eval_loss": 1.279},
+                                                {"epoch": 2.93, "eval_loss": 1.2871}])
+]  # fmt: skip
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def write_table(tmp_path: Path, name: str, kind: str, summaries: list[dict[str, Any]], axis: str | None = None) -> Path:
+    table = aggregate.build_table(study(name, kind, summaries, axis), summaries)
+    aggregate.write_csv(table, tmp_path / f"{name}.csv")
+    aggregate.write_markdown(table, tmp_path / f"{name}.md")
+    return tmp_path / f"{name}.csv"
+
+
+# --- comparison --------------------------------------------------------------------------------------------
+
+COMPARISON_COLUMNS = [
+    "DeepSpeed Config", "Peak GPU Memory Used (MiB)", "Average GPU Memory Used (MiB)", "Peak CPU Memory Used (MiB)",
+    "Average CPU Memory Used (MiB)", "Train Samples/Second", "Exact Peak GPU Memory (MiB)", "Torch Peak Reserved (MiB)",
+    "Steady Samples/Second", "Tokens/Second", "TFLOP/s per GPU", "MFU", "Train Runtime (s)", "Status", "Run",
+    "ZeRO Stage", "Offload", "Pin Memory", "GPUs per Node", "Nodes", "World Size",
+]  # fmt: skip
+
+
+def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
+    runs = STAGES + OFFLOAD
+    header, rows = read_csv(write_table(tmp_path, "zero", "comparison", list(reversed(runs))))
+    assert header == COMPARISON_COLUMNS
+    assert [row["DeepSpeed Config"] for row in rows] == [
+        "ZeRO Stage 0", "ZeRO Stage 1", "ZeRO Stage 1 + Offloading", "ZeRO Stage 2", "ZeRO Stage 2 + Offloading",
+        "ZeRO Stage 3", "ZeRO Stage 3 + Offloading",
+    ]  # fmt: skip
+    first = rows[0]
+    assert first["Peak GPU Memory Used (MiB)"] == "21658"
+    assert float(first["Average GPU Memory Used (MiB)"]) == 18683.53
+    assert float(first["Exact Peak GPU Memory (MiB)"]) == 21901.5
+    assert float(first["MFU"]) == 0.0405
+    assert (first["Status"], first["Run"], first["ZeRO Stage"], first["Offload"]) == ("ok", "z0-offnone-nopin-g1n1", "0", "none")
+    oom = rows[-1]
+    assert (oom["Status"], oom["Run"]) == ("oom", "z3-offcpu-nopin-g1n1")
+    # The OOM row keeps its identity but no number, though its summary had a GPU peak.
+    numeric = COMPARISON_COLUMNS[1:13]
+    assert all(oom[column] == "" for column in numeric)
+    md = (tmp_path / "zero.md").read_text()
+    assert md.startswith("# Title of zero\n")
+    assert "| ZeRO Stage 0 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 40.1 | 4.0 % |" in md
+    assert "| ZeRO Stage 3 + Offloading | – | – |" in md and "| oom | z3-offcpu-nopin-g1n1 |" in md
+    assert "ZeRO Stage" not in md.split("\n")[4].split("Run")[1]  # machine-readable columns stay out of Markdown
+    assert "Out of memory (row kept, numbers empty): z3-offcpu-nopin-g1n1." in md
+
+
+def test_comparison_labels_name_gpu_count_when_study_mixes_them() -> None:
+    runs = [make_summary(point(1)), make_summary(point(1, gpn=2))]
+    table = aggregate.build_table(study("mix", "comparison", runs), runs)
+    assert [row["DeepSpeed Config"] for row in table.rows] == ["ZeRO Stage 1, 1 GPU", "ZeRO Stage 1, 2 GPUs"]
+
+
+# --- scaling -----------------------------------------------------------------------------------------------
+
+SCALING_COLUMNS = [
+    "DeepSpeed Config", "GPUs", "GPUs per Node", "Nodes", "Train Samples/sec", "Train Loss", "Peak GPU Memory (MiB)",
+    "Average GPU Memory (MiB)", "Mode GPU Memory (MiB)", "Speed-up", "Weak-Scaling Efficiency",
+    "Exact Peak GPU Memory (MiB)", "Steady Samples/sec", "Steady Weak-Scaling Efficiency", "Status", "Run",
+    "ZeRO Stage", "Offload", "Pin Memory", "World Size",
+]  # fmt: skip
+
+
+def test_scaling_speedup_and_efficiency(tmp_path: Path) -> None:
+    header, rows = read_csv(write_table(tmp_path, "weak", "scaling", SCALING[::-1], "gpus_per_node"))
+    assert header == SCALING_COLUMNS
+    assert [row["GPUs"] for row in rows] == ["1", "2", "4", "8"]
+    # speed-up = rate / rate(1 GPU); efficiency = (rate / GPUs) / (rate(1) / 1)
+    expected = {"1": (1.0, 1.0, 1.0), "2": (1.9, 0.95, 21 / 22), "4": (3.6, 0.9, 42 / 44), "8": (6.4, 0.8, 80 / 88)}
+    for row in rows:
+        speedup, efficiency, steady = expected[row["GPUs"]]
+        assert float(row["Speed-up"]) == pytest.approx(speedup)
+        assert float(row["Weak-Scaling Efficiency"]) == pytest.approx(efficiency)
+        assert float(row["Steady Weak-Scaling Efficiency"]) == pytest.approx(steady)
+    assert rows[3]["Mode GPU Memory (MiB)"] == "9008"
+    md = (tmp_path / "weak.md").read_text()
+    assert "| 6.40× | 80.0 % |" in md
+    assert "Speed-up and efficiency are against z2-offcpu-pin-g1n1 (1 GPU)" in md
+
+
+def test_scaling_with_oom_reference_uses_smallest_finished() -> None:
+    runs = [make_summary(point(2, "cpu", True, gpn=1), status="oom"), *SCALING[1:]]
+    table = aggregate.build_table(study("weak", "scaling", runs, "gpus_per_node"), runs)
+    by_gpus = {row["GPUs"]: row for row in table.rows}
+    assert by_gpus[1]["Status"] == "oom" and by_gpus[1]["Speed-up"] is None
+    assert by_gpus[2]["Speed-up"] == pytest.approx(1.0)
+    assert by_gpus[8]["Weak-Scaling Efficiency"] == pytest.approx((64 / 8) / (19 / 2))
+    assert any("smallest configuration did not finish" in note for note in table.notes)
+
+
+# --- baseline ----------------------------------------------------------------------------------------------
+
+BASELINE_COLUMNS = [
+    "Configuration", "Final Train Loss", "Eval Loss (Epoch 1)", "Eval Loss (Epoch 2)", "Eval Loss (Final)",
+    "Train Samples/sec", "Eval Samples/sec", "Steps per Epoch", "GPU Peak Usage (MiB)", "GPU Average Usage (MiB)",
+    "GPU Mode Usage (MiB)", "Exact Peak GPU Memory (MiB)", "CPU Peak Usage (MB)", "CPU Average Usage (MB)",
+    "CPU Mode Usage (MB)", "Status", "Run", "ZeRO Stage", "Offload", "Pin Memory", "GPUs per Node", "Nodes",
+    "World Size",
+]  # fmt: skip
+
+
+def test_baseline_evaluation_summary(tmp_path: Path) -> None:
+    header, rows = read_csv(write_table(tmp_path, "baseline", "baseline", BASELINE))
+    assert header == BASELINE_COLUMNS
+    (row,) = rows
+    assert (row["Final Train Loss"], row["Eval Loss (Epoch 1)"], row["Eval Loss (Epoch 2)"]) == ("0.7039", "1.2965", "1.279")
+    assert (row["Eval Loss (Final)"], row["Steps per Epoch"], row["Eval Samples/sec"]) == ("1.2871", "31", "39.46")
+    assert row["CPU Mode Usage (MB)"] == "2145, 2178"  # the workshop's rendering: every mode, whole numbers
+    md = (tmp_path / "baseline.md").read_text()
+    assert "| Training Metrics | Final Train Loss | 0.7039 |" in md
+    assert "| GPU Memory | GPU Peak Usage (MiB) | 21658 |" in md
+    assert "| CPU Memory | CPU Peak Usage (MB) | 3892 |" in md
+    assert "|  | CPU Mode Usage (MB) | 2145, 2178 |" in md
+
+
+def test_markdown_caps_long_mode_lists() -> None:
+    assert aggregate.md_value(list(range(10)), "modes") == "0, 1, 2, 3 … (10 modes)"
+
+
+# --- study matching ----------------------------------------------------------------------------------------
+
+
+def test_missing_foreign_and_duplicate_summaries_are_errors() -> None:
+    spec = study("zero", "comparison", STAGES)
+    with pytest.raises(ValueError, match="no summary.json for run"):
+        aggregate.build_table(spec, STAGES[:2])
+    with pytest.raises(ValueError, match="does not belong to it"):
+        aggregate.build_table(spec, STAGES + OFFLOAD[:1])
+    with pytest.raises(ValueError, match="given twice"):
+        aggregate.build_table(spec, STAGES + STAGES[:1])
+    with pytest.raises(ValueError, match="unknown table kind"):
+        aggregate.build_table({**spec, "table": "pie"}, STAGES)
+
+
+def test_cli_table_from_parsed_fixture_runs(tmp_path: Path) -> None:
+    paths = []
+    specs = {}
+    for name in ("real_h100_run", "handmade_multinode_run", "handmade_oom_run"):
+        parsed = summarise_run(FIXTURES / name)
+        specs[parsed["run_id"]] = json.loads((FIXTURES / name / "run_spec.json").read_text())
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(parsed))
+        paths.append(str(path))
+    spec = json.dumps({"name": "mixed", "title": "Fixtures", "table": "comparison", "scaling_axis": None, "runs": specs})
+    out_csv, out_md = tmp_path / "t.csv", tmp_path / "t.md"
+    assert cli.main(["table", "--study-json", spec, "--out-csv", str(out_csv), "--out-md", str(out_md), *paths]) == 0
+    _header, rows = read_csv(out_csv)
+    by_run = {row["Run"]: row for row in rows}
+    assert by_run["base-g1n1"]["Peak GPU Memory Used (MiB)"] == "30653"
+    assert by_run["z0-offnone-nopin-g1n1"]["Status"] == "oom"
+    assert by_run["z2-offcpu-pin-g2n2-xca41c2"]["Exact Peak GPU Memory (MiB)"] == "12740.5"
+
+
+def test_old_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({**STAGES[0], "schema_version": 0}))
+    with pytest.raises(ValueError, match="rerun parse-memory"):
+        aggregate.load_summaries([path])
+
+
+# --- summary.md --------------------------------------------------------------------------------------------
+
+
+def build_all(tmp_path: Path) -> list[Path]:
+    paths = []
+    for name, kind, runs, axis in (
+        ("baseline", "baseline", BASELINE, None),
+        ("zero_stages", "comparison", STAGES, None),
+        ("zero_offload", "comparison", OFFLOAD, None),
+        ("pin_memory", "comparison", PIN, None),
+        ("multi_gpu_scaling", "scaling", SCALING, "gpus_per_node"),
+    ):
+        paths += [write_table(tmp_path, name, kind, runs, axis), tmp_path / f"{name}.md"]
+    return paths
+
+
+def test_summary_answers_every_question(tmp_path: Path) -> None:
+    out = tmp_path / "summary.md"
+    assert cli.main(["summary", "--out", str(out), *map(str, build_all(tmp_path))]) == 0
+    text = out.read_text()
+    assert (
+        "*Title of zero_stages*: **ZeRO Stage 3** had the lowest peak GPU memory, 16,250 MiB (nvidia-smi; "
+        "exact NVML peak 16,400 MiB), 25.0 % below the highest, ZeRO Stage 0 (21,658 MiB)."
+    ) in text
+    assert "ZeRO Stage 1 + Offloading (12000) < ZeRO Stage 2 + Offloading (10000)" not in text  # sorted ascending
+    assert "ZeRO Stage 2 + Offloading (10000) < ZeRO Stage 1 + Offloading (12000)" in text
+    assert "Ran out of GPU memory: ZeRO Stage 3 + Offloading." in text
+    # Offload: stage 1 11.0 -> 5.5 samples/s is -50 %, runtime 136.4 -> 273.0 s.
+    assert "ZeRO Stage 1 on 1 GPU: with CPU offload, throughput went from 11.00 to 5.50 samples/s (-50.0 %)" in text
+    assert "train runtime from 136.4 s to 273.0 s (+100.1 %)" in text
+    assert "ZeRO Stage 3 on 1 GPU: ZeRO Stage 3 + Offloading ran out of memory (oom), no comparison." in text
+    assert "Overall, CPU offload lowered throughput in 2 of 2 stage/GPU-count pairs." in text
+    # pin_memory: 5.0 -> 6.0 samples/s.
+    assert "with pin_memory, throughput went from 5.00 to 6.00 samples/s (+20.0 %)" in text
+    # Weak scaling: 64 samples/s on 8 GPUs against 10 on 1: 6.40x, 80 % -> does not hold.
+    assert "a 6.40× speed-up for 8× the GPUs: weak-scaling efficiency 80.0 % (90.9 % in the steady state)" in text
+    assert "so weak scaling **does not hold** (threshold 90 %)" in text
+    assert "Peak GPU memory per GPU ranges 10,001 MiB–10,008 MiB and stays stable (+0.1 %, within ±5 %)" in text
+    assert "*Title of baseline*: No DeepSpeed (baseline): final train loss 0.7039, final eval loss 1.2871" in text
+
+
+def test_summary_skips_questions_without_tables(tmp_path: Path) -> None:
+    paths = [write_table(tmp_path, "zero_stages", "comparison", STAGES), tmp_path / "zero_stages.md"]
+    text = summary.render(summary.load_tables(paths))
+    assert "Skipped: no scaling table was built in this run of the workflow." in text
+    assert "Skipped: no baseline table was built in this run of the workflow." in text
+    assert "Skipped: no built table has the same ZeRO stage and GPU count both with and without CPU offload." in text
+    assert "**ZeRO Stage 3** had the lowest peak GPU memory" in text
+    empty = summary.render([])
+    assert empty.count("Skipped:") == 5
+
+
+def test_summary_weak_scaling_holds(tmp_path: Path) -> None:
+    runs = [
+        make_summary(point(2, "cpu", True, gpn=1, nodes=n), peak=10000, avg=9000.0 + 100 * n, rate=rate)
+        for n, rate in ((2, 40.0), (4, 78.0), (8, 150.0))
+    ]
+    for run in runs:  # world sizes 2, 4, 8 across nodes
+        run["point"]["gpus_per_node"] = 1
+    paths = [write_table(tmp_path, "nodes", "scaling", runs, "nodes")]
+    text = summary.render(summary.load_tables(paths))
+    assert "weak-scaling efficiency 93.8 %" in text and "weak scaling **holds**" in text
+    assert "Average GPU memory increases (+6.5 %)" in text
