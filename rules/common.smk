@@ -25,7 +25,8 @@ except ConfigError as error:
 RUNS_DIR = "results/runs"
 SCRIPTS_DIR = str(Path(workflow.basedir) / "scripts")
 # Every job runs the package from this checkout (also on SLURM nodes, which share the filesystem).
-ZEROSWEEP = f"PYTHONPATH={SCRIPTS_DIR}:$PYTHONPATH python -m zerosweep"
+# (braces doubled twice: once for this f-string, once for Snakemake's shell formatting)
+ZEROSWEEP = f"PYTHONPATH={SCRIPTS_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}} python -m zerosweep"
 
 
 wildcard_constraints:

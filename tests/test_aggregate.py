@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from zerosweep import aggregate, cli, summary
 from zerosweep.matrix import MatrixPoint
 from zerosweep.parse import SCHEMA_VERSION, summarise_run
@@ -97,7 +96,9 @@ OFFLOAD = [
 ]
 PIN = [
     OFFLOAD[1],
-    make_summary(point(2, "cpu", True), peak=10010, avg=9005.0, cpu_peak=10500.0, cpu_avg=7600.0, rate=6.0, runtime=250.0),
+    make_summary(
+        point(2, "cpu", True), peak=10010, avg=9005.0, cpu_peak=10500.0, cpu_avg=7600.0, rate=6.0, runtime=250.0
+    ),
 ]
 SCALING = [
     make_summary(point(2, "cpu", True, gpn=g), peak=10000 + g, avg=9000.0 + g, modes=[9000 + g], exact=10400.0 + g,
@@ -148,7 +149,12 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
     assert float(first["Average GPU Memory Used (MiB)"]) == 18683.53
     assert float(first["Exact Peak GPU Memory (MiB)"]) == 21901.5
     assert float(first["MFU"]) == 0.0405
-    assert (first["Status"], first["Run"], first["ZeRO Stage"], first["Offload"]) == ("ok", "z0-offnone-nopin-g1n1", "0", "none")
+    assert (first["Status"], first["Run"], first["ZeRO Stage"], first["Offload"]) == (
+        "ok",
+        "z0-offnone-nopin-g1n1",
+        "0",
+        "none",
+    )
     oom = rows[-1]
     assert (oom["Status"], oom["Run"]) == ("oom", "z3-offcpu-nopin-g1n1")
     # The OOM row keeps its identity but no number, though its summary had a GPU peak.
@@ -156,7 +162,10 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
     assert all(oom[column] == "" for column in numeric)
     md = (tmp_path / "zero.md").read_text()
     assert md.startswith("# Title of zero\n")
-    assert "| ZeRO Stage 0 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 40.1 | 4.0 % |" in md
+    assert (
+        "| ZeRO Stage 0 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 40.1 | 4.0 % |"
+        in md
+    )
     assert "| ZeRO Stage 3 + Offloading | – | – |" in md and "| oom | z3-offcpu-nopin-g1n1 |" in md
     assert "ZeRO Stage" not in md.split("\n")[4].split("Run")[1]  # machine-readable columns stay out of Markdown
     assert "Out of memory (row kept, numbers empty): z3-offcpu-nopin-g1n1." in md
@@ -220,7 +229,11 @@ def test_baseline_evaluation_summary(tmp_path: Path) -> None:
     header, rows = read_csv(write_table(tmp_path, "baseline", "baseline", BASELINE))
     assert header == BASELINE_COLUMNS
     (row,) = rows
-    assert (row["Final Train Loss"], row["Eval Loss (Epoch 1)"], row["Eval Loss (Epoch 2)"]) == ("0.7039", "1.2965", "1.279")
+    assert (row["Final Train Loss"], row["Eval Loss (Epoch 1)"], row["Eval Loss (Epoch 2)"]) == (
+        "0.7039",
+        "1.2965",
+        "1.279",
+    )
     assert (row["Eval Loss (Final)"], row["Steps per Epoch"], row["Eval Samples/sec"]) == ("1.2871", "31", "39.46")
     assert row["CPU Mode Usage (MB)"] == "2145, 2178"  # the workshop's rendering: every mode, whole numbers
     md = (tmp_path / "baseline.md").read_text()
@@ -258,7 +271,9 @@ def test_cli_table_from_parsed_fixture_runs(tmp_path: Path) -> None:
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(parsed))
         paths.append(str(path))
-    spec = json.dumps({"name": "mixed", "title": "Fixtures", "table": "comparison", "scaling_axis": None, "runs": specs})
+    spec = json.dumps(
+        {"name": "mixed", "title": "Fixtures", "table": "comparison", "scaling_axis": None, "runs": specs}
+    )
     out_csv, out_md = tmp_path / "t.csv", tmp_path / "t.md"
     assert cli.main(["table", "--study-json", spec, "--out-csv", str(out_csv), "--out-md", str(out_md), *paths]) == 0
     _header, rows = read_csv(out_csv)
@@ -325,6 +340,13 @@ def test_summary_skips_questions_without_tables(tmp_path: Path) -> None:
     assert "**ZeRO Stage 3** had the lowest peak GPU memory" in text
     empty = summary.render([])
     assert empty.count("Skipped:") == 5
+
+
+def test_lowest_peak_only_for_tables_comparing_stages(tmp_path: Path) -> None:
+    paths = [write_table(tmp_path, "pin_memory", "comparison", PIN), tmp_path / "pin_memory.md"]
+    assert summary.lowest_peak(summary.load_tables(paths)) == [
+        "Skipped: no table comparing ZeRO stages was built in this run of the workflow."
+    ]
 
 
 def test_summary_weak_scaling_holds(tmp_path: Path) -> None:

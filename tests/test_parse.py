@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from zerosweep import cli
 from zerosweep.parse import LogError, summarise_run
 
@@ -327,6 +326,7 @@ BROKEN = [
     ("NVML non-numeric", NVML, NVML_HEADER + NVML_ROW * 9 + NVML_ROW.replace("14087.5", "abc"), 11,
      "memory_used_mib is not a non-negative number: 'abc'"),
     ("NVML nan", NVML, NVML_HEADER + NVML_ROW + NVML_ROW.replace("14087.5", "nan"), 3, "memory_used_mib is not"),
+    ("NVML comment line", NVML, NVML_HEADER + NVML_ROW + "# sampler restarted\n" + NVML_ROW, 3, "expected 4 fields, found 1"),
     ("NVML missing header", NVML, NVML_ROW * 5, 1, "missing or unexpected header"),
     ("NVML wrong columns", NVML, NVML_HEADER + NVML_ROW + "1795511195.959,0,14087.5,81559.0,7\n", 3,
      "expected 4 fields, found 5"),
@@ -341,7 +341,9 @@ BROKEN = [
 
 
 @pytest.mark.parametrize(("case", "name", "text", "line", "message"), BROKEN, ids=[case[0] for case in BROKEN])
-def test_broken_log_names_file_and_line(tmp_path: Path, case: str, name: str, text: str, line: int, message: str) -> None:
+def test_broken_log_names_file_and_line(
+    tmp_path: Path, case: str, name: str, text: str, line: int, message: str
+) -> None:
     run = copy_run(REAL_RUN, tmp_path)
     path = run / "monitor" / name
     path.write_text(text)

@@ -3,7 +3,8 @@
 Statistics follow the workshop's analyze_memory.py so the numbers match what it prints for the same logs:
 per GPU index per nvidia-smi file, peak = max, average = arithmetic mean, modes = every most frequent value
 in ascending order (pandas' `Series.mode`); CPU memory is psrecord's "Real (MB)" column with the same three.
-They are computed with numpy here (same reductions, a tenth of pandas' import time per Snakemake job).
+They are computed with numpy (the same reductions; numpy imports in a quarter of pandas' time, paid by every
+Snakemake job).
 
 Logs are checked row by row: an empty, truncated or malformed log raises `LogError` naming the file and the
 line, never a silent zero.
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom")
 NVIDIA_SMI_TIME_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
+# Checked by shape only: strptime on every row was a fifth of the parse time; the timeline converts.
+_NVIDIA_SMI_TIME = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}\.\d{3}")
 
 # Our metric name -> the key the training side writes in metrics.json. A rename there is one line here.
 METRIC_KEYS: dict[str, str] = {
@@ -130,7 +133,7 @@ def _psrecord_plain(io: bool) -> LogFormat:
 
 
 def _psrecord_csv(io: bool) -> LogFormat:
-    names = ("elapsed_time", "nproc", "cpu", "mem_real", "mem_virtual")
+    names: tuple[str, ...] = ("elapsed_time", "nproc", "cpu", "mem_real", "mem_virtual")
     names += ("read_count", "write_count", "read_bytes", "write_bytes") if io else ()
     return LogFormat(
         description="psrecord --log-format csv",
@@ -139,6 +142,11 @@ def _psrecord_csv(io: bool) -> LogFormat:
         separator=",",
         header_ok=lambda f: _norm(f) == list(names),
     )
+
+
+def smi_time(text: str) -> datetime:
+    """An nvidia-smi timestamp (local time of the node) as a datetime."""
+    return datetime.strptime(text, NVIDIA_SMI_TIME_FORMAT)
 
 
 def _split(line: str, fmt: LogFormat) -> list[str]:
@@ -150,7 +158,9 @@ def _convert(text: str, column: Column) -> Any:
     if column.kind == "text":
         return value
     if column.kind == "time":
-        return datetime.strptime(value, NVIDIA_SMI_TIME_FORMAT)
+        if not _NVIDIA_SMI_TIME.fullmatch(value):
+            raise ValueError(value)
+        return value
     if column.kind == "int":
         number: float = int(value)
     else:
@@ -193,7 +203,7 @@ def read_log(path: Path, fmt: LogFormat) -> tuple[list[str], list[tuple[int, lis
                 values.append(_convert(field, column))
             except ValueError:
                 expected = {"int": "a non-negative integer", "float": "a non-negative number"}.get(
-                    column.kind, f"a timestamp like '{datetime(2026, 1, 2, 3, 4, 5).strftime(NVIDIA_SMI_TIME_FORMAT)}'"
+                    column.kind, "a timestamp like '2026/11/24 09:12:01.123'"
                 )
                 raise LogError(path, number, f"{column.name} is not {expected}: {field.strip()!r}") from None
         rows.append((number, values))
@@ -213,7 +223,7 @@ def read_numeric_log(path: Path, fmt: LogFormat) -> np.ndarray:
             first = handle.readline()
         if fmt.header_ok(_split(first.rstrip("\n"), fmt)):
             with open(path, encoding="utf-8") as handle:
-                data = np.loadtxt(handle, delimiter=fmt.separator, skiprows=1, ndmin=2, dtype=np.float64)
+                data = np.loadtxt(handle, delimiter=fmt.separator, skiprows=1, ndmin=2, dtype=np.float64, comments=None)
             if (
                 data.shape[0] > 0
                 and data.shape[1] == len(fmt.columns)
@@ -283,13 +293,13 @@ def _mean(values: Iterable[float]) -> float:
 
 # --- per-source summaries -----------------------------------------------------------------------
 
-_GPU_LOG = re.compile(r"gpu_memory_log(?:_(?P<host>.+))?\.csv")
-_NVML_LOG = re.compile(r"nvml(?:_(?P<host>.+))?\.csv")
-_CPU_LOG = re.compile(r"cpu_memory_log(?:_(?P<host>.+))?\.(?P<ext>txt|csv)")
-_TORCH_LOG = re.compile(r"torch_memory_rank(?P<rank>\d+)\.json")
+GPU_LOG = re.compile(r"gpu_memory_log(?:_(?P<host>.+))?\.csv")
+NVML_LOG = re.compile(r"nvml(?:_(?P<host>.+))?\.csv")
+CPU_LOG = re.compile(r"cpu_memory_log(?:_(?P<host>.+))?\.(?P<ext>txt|csv)")
+TORCH_LOG = re.compile(r"torch_memory_rank(?P<rank>\d+)\.json")
 
 
-def _matching(monitor: Path, pattern: re.Pattern[str]) -> list[tuple[Path, re.Match[str]]]:
+def matching_logs(monitor: Path, pattern: re.Pattern[str]) -> list[tuple[Path, re.Match[str]]]:
     if not monitor.is_dir():
         return []
     found = []
@@ -300,13 +310,13 @@ def _matching(monitor: Path, pattern: re.Pattern[str]) -> list[tuple[Path, re.Ma
     return found
 
 
-def _host(match: re.Match[str]) -> str:
+def host_of(match: re.Match[str]) -> str:
     return match.group("host") or "localhost"
 
 
 def summarise_gpu(monitor: Path) -> dict[str, Any] | None:
     """nvidia-smi logs: per GPU (host, index), per node (file) and for the run."""
-    files = _matching(monitor, _GPU_LOG)
+    files = matching_logs(monitor, GPU_LOG)
     if not files:
         return None
     gpus: list[dict[str, Any]] = []
@@ -324,7 +334,7 @@ def summarise_gpu(monitor: Path) -> dict[str, Any] | None:
             stats = memory_stats(used)
             node_gpus.append(
                 {
-                    "host": _host(match),
+                    "host": host_of(match),
                     "index": index,
                     "name": samples[0][2],
                     "file": path.name,
@@ -341,7 +351,7 @@ def summarise_gpu(monitor: Path) -> dict[str, Any] | None:
         gpus.extend(node_gpus)
         nodes.append(
             {
-                "host": _host(match),
+                "host": host_of(match),
                 "file": path.name,
                 "gpus": len(node_gpus),
                 "samples": sum(gpu["samples"] for gpu in node_gpus),
@@ -366,7 +376,7 @@ def summarise_nvml(monitor: Path) -> dict[str, Any] | None:
     """Fast NVML samples: the exact peak the 5 s nvidia-smi log can miss."""
     import numpy as np
 
-    files = _matching(monitor, _NVML_LOG)
+    files = matching_logs(monitor, NVML_LOG)
     if not files:
         return None
     gpus: list[dict[str, Any]] = []
@@ -378,7 +388,7 @@ def summarise_nvml(monitor: Path) -> dict[str, Any] | None:
             steps = np.diff(rows[:, 0])
             gpus.append(
                 {
-                    "host": _host(match),
+                    "host": host_of(match),
                     "index": int(index),
                     "file": path.name,
                     "samples": int(rows.shape[0]),
@@ -417,7 +427,7 @@ def summarise_torch(monitor: Path, metrics: dict[str, Any], metrics_path: Path) 
     for entry in metrics.get(TORCH_MEMORY_KEY) or []:
         record = _torch_entry(entry, str(metrics_path))
         ranks[record["rank"]] = record
-    for path, _match in _matching(monitor, _TORCH_LOG):
+    for path, _match in matching_logs(monitor, TORCH_LOG):
         record = _torch_entry(_load_json(path), str(path))
         ranks[record["rank"]] = record  # the per-rank file is written last: it wins
     if not ranks:
@@ -439,8 +449,8 @@ def summarise_torch(monitor: Path, metrics: dict[str, Any], metrics_path: Path) 
 def summarise_cpu(monitor: Path, warnings: list[str]) -> dict[str, Any] | None:
     """psrecord logs, one per node; the plain form (the workshop's) wins over a CSV of the same host."""
     chosen: dict[str, Path] = {}
-    for path, match in _matching(monitor, _CPU_LOG):
-        host = _host(match)
+    for path, match in matching_logs(monitor, CPU_LOG):
+        host = host_of(match)
         if host in chosen:
             keep, drop = (chosen[host], path) if chosen[host].suffix == ".txt" else (path, chosen[host])
             warnings.append(f"{drop.name} ignored: {keep.name} logs the same host")
@@ -606,7 +616,8 @@ def workshop_report(summary: dict[str, Any]) -> str:
 def write_json(data: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    # No indentation: json's C encoder only runs without it (5x faster); `python -m json.tool` pretty-prints.
+    tmp.write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)  # a half-written summary.json must never look complete to Snakemake
 
 

@@ -282,27 +282,27 @@ def timeline_series(run_dir: Path) -> dict[str, list[tuple[str, Any, Any]]]:
     monitor = run_dir / "monitor"
     series: dict[str, list[tuple[str, Any, Any]]] = {"nvidia-smi": [], "nvml": [], "cpu": []}
     smi: list[tuple[str, int, list[datetime], list[int]]] = []
-    for path, match in parse._matching(monitor, parse._GPU_LOG):
+    for path, match in parse.matching_logs(monitor, parse.GPU_LOG):
         _header, rows = parse.read_log(path, parse.NVIDIA_SMI)
         for index in sorted({values[1] for _line, values in rows}):
             picked = [values for _line, values in rows if values[1] == index]
-            smi.append((parse._host(match), index, [v[0] for v in picked], [v[3] for v in picked]))
+            smi.append((parse.host_of(match), index, [parse.smi_time(v[0]) for v in picked], [v[3] for v in picked]))
     if smi:
-        start = min(times[0] for _h, _i, times, _v in smi)  # hosts share one origin: their clocks are NTP-synced
+        smi_start = min(times[0] for _h, _i, times, _v in smi)  # hosts share one origin: NTP-synced clocks
         for host, index, times, used in smi:
-            seconds = np.array([(t - start).total_seconds() for t in times])
+            seconds = np.array([(t - smi_start).total_seconds() for t in times])
             series["nvidia-smi"].append((f"{host} GPU {index}", seconds, np.array(used, dtype=float)))
     nvml = [
         (path, match, parse.read_numeric_log(path, parse.NVML))
-        for path, match in parse._matching(monitor, parse._NVML_LOG)
+        for path, match in parse.matching_logs(monitor, parse.NVML_LOG)
     ]
     if nvml:
-        start = min(float(data[:, 0].min()) for _p, _m, data in nvml)
+        nvml_start = min(float(data[:, 0].min()) for _p, _m, data in nvml)
         for _path, match, data in nvml:
             for index in np.unique(data[:, 1]).astype(int):
                 rows = data[data[:, 1] == index]
-                times, used = _binned_max(rows[:, 0] - start, rows[:, 2])
-                series["nvml"].append((f"{parse._host(match)} GPU {index}", times, used))
+                times, used = _binned_max(rows[:, 0] - nvml_start, rows[:, 2])
+                series["nvml"].append((f"{parse.host_of(match)} GPU {index}", times, used))
     warnings: list[str] = []
     cpu = parse.summarise_cpu(monitor, warnings)
     for node in (cpu or {}).get("nodes", []):

@@ -84,7 +84,7 @@ def _ok(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
 
 
 def _skip(what: str) -> list[str]:
-    return [f"Skipped: {what} was not built in this run of the workflow."]
+    return [f"Skipped: no {what} was built in this run of the workflow."]
 
 
 def _oom_note(rows: list[dict[str, Any]]) -> str:
@@ -96,9 +96,10 @@ def _oom_note(rows: list[dict[str, Any]]) -> str:
 
 
 def lowest_peak(tables: list[Built]) -> list[str]:
-    comparisons = [t for t in tables if t.kind == "comparison"]
+    # Only tables that compare stages answer this (the pin_memory study, say, holds one stage).
+    comparisons = [t for t in tables if t.kind == "comparison" and len({row["ZeRO Stage"] for row in t.rows}) > 1]
     if not comparisons:
-        return _skip("no ZeRO comparison table")
+        return _skip("table comparing ZeRO stages")
     answers = []
     for table in comparisons:
         rows = _ok(table.rows, "Peak GPU Memory Used (MiB)")
@@ -166,7 +167,7 @@ def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], 
 def offload_effect(tables: list[Built]) -> list[str]:
     rows = _comparison_rows(tables)
     if not rows:
-        return _skip("no ZeRO comparison table")
+        return _skip("ZeRO comparison table")
     pairs = []
     for on in sorted(
         (r for r in rows if r["Offload"] == "cpu" and r["Pin Memory"] is False),
@@ -202,7 +203,7 @@ def offload_effect(tables: list[Built]) -> list[str]:
 def pin_memory_effect(tables: list[Built]) -> list[str]:
     rows = _comparison_rows(tables)
     if not rows:
-        return _skip("no ZeRO comparison table")
+        return _skip("ZeRO comparison table")
     answers = []
     for pinned in (r for r in rows if r["Offload"] == "cpu" and r["Pin Memory"] is True):
         plain = next(
@@ -239,7 +240,7 @@ def _trend(first: float, last: float) -> str:
 def weak_scaling(tables: list[Built]) -> list[str]:
     scaling = [t for t in tables if t.kind == "scaling"]
     if not scaling:
-        return _skip("no scaling table")
+        return _skip("scaling table")
     answers = []
     for table in scaling:
         rows = _ok(table.rows, "Train Samples/sec")
@@ -290,7 +291,7 @@ def weak_scaling(tables: list[Built]) -> list[str]:
 def baseline(tables: list[Built]) -> list[str]:
     found = [t for t in tables if t.kind == "baseline"]
     if not found:
-        return _skip("the baseline table")
+        return _skip("baseline table")
     answers = []
     for table in found:
         for row in table.rows:

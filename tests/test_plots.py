@@ -1,0 +1,92 @@
+"""plots and timeline: every figure comes out as a non-empty PNG and SVG, OOM rows and missing logs included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_aggregate import BASELINE, OFFLOAD, SCALING, STAGES, study
+from zerosweep import cli, plots
+from zerosweep.parse import summarise_run
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_figure(png: Path, svg: Path) -> None:
+    assert png.read_bytes().startswith(PNG_SIGNATURE) and png.stat().st_size > 10_000
+    text = svg.read_text()
+    assert "<svg" in text and text.rstrip().endswith("</svg>") and len(text) > 10_000
+
+
+@pytest.mark.parametrize(
+    ("kind", "runs", "axis", "names"),
+    [
+        ("comparison", STAGES + OFFLOAD, None, ["memory", "throughput"]),
+        ("scaling", SCALING, "gpus_per_node", ["memory", "scaling"]),
+        ("baseline", BASELINE, None, ["eval_loss", "memory", "throughput"]),
+    ],
+)
+def test_study_plots(tmp_path: Path, kind: str, runs: list, axis: str | None, names: list[str]) -> None:
+    paths = []
+    for i, summary in enumerate(runs):
+        path = tmp_path / f"summary{i}.json"
+        path.write_text(json.dumps(summary))
+        paths.append(str(path))
+    out = tmp_path / "plots"
+    spec = json.dumps(study(kind, kind, runs, axis))
+    assert cli.main(["plots", "--study-json", spec, "--out-dir", str(out), *paths]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{ext}" for n in names for ext in ("png", "svg"))
+    for name in names:
+        assert_figure(out / f"{name}.png", out / f"{name}.svg")
+
+
+def test_study_plots_all_oom(tmp_path: Path) -> None:
+    runs = [OFFLOAD[2]]
+    files = plots.study_plots(study("oom", "comparison", runs), runs, tmp_path)
+    assert {p.name for p in files} == {"memory.png", "memory.svg", "throughput.png", "throughput.svg"}
+
+
+@pytest.mark.parametrize("name", ["real_h100_run", "handmade_multinode_run", "handmade_oom_run"])
+def test_timeline(tmp_path: Path, name: str) -> None:
+    run = tmp_path / name
+    shutil.copytree(FIXTURES / name, run)
+    (run / "summary.json").write_text(json.dumps(summarise_run(run)))
+    png, svg = tmp_path / "t.png", tmp_path / "t.svg"
+    assert cli.main(["timeline", "--run-dir", str(run), "--out-png", str(png), "--out-svg", str(svg)]) == 0
+    assert_figure(png, svg)
+
+
+def test_timeline_series_from_logs() -> None:
+    series = plots.timeline_series(FIXTURES / "handmade_multinode_run")
+    assert [label for label, _t, _v in series["nvidia-smi"]] == [
+        "nodeA GPU 0", "nodeA GPU 1", "nodeB GPU 0", "nodeB GPU 1",
+    ]  # fmt: skip
+    assert [label for label, _t, _v in series["cpu"]] == ["nodeA", "nodeB"]
+    _label, times, used = series["nvidia-smi"][0]
+    assert times[0] == 0.0 and times[-1] == 35.0 and used.max() == 12000
+    _label, times, used = series["nvml"][3]
+    assert len(times) == 800 and used.max() == 12740.5  # under the binning threshold: every sample kept
+
+
+def test_timeline_without_logs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "handmade_oom_run", run)
+    shutil.rmtree(run / "monitor")
+    png, svg = tmp_path / "t.png", tmp_path / "t.svg"
+    assert plots.timeline_series(run) == {"nvidia-smi": [], "nvml": [], "cpu": []}
+    plots.plot_timeline(run, png, svg)  # no summary.json, no logs: still a figure, which says so
+    assert png.read_bytes().startswith(PNG_SIGNATURE)
+    assert "<svg" in svg.read_text()
+
+
+def test_binned_max_keeps_the_peak() -> None:
+    import numpy as np
+
+    times = np.arange(100_000) * 0.05
+    values = np.zeros(100_000)
+    values[54_321] = 9999.0
+    _times, binned = plots._binned_max(times, values)
+    assert len(binned) == plots.MAX_LINE_POINTS and binned.max() == 9999.0
