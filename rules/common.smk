@@ -93,12 +93,31 @@ def _slurm(key):
     return config["slurm"].get(key) or ""
 
 
+# How the SLURM executor plugin (2.8) places a job: without an `mpi` resource the rule runs in
+# `srun -n1 --nodes=1` on ONE node, whatever `nodes` says. With `mpi` set, the rule's shell runs in the
+# batch script on the first node, and the launcher starts one node launcher per node itself
+# (`srun --nodes=N --ntasks-per-node=1 ... zerosweep launch-node`). The plugin refuses mpi with tasks=1,
+# so 1-node runs leave `mpi` unset (None drops the resource) and keep the plain one-node path.
+
+
 def train_nodes(wildcards):
     return run_spec(wildcards).point.nodes
 
 
+def train_mpi(wildcards):
+    return "srun" if run_spec(wildcards).point.nodes > 1 else None
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes; a retried job (`retries` in the profile) gets the limit times the attempt number, so a run
+    killed at its time limit comes back with more time."""
+    return config["slurm"]["time_min"] * attempt
+
+
 def train_slurm_extra(wildcards):
     point = run_spec(wildcards).point
+    # Per node: `gpu`/`gpus` would be job-wide (--gpus), and `gres` with `tasks` makes the plugin add
+    # --ntasks-per-gpu. One task per node: the node launcher, which starts torchrun's ranks.
     extra = [f"--gpus-per-node={point.gpus_per_node}", "--ntasks-per-node=1"]
     if _slurm("reservation"):
         extra.append(f"--reservation={_slurm('reservation')}")

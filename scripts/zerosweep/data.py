@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 SquadRecord = dict[str, Any]
+Splits = tuple[list[SquadRecord], list[SquadRecord]]  # (train, eval)
 
 # The local tokenizer is trained on this many training records, independent of the run's size, so that
 # every run of a workflow shares one cached tokenizer.
@@ -180,8 +181,7 @@ def load_squad_file(path: Path) -> list[SquadRecord]:
     raise ValueError(f"{path}: neither SQuAD's nested layout nor a list of records")
 
 
-def load_splits(data: Mapping[str, Any], train_samples: int, eval_samples: int) -> tuple[list[SquadRecord],
-                                                                                          list[SquadRecord]]:
+def load_splits(data: Mapping[str, Any], train_samples: int, eval_samples: int) -> Splits:
     """(train, eval) records for a run; weak scaling has already set train_samples."""
     source = data["source"]
     if source == "synthetic":
@@ -203,7 +203,8 @@ def load_splits(data: Mapping[str, Any], train_samples: int, eval_samples: int) 
         if len(squad["train"]) < train_samples:
             raise ValueError(f"SQuAD has {len(squad['train'])} training records, the run needs {train_samples}")
         train = [dict(row) for row in squad["train"].select(range(train_samples))]
-        evaluation = [dict(row) for row in squad["validation"].select(range(min(eval_samples, len(squad["validation"]))))]
+        validation = squad["validation"]
+        evaluation = [dict(row) for row in validation.select(range(min(eval_samples, len(validation))))]
         return train, evaluation
     raise ValueError(f"unknown data.source {source!r}")
 

@@ -59,9 +59,11 @@ def gpu_inventory() -> dict[str, Any]:
     """GPUs as NVML numbers them (the same indices as nvidia-smi and the monitor logs)."""
     try:
         import pynvml
-
+    except ImportError as error:
+        return {"available": False, "reason": f"nvidia-ml-py missing: {error}", "gpus": []}
+    try:
         pynvml.nvmlInit()
-    except Exception as error:  # ImportError or the library's NVMLError_* family
+    except pynvml.NVMLError as error:  # no driver library, no GPU, ...
         return {"available": False, "reason": f"NVML unavailable: {error}", "gpus": []}
     try:
         cuda_driver = pynvml.nvmlSystemGetCudaDriverVersion()

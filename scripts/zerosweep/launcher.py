@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -37,16 +38,21 @@ from typing import IO, Any
 import psutil
 
 from .environment import gpu_inventory, merge_environment, node_environment
-from .monitors import NodeMonitors, become_subreaper, parent_death_signal, start_child, stop_child
+from .monitors import NodeMonitors, become_subreaper, parent_death_signal, python_path, start_child
 from .train import write_json
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[1]
 LOCAL_HOST = "127.0.0.1"
 TERMINATE_GRACE_S = 15.0  # torchrun's own worker shutdown, well inside SLURM's default KillWait of 30 s
 DESCENDANT_SCAN_S = 2.0
+# torch's JIT build lock (<TORCH_EXTENSIONS_DIR>/<op>/lock) stays behind when a compiling rank is killed, and
+# every later build of that op then waits on it forever. One no process here holds open, older than any
+# compile seen (CPUAdam: ~55 s on H100), is stale. A holder on another node is invisible, hence the age.
+STALE_LOCK_S = 300.0
+LOCK_SCAN_S = 30.0
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Files of an earlier attempt that must not leak into this one's records.
-STALE_ENTRIES = ("records", "monitor", "metrics.json", "env.json", "status.json", "ds_config.json", "srun.log")
+STALE_ENTRIES = ("records", "monitor", "model", "metrics.json", "env.json", "status.json", "ds_config.json",
+                 "srun.log")
 # Evidence of running out of memory, in torchrun's logs or srun's stderr.
 OOM_LOG_PATTERNS = (
     r"CUDA out of memory",
@@ -57,13 +63,14 @@ OOM_LOG_PATTERNS = (
     r"not enough memory",
     r"oom[-_ ]kill",
 )
+SRUN_OOM_EXIT = 253  # srun(1): "The value 253 is reserved for out-of-memory errors"
 # torchrun's failure summary: a rank killed by SIGKILL is, outside our own shutdown, the kernel OOM killer.
-ROOT_CAUSE_SIGKILL = re.compile(r"Root Cause \(first observed failure\):.*?exitcode\s*:\s*-9\b", re.S)
-SPEC_FIELDS_IN_METRICS = ("run_id", "label")
+ROOT_CAUSE_SIGKILL = re.compile(r"Root Cause \(first observed failure\):.*?exitcode\s*:\s*-9\b", re.DOTALL)
 # Every key of metrics.json, so that OOM rows have the same columns as successful ones.
 MEASURED_FIELDS: tuple[str, ...] = (
     "weights", "loss_note", "train_samples", "eval_samples", "global_batch_size", "tokens_per_sample",
-    "real_token_fraction", "tokenizer_vocab_size", "model_vocab_size", "n_params", "optimizer_steps", "epochs_completed", "steps_per_epoch", "train_loss", "train_runtime",
+    "real_token_fraction", "tokenizer_vocab_size", "model_vocab_size", "n_params", "optimizer_steps",
+    "epochs_completed", "steps_per_epoch", "train_loss", "train_runtime",
     "train_samples_per_second", "train_steps_per_second", "eval_loss", "eval_losses", "eval_runtime",
     "eval_samples_per_second", "train_losses", "steady_steps", "steady_seconds", "steady_samples_per_second",
     "steady_tokens_per_second", "flops_per_token", "tflops_per_gpu", "peak_tflops_per_gpu", "peak_tflops_source",
@@ -168,11 +175,6 @@ def node_log_name(node_rank: int, tag: str) -> str:
     return "train.log" if node_rank == 0 else f"train_{tag}.log"
 
 
-def _python_path(environ: Mapping[str, str]) -> str:
-    parts = [str(SCRIPTS_DIR), *[p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
-    return os.pathsep.join(dict.fromkeys(parts))
-
-
 def _visible_gpu_capabilities(visible: str | None) -> list[str]:
     inventory = gpu_inventory()
     gpus = inventory.get("gpus", [])
@@ -184,7 +186,7 @@ def _visible_gpu_capabilities(visible: str | None) -> list[str]:
         return sorted({gpu["compute_capability"] for gpu in gpus})
     try:
         probe = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=30)
+                               check=False, capture_output=True, text=True, timeout=30)
         return sorted({line.strip() for line in probe.stdout.splitlines() if re.fullmatch(r"\d+\.\d+", line.strip())})
     except (OSError, subprocess.TimeoutExpired):
         return []
@@ -235,6 +237,10 @@ def torchrun_command(options: NodeOptions) -> list[str]:
         "--rdzv_backend=c10d",
         f"--rdzv_endpoint={options.endpoint}",
         f"--rdzv_id={options.rdzv_id}",
+        # Node 0 runs where launch picked the endpoint (the batch host is the allocation's first node), so it
+        # hosts the store. torch's own guess compares the endpoint with what the hostname resolves to, which
+        # misses when the hostname maps to 127.0.1.1 (Debian) or when emulated nodes share one address.
+        f"--rdzv_conf=is_host={1 if options.node_rank == 0 else 0}",
         "--max_restarts=0",
         "-m", "zerosweep", "train",
         "--run-dir", str(options.run_dir),
@@ -248,7 +254,7 @@ def torchrun_command(options: NodeOptions) -> list[str]:
 def torchrun_environment(spec: Mapping[str, Any], options: NodeOptions) -> tuple[dict[str, str], dict[str, str]]:
     """The full environment for torchrun, and the part of it this project set (recorded in env.json)."""
     chosen: dict[str, str] = {
-        "PYTHONPATH": _python_path(os.environ),
+        "PYTHONPATH": python_path(os.environ),
         "TORCH_EXTENSIONS_DIR": str(options.torch_extensions_dir),
         # NVLink SHARP / multicast objects fail on shared or partitioned nodes; nothing here needs them.
         "NCCL_NVLS_ENABLE": "0",
@@ -257,10 +263,16 @@ def torchrun_environment(spec: Mapping[str, Any], options: NodeOptions) -> tuple
         "PYTHONUNBUFFERED": "1",  # the log shows progress as it happens, and keeps it after a kill
         "TOKENIZERS_PARALLELISM": "false",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA's device indices = nvidia-smi's = NVML's
+        # This environment's tools first: DeepSpeed's JIT builds run `ninja`, and a different ninja (or
+        # compiler) than the one that built the shared extensions rebuilds them.
+        "PATH": os.pathsep.join(dict.fromkeys([str(Path(sys.executable).parent),
+                                               *os.environ.get("PATH", "").split(os.pathsep)])),
         "ZEROSWEEP_NODE_RANK": str(options.node_rank),
         "ZEROSWEEP_NODE_TAG": options.tag,
         **options.extra_env,
     }
+    # DeepSpeed picks its accelerator by itself (CUDA whenever torch sees a GPU): say which one to use.
+    chosen["DS_ACCELERATOR"] = spec["runtime"]["device"]
     if spec["runtime"]["device"] == "cuda":
         visible = options.cuda_visible_devices or os.environ.get("CUDA_VISIBLE_DEVICES")
         if options.cuda_visible_devices:
@@ -276,6 +288,36 @@ def torchrun_environment(spec: Mapping[str, Any], options: NodeOptions) -> tuple
         if inherited in environ:
             recorded.setdefault(inherited, environ[inherited])
     return environ, recorded
+
+
+def locks_held_here() -> set[str]:
+    held: set[str] = set()
+    for process in psutil.process_iter():
+        try:
+            held.update(entry.path for entry in process.open_files() if entry.path.endswith("/lock"))
+        except psutil.Error:
+            continue
+    return held
+
+
+def clear_stale_extension_locks(extensions_dir: Path, max_age_s: float = STALE_LOCK_S) -> list[str]:
+    """Remove build locks of killed compiles (see STALE_LOCK_S); returns what was removed."""
+    candidates = [lock for lock in extensions_dir.glob("*/lock")
+                  if time.time() - lock.stat().st_mtime > max_age_s]
+    if not candidates:
+        return []
+    held = locks_held_here()
+    removed = []
+    for lock in candidates:
+        if str(lock.resolve()) in held or str(lock) in held:
+            continue
+        try:
+            lock.unlink()
+        except FileNotFoundError:
+            continue
+        print(f"[zerosweep] removed stale torch extension lock {lock}", file=sys.stderr, flush=True)
+        removed.append(str(lock))
+    return removed
 
 
 def _tee(stream: IO[bytes], log: IO[bytes], prefix: bytes) -> None:
@@ -342,6 +384,8 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
     record.update({"torchrun_command": command, "environment_variables": recorded_env})
     monitors = NodeMonitors(run_dir, options.tag, spec["monitor"], spec["runtime"]["device"])
     tracker = DescendantTracker()
+    removed_locks = clear_stale_extension_locks(options.torch_extensions_dir)
+    next_lock_scan = time.monotonic() + LOCK_SCAN_S
     torchrun: subprocess.Popen[bytes] | None = None
     tee: threading.Thread | None = None
     returncode: int | None = None
@@ -350,9 +394,10 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
             if not shutdown.requested:
                 monitors.start_gpu()
             if not shutdown.requested:
+                # No thread runs yet in this process (the tee starts below): preexec_fn is safe.
                 torchrun = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=environ, start_new_session=True,
-                                            preexec_fn=parent_death_signal(signal.SIGTERM))
+                                            preexec_fn=parent_death_signal(signal.SIGTERM))  # noqa: PLW1509
                 started_torchrun = torchrun
                 shutdown.targets.append(lambda: _signal_group(started_torchrun.pid, signal.SIGTERM))
                 if shutdown.requested:  # a signal that came while we were starting it
@@ -368,6 +413,9 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
                         returncode = torchrun.wait(timeout=0.5)
                     except subprocess.TimeoutExpired:
                         tracker.scan(torchrun.pid)
+                        if time.monotonic() > next_lock_scan:  # a rank may be waiting on a dead compile's lock
+                            next_lock_scan = time.monotonic() + LOCK_SCAN_S
+                            removed_locks += clear_stale_extension_locks(options.torch_extensions_dir)
                         if shutdown.overdue() and not escalated:
                             escalated = True
                             tracker.scan(torchrun.pid, force=True)
@@ -384,6 +432,7 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
                 tee.join(timeout=10)
             record["monitors"] = monitors.stop()
             record["killed_leftover_pids"] = leftovers
+            record["removed_stale_locks"] = removed_locks
     if shutdown.requested:
         code = 128 + int(shutdown.signum or signal.SIGTERM)
         status = "interrupted"
@@ -435,7 +484,8 @@ def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any]) -> None:
     (run_dir / "monitor").mkdir()
     write_json(run_dir / "run_spec.json", spec)
     if spec["point"]["deepspeed"]:
-        from .dsconfig import render, write_json as write_ds_config
+        from .dsconfig import render
+        from .dsconfig import write_json as write_ds_config
         from .matrix import MatrixPoint
 
         point = MatrixPoint(**{key: value for key, value in spec["point"].items() if key != "world_size"})
@@ -494,8 +544,10 @@ def _wait_local_nodes(processes: list[subprocess.Popen[bytes]], shutdown: Shutdo
 
 
 def _run_srun(command: list[str], run_dir: Path, shutdown: Shutdown) -> int:
+    # No thread runs yet in this process (the tee starts below): preexec_fn is safe.
     srun = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, preexec_fn=parent_death_signal(signal.SIGTERM))
+                            start_new_session=True,
+                            preexec_fn=parent_death_signal(signal.SIGTERM))  # noqa: PLW1509
     shutdown.targets.append(lambda: _signal_process(srun, signal.SIGTERM))  # srun passes it to every task
     assert srun.stdout is not None
     with open(run_dir / "srun.log", "wb") as log:
@@ -572,10 +624,14 @@ def _max_of(records: list[dict[str, Any]], key: str) -> float | None:
 
 
 def merge_metrics(spec: Mapping[str, Any], status: str, error: str | None, train: Mapping[str, Any] | None,
-                  memory: list[dict[str, Any]]) -> dict[str, Any]:
+                  memory: list[dict[str, Any]], ooms: list[dict[str, Any]]) -> dict[str, Any]:
     metrics = metrics_skeleton(spec)
     if train:
         metrics.update({key: value for key, value in train.items() if key not in ("rank_info", "torch_build")})
+    elif ooms:
+        metrics["phase_seconds"] = ooms[0].get("phase_seconds")  # which phases finished before memory ran out
+    if metrics["gpu_name"] is None:
+        metrics["gpu_name"] = next((record["gpu_name"] for record in memory if record.get("gpu_name")), None)
     metrics["status"] = status
     metrics["error"] = error
     metrics["torch_memory"] = memory
@@ -602,6 +658,9 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
              argv: list[str], problem: str | None) -> int:
     run_id = spec["run_id"]
     nnodes = int(spec["point"]["nodes"])
+    trainer_output = run_dir / "model"
+    if trainer_output.is_dir() and not any(trainer_output.iterdir()):
+        trainer_output.rmdir()  # the Trainer creates its output dir even when it saves nothing
     nodes = [read_json(run_dir / "records" / f"node{rank}.json") or {"node_rank": rank, "status": "missing"}
              for rank in range(nnodes)]
     train = read_json(run_dir / "records" / "train_rank0.json")
@@ -620,6 +679,8 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
         status = "ok"
     else:
         evidence = oom_evidence(run_dir)
+        if mode == "srun" and SRUN_OOM_EXIT in node_codes:
+            evidence.append(f"srun exited {SRUN_OOM_EXIT} (its code for out of memory)")
         if evidence:
             status = "oom"
             error = (f"rank {ooms[0].get('rank')}: {ooms[0].get('error_type')}: {ooms[0].get('error')}"
@@ -655,7 +716,7 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
         "nodes": [{key: value for key, value in node.items() if key != "environment"} for node in nodes],
     }
     if status in ("ok", "oom"):
-        write_json(run_dir / "metrics.json", merge_metrics(spec, status, error, train, memory))
+        write_json(run_dir / "metrics.json", merge_metrics(spec, status, error, train, memory, ooms))
         write_json(run_dir / "status.json", status_record)
         print(f"[zerosweep] run {run_id}: {status} in {status_record['duration_s']:.0f} s; "
               f"records in {shown_run_dir}", flush=True)
@@ -704,7 +765,7 @@ def launch(args: argparse.Namespace) -> int:
                           else [None] * nnodes)
                 base = _node_command(args, run_dir, nnodes, gpus, endpoint, rdzv_id, extensions, cache)
                 processes = []
-                env = {**os.environ, "PYTHONPATH": _python_path(os.environ)}
+                env = {**os.environ, "PYTHONPATH": python_path(os.environ)}
                 for rank in range(nnodes):
                     command = base + ["--node-rank", str(rank), "--node-tag", f"{socket.gethostname()}-node{rank}",
                                       "--echo-prefix", f"[node {rank}] "]
@@ -712,7 +773,7 @@ def launch(args: argparse.Namespace) -> int:
                         command += ["--cuda-visible-devices", str(slices[rank])]
                     process = start_child(command, stdout=None, env=env)
                     processes.append(process)
-                    shutdown.targets.append(lambda p=process: _signal_process(p, signal.SIGTERM))
+                    shutdown.targets.append(functools.partial(_signal_process, process, signal.SIGTERM))
                 node_codes = _wait_local_nodes(processes, shutdown)
             else:
                 cpus = len(os.sched_getaffinity(0))
@@ -721,9 +782,9 @@ def launch(args: argparse.Namespace) -> int:
                 command = ["srun", f"--nodes={nnodes}", f"--ntasks={nnodes}", "--ntasks-per-node=1",
                            f"--cpus-per-task={cpus}", "--kill-on-bad-exit=1", "--overlap",
                            *_node_command(args, run_dir, nnodes, gpus, endpoint, rdzv_id, extensions, cache)]
-                os.environ["PYTHONPATH"] = _python_path(os.environ)  # srun exports our environment
+                os.environ["PYTHONPATH"] = python_path(os.environ)  # srun exports our environment
                 node_codes = [_run_srun(command, run_dir, shutdown)]
-        except Exception as error:  # a launcher bug or a setup problem still leaves records behind
+        except Exception as error:  # noqa: BLE001  (any launcher bug or setup problem still leaves records)
             problem = f"launcher error: {type(error).__name__}: {error}"
             import traceback
 

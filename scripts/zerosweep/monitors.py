@@ -10,6 +10,7 @@ Where nvidia-smi or NVML is missing the monitor is skipped and the reason record
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import shutil
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+SCRIPTS_DIR = Path(__file__).resolve().parents[1]  # holds the zerosweep package
 NVML_HEADER = "timestamp_s,index,memory_used_mib,memory_total_mib"
 NVIDIA_SMI_QUERY = "timestamp,index,name,memory.used,memory.total"
 MIB = 2**20
@@ -62,12 +64,19 @@ def become_subreaper() -> None:
     _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def python_path(environ: Mapping[str, str]) -> str:
+    """PYTHONPATH with this checkout's package first: children run `python -m zerosweep` from it."""
+    parts = [str(SCRIPTS_DIR), *[part for part in environ.get("PYTHONPATH", "").split(os.pathsep) if part]]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
 def start_child(command: list[str], *, stdout: Any = subprocess.DEVNULL, env: Mapping[str, str] | None = None,
                 death_signal: int = signal.SIGTERM) -> subprocess.Popen[bytes]:
     """A child in its own session (a terminal's Ctrl-C reaches only us, we decide the order of shutdown)."""
+    # Every child is started before the caller starts any thread, which is what makes preexec_fn safe here.
     return subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=dict(env) if env is not None else None, start_new_session=True,
-                            preexec_fn=parent_death_signal(death_signal))
+                            preexec_fn=parent_death_signal(death_signal))  # noqa: PLW1509
 
 
 def stop_child(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
@@ -89,7 +98,7 @@ def nvidia_smi_available() -> tuple[bool, str]:
     if executable is None:
         return False, "nvidia-smi not found on PATH"
     try:
-        probe = subprocess.run([executable, "-L"], capture_output=True, text=True, timeout=30)
+        probe = subprocess.run([executable, "-L"], check=False, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
         return False, f"nvidia-smi -L failed: {error}"
     if probe.returncode != 0 or not probe.stdout.strip():
@@ -100,13 +109,15 @@ def nvidia_smi_available() -> tuple[bool, str]:
 def nvml_available() -> tuple[bool, str]:
     try:
         import pynvml
-
+    except ImportError as error:
+        return False, f"nvidia-ml-py missing: {error}"
+    try:
         pynvml.nvmlInit()
         try:
             count = pynvml.nvmlDeviceGetCount()
         finally:
             pynvml.nvmlShutdown()
-    except Exception as error:  # the library raises its own NVMLError_* family, or ImportError
+    except pynvml.NVMLError as error:
         return False, f"NVML unavailable: {error}"
     if count == 0:
         return False, "NVML sees no GPU"
@@ -147,13 +158,11 @@ class NodeMonitors:
         self.config = monitor_config
         self.device = device
         self.monitors = {name: Monitor(name) for name in ("nvidia_smi", "nvml", "psrecord")}
-        self._handles: list[Any] = []
+        self._files = contextlib.ExitStack()  # the monitors' output files, closed by stop()
 
     def _open(self, monitor: Monitor, filename: str) -> Any:
         monitor.file = f"monitor/{filename}"
-        handle = open(self.run_dir / monitor.file, "wb")
-        self._handles.append(handle)
-        return handle
+        return self._files.enter_context(open(self.run_dir / monitor.file, "wb"))
 
     def start_gpu(self) -> None:
         smi, nvml = self.monitors["nvidia_smi"], self.monitors["nvml"]
@@ -174,7 +183,8 @@ class NodeMonitors:
             nvml.file = f"monitor/nvml_{self.tag}.csv"
             command = [sys.executable, "-m", "zerosweep", "nvml-sampler", "--out", str(out),
                        "--interval-ms", str(self.config["nvml_interval_ms"])]
-            nvml.process = start_child(command, stdout=sys.stderr.fileno())
+            nvml.process = start_child(command, stdout=sys.stderr.fileno(),
+                                       env={**os.environ, "PYTHONPATH": python_path(os.environ)})
             nvml.status = "running"
         else:
             nvml.reason = why
@@ -207,9 +217,7 @@ class NodeMonitors:
             monitor.status = "ok" if code == 0 or (not already_done and code in (-sig, 128 + sig)) else "failed"
             if monitor.status == "failed":
                 monitor.reason = f"exited {code}"
-        for handle in self._handles:
-            handle.close()
-        self._handles.clear()
+        self._files.close()
         return {name: monitor.record() for name, monitor in self.monitors.items()}
 
 
@@ -232,7 +240,9 @@ def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: thr
                 now = time.time()
                 lines = []
                 for index, device in enumerate(handles):
-                    info = pynvml.nvmlDeviceGetMemoryInfo(device)
+                    # v2 "used" matches nvidia-smi's memory.used; v1 also counts memory the driver reserves
+                    # (measured on an H100: +480 MiB idle, so every peak read 480 MiB high)
+                    info = pynvml.nvmlDeviceGetMemoryInfo(device, version=pynvml.nvmlMemory_v2)
                     lines.append(f"{now:.3f},{index},{info.used / MIB:.2f},{info.total / MIB:.2f}\n")
                 handle.write("".join(lines))
                 handle.flush()  # a killed sampler still leaves every sample taken so far

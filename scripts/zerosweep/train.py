@@ -278,6 +278,8 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         raise RuntimeError("runtime.device is cuda but torch sees no GPU")
 
     mark = time.perf_counter()
+    if cuda:
+        torch.cuda.set_device(rank.local_rank)  # before zero.Init places partitions on "the current" GPU
     training_args = training_arguments(spec, run_dir, rank)
     if spec["point"]["deepspeed"]:
         import deepspeed
@@ -302,7 +304,10 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     phases["data_prep_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    model = build_model(spec["model"], int(training.get("seed", 42)))
+    # On the GPU unless ZeRO-3 partitions the weights as they are created (zero.Init places them itself).
+    init_on_gpu = cuda and spec["point"].get("zero_stage") != 3
+    model = build_model(spec["model"], int(training.get("seed", 42)),
+                        init_device=f"cuda:{rank.local_rank}" if init_on_gpu else None)
     phases["model_build_s"] = time.perf_counter() - mark
 
     throughput = _make_throughput_callback(

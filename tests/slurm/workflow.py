@@ -1,0 +1,253 @@
+"""Drive the zerosweep workflow through `snakemake --executor slurm` on the local test cluster.
+
+Shared by tests/test_slurm.py and benchmarks/slurm/bench.py: a working directory with the shipped
+workflow_config.yaml plus an overlay configfile, the snakemake command line (the SLURM workflow profile with the
+test's overrides), and readers for what Snakemake and SLURM report (submissions, job states, file hashes).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = REPO / "profiles" / "slurm"
+# One optimizer-step-sized toy: bloom-tiny, 64-token examples, 3 steps, CPU ranks over gloo.
+TEST_SETTINGS: dict[str, Any] = {
+    "model": {"architecture": "bloom-tiny", "weights": "random", "tokenizer": "local"},
+    "data": {"source": "synthetic", "samples_per_gpu": 8, "eval_samples": 4, "max_length": 64},
+    "training": {"precision": "bf16", "epochs": 1, "max_steps": 3, "warmup_steps": 1, "per_device_batch_size": 2,
+                 "gradient_accumulation_steps": 2},
+    "monitor": {"cpu_interval_s": 0.5, "gpu_interval_s": 1},
+    "runtime": {"device": "cpu"},
+    # cpus_per_task 2 = this machine's cores: the test nodes bind no CPUs (TaskPlugin=task/none), so a job's
+    # batch shell sees all host cores, and the launcher asks srun for that many CPUs per node launcher.
+    # mem 1000 MB of a node's 4000: four jobs fit on one node (SLURM enforces nothing here).
+    "slurm": {"partition": "debug", "time_min": 10, "mem_mb_per_node": 1000, "cpus_per_task": 2},
+}
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's own merge of configfiles: dicts recursively, everything else replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def shipped_config() -> dict[str, Any]:
+    with open(REPO / "workflow_config.yaml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@dataclass
+class Workdir:
+    """A throw-away working directory of the workflow (the checkout's Snakefile, its own results/)."""
+
+    path: Path
+    overlay: dict[str, Any]
+
+    @property
+    def overlay_file(self) -> Path:
+        return self.path / "overlay.yaml"
+
+    @property
+    def results(self) -> Path:
+        return self.path / "results"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.results / "runs" / run_id
+
+    def config(self) -> dict[str, Any]:
+        """The merged config Snakemake sees (shipped file + overlay)."""
+        return deep_merge(shipped_config(), self.overlay)
+
+    def plan(self) -> Any:
+        sys.path.insert(0, str(REPO / "scripts"))
+        from zerosweep.matrix import build_plan
+
+        return build_plan(self.config())
+
+    def study_runs(self, study: str) -> list[str]:
+        return list(self.plan().studies[study].run_ids)
+
+
+def make_workdir(path: Path, studies: Mapping[str, Any], extensions_dir: Path,
+                 overrides: Mapping[str, Any] | None = None) -> Workdir:
+    """`path` gets workflow_config.yaml (the Snakefile's `configfile:` is relative to the working dir) and
+    overlay.yaml: the test settings, `studies` (all of them built), and `overrides` on top."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "workflow_config.yaml", path / "workflow_config.yaml")
+    overlay = deep_merge(TEST_SETTINGS, {"runtime": {"torch_extensions_dir": str(extensions_dir)},
+                                         "studies": dict(studies), "build_studies": list(studies)})
+    overlay = deep_merge(overlay, overrides or {})
+    workdir = Workdir(path, overlay)
+    workdir.overlay_file.write_text(yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")
+    return workdir
+
+
+def client_env(slurm_conf: Path | str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Host-side environment: SLURM_CONF of the test cluster, no stale SLURM_* job variables, and this
+    interpreter's bin dir first on PATH (the rules run `python -m zerosweep` inside the jobs, which inherit
+    the submitting environment through sbatch --export=ALL)."""
+    env = {key: value for key, value in (os.environ if base is None else base).items()
+           if not key.startswith("SLURM_")}
+    env["SLURM_CONF"] = str(slurm_conf)
+    env["PATH"] = os.pathsep.join(dict.fromkeys([str(Path(sys.executable).parent),
+                                                 *env.get("PATH", "").split(os.pathsep)]))
+    return env
+
+
+def snakemake_command(workdir: Workdir, *extra: str, init_seconds: int | None = 1) -> list[str]:
+    """The real CLI with the SLURM workflow profile, run from the checkout's Snakefile in `workdir`."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(workdir.path), "--configfile", str(workdir.overlay_file),
+               "--workflow-profile", str(PROFILE)]
+    if init_seconds is not None:
+        # The profile's 20 s suits real clusters; 1 s sees a short job ~12 s after submission.
+        command += ["--slurm-init-seconds-before-status-checks", str(init_seconds)]
+    return command + list(extra)
+
+
+def start_snakemake(workdir: Workdir, env: Mapping[str, str], log: Path, *extra: str,
+                    init_seconds: int | None = 1) -> subprocess.Popen[bytes]:
+    """Snakemake in the background, stdout and stderr to `log`. Not under `timeout`: that would signal the whole
+    process group, so Snakemake's own children (its scancel included) would get our Ctrl-C too."""
+    with open(log, "wb") as handle:  # the child keeps its own descriptor
+        return subprocess.Popen(snakemake_command(workdir, *extra, init_seconds=init_seconds), cwd=workdir.path,
+                                env=dict(env), stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop_snakemake(process: subprocess.Popen[bytes], grace_s: float = 90) -> int:
+    """Ctrl-C: Snakemake cancels its SLURM jobs (scancel) and exits; SIGKILL if it does not within grace_s
+    (it ignores SIGTERM while jobs run)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def run_snakemake(workdir: Workdir, env: Mapping[str, str], log: Path, *extra: str, limit_s: float = 900,
+                  init_seconds: int | None = 1) -> tuple[int, str]:
+    """Run to the end, or interrupt it after limit_s (returning its exit code, never hanging the caller)."""
+    process = start_snakemake(workdir, env, log, *extra, init_seconds=init_seconds)
+    try:
+        code = process.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        code = stop_snakemake(process)
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"\n[test] interrupted after {limit_s:.0f} s\n")
+    finally:
+        if process.poll() is None:
+            stop_snakemake(process)
+    return code, log.read_text(encoding="utf-8", errors="replace")
+
+
+# --- what Snakemake and SLURM report ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    snakemake_jobid: int
+    slurm_jobid: str
+    rule: str
+    wildcards: str  # the run id for rule train (the plugin's log dir is rule_<rule>/<wildcards>/)
+    log: str
+
+
+def submissions(text: str) -> list[Submission]:
+    found = []
+    for match in SUBMITTED.finditer(text):
+        parts = Path(match.group(3)).parts
+        rule_dir = next((i for i, part in enumerate(parts) if part.startswith("rule_")), None)
+        rule = parts[rule_dir][len("rule_"):] if rule_dir is not None else ""
+        wildcards = parts[rule_dir + 1] if rule_dir is not None and rule_dir + 2 < len(parts) else ""
+        found.append(Submission(int(match.group(1)), match.group(2), rule, wildcards, match.group(3)))
+    return found
+
+
+def train_submissions(text: str) -> dict[str, list[str]]:
+    """Run id -> its SLURM job ids, in submission order (a retry is a second id)."""
+    runs: dict[str, list[str]] = {}
+    for item in submissions(text):
+        if item.rule == "train":
+            runs.setdefault(item.wildcards, []).append(item.slurm_jobid)
+    return runs
+
+
+def finished_train_runs(text: str) -> set[str]:
+    """Runs whose train job Snakemake has seen finish (a retried job reuses its Snakemake jobid)."""
+    run_of = {item.snakemake_jobid: item.wildcards for item in submissions(text) if item.rule == "train"}
+    return {run_of[int(jobid)] for jobid, rule in FINISHED.findall(text) if rule == "train" and int(jobid) in run_of}
+
+
+def squeue(env: Mapping[str, str], job_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Job id -> state, time limit, nodes, reason, for jobs of any state (MinJobAge keeps finished ones)."""
+    ids = ",".join(job_ids)
+    if not ids:
+        return {}
+    result = subprocess.run(["squeue", "-h", "-t", "all", "-j", ids, "-o", "%i|%T|%l|%N|%r"], env=dict(env),
+                            capture_output=True, text=True, timeout=30, check=False)
+    jobs = {}
+    for line in result.stdout.splitlines():
+        job_id, state, limit, nodes, reason = line.strip().split("|")
+        jobs[job_id] = {"state": state, "time_limit": limit, "nodes": nodes, "reason": reason}
+    return jobs
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file below root."""
+    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def wait_for(condition: Any, timeout_s: float, what: str, interval_s: float = 0.5,
+             process: subprocess.Popen[bytes] | None = None) -> Any:
+    """Poll condition() until it returns something truthy; fail early if `process` ended."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"snakemake exited (rc={process.returncode}) while waiting for {what}")
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def seed_torch_extensions(target: Path) -> Path:
+    """A private TORCH_EXTENSIONS_DIR seeded with the checkout's compiled DeepSpeed ops (results/cache), without
+    their `lock` files: runs killed by these tests must not leave a FileBaton lock in the shared cache (every
+    later build of that op would wait on it forever), and a shared cache being rebuilt by another session must
+    not stall these tests. Without a seed the first job compiles the ops (a minute or two on 2 cores)."""
+    source = Path(os.environ.get("ZEROSWEEP_TEST_TORCH_EXTENSIONS", REPO / "results" / "cache" / "torch_extensions"))
+    if source.is_dir():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("lock", ".ninja_lock"), dirs_exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
+    return target

@@ -1,0 +1,348 @@
+"""`snakemake --executor slurm` against a real SLURM 22.05 cluster on this machine (tests/slurm/cluster.py: slurmctld
+plus four slurmd nodes n1..n4, 8 fake GPUs each, partition `debug`).
+
+Every job goes through sbatch with the shipped profile (profiles/slurm) and the train rule's resources; the ranks
+train bloom-tiny on CPU over gloo. Three workflows:
+  1. four runs (1 node x 1 rank, 1 node x 2 GPUs, 2 nodes, 4 nodes), Snakemake interrupted (SIGINT) after one run
+     finished while another ran, then rerun: only the missing runs are submitted again, the finished run's files
+     are byte-identical, and every run's records show where its ranks ran; tables and plots are built;
+  2. a job cancelled by `scancel` mid-training and a job killed at its time limit are both retried (the profile's
+     `retries: 1`), the second attempt with twice the time limit, and both runs complete;
+  3. with slurmdbd (accounting), the plugin's default `sacct` status check on a one-run workflow.
+Needs root (daemons, namespaces); about 8-10 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
+
+import cluster as test_cluster
+from workflow import (
+    Workdir,
+    client_env,
+    finished_train_runs,
+    make_workdir,
+    read_json,
+    run_snakemake,
+    seed_torch_extensions,
+    squeue,
+    start_snakemake,
+    stop_snakemake,
+    submissions,
+    train_submissions,
+    tree_hashes,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+TRAINING_STARTED = "[zerosweep] training started"  # zerosweep.train.TRAINING_STARTED_MARKER
+NODES = ("n1", "n2", "n3", "n4")
+ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED"}
+
+
+def _free_base_port(start: int, avoid: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+    """A base port whose whole block (ctld, dbd, mariadb, slurmds) is free: a cluster left over from an earlier
+    session or started by hand (default 17817) keeps its ports."""
+    for base in range(start, start + 2000, 50):
+        ports = [base, base + 1, base + 2, *[base + 10 + i for i in range(1, len(NODES) + 1)]]
+        if base not in avoid and all(test_cluster._port_free(port) for port in ports):
+            return base
+    raise RuntimeError(f"no free port block from {start}")
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster needs root (munge, slurmctld, slurmd in namespaces)")
+    state = tmp_path_factory.mktemp("slurm")
+    info = test_cluster.start(state, nodes=len(NODES), base_port=_free_base_port(18900))
+    yield info
+    test_cluster.stop(state)
+
+
+@pytest.fixture(scope="session")
+def extensions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seed_torch_extensions(tmp_path_factory.mktemp("torch_extensions"))
+
+
+@pytest.fixture(scope="session")
+def env(slurm: Any) -> dict[str, str]:
+    return client_env(slurm.slurm_conf)
+
+
+def _remove_stale_locks(extensions: Path) -> list[str]:
+    """A run killed while torch JIT-compiled a DeepSpeed op leaves the op's FileBaton `lock`: every later load of
+    that op would wait forever. Called only when no job of ours runs."""
+    stale = sorted(extensions.glob("*/lock"))
+    for lock in stale:
+        lock.unlink()
+    return [str(lock) for lock in stale]
+
+
+def _latest_states(env: dict[str, str], jobs: dict[str, list[str]]) -> dict[str, str]:
+    """Run id -> SLURM state of its latest job."""
+    latest = {run: ids[-1] for run, ids in jobs.items()}
+    states = squeue(env, latest.values())
+    return {run: states.get(job, {}).get("state", "UNKNOWN") for run, job in latest.items()}
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _assert_records(workdir: Workdir, run_id: str, nodes: int, gpus_per_node: int, slurm_job: str) -> None:
+    """The run's own records: where its ranks ran, as which node rank, in which world, in which SLURM job."""
+    run_dir = workdir.run_dir(run_id)
+    status = read_json(run_dir / "status.json")
+    metrics = read_json(run_dir / "metrics.json")
+    env_record = read_json(run_dir / "env.json")
+    world = nodes * gpus_per_node
+    assert status["status"] == "ok" and metrics["status"] == "ok", (run_id, status["error"])
+    assert status["launch_mode"] == ("srun" if nodes > 1 else "single-node"), run_id
+    assert status["node_exit_codes"] == [0], run_id  # single-node: the node itself; else one srun for all
+    assert (metrics["nodes"], metrics["gpus_per_node"], metrics["world_size"]) == (nodes, gpus_per_node, world)
+    assert metrics["node_ranks"] == list(range(nodes)), run_id
+    assert metrics["optimizer_steps"] == 3 and metrics["train_runtime"] > 0, run_id
+    # node launchers: one per node, each on its own host, node rank = SLURM node id
+    node_records = sorted(status["nodes"], key=lambda node: node["node_rank"])
+    hosts = [node["host"] for node in node_records]
+    assert [node["node_rank"] for node in node_records] == list(range(nodes)), run_id
+    assert len(set(hosts)) == nodes and set(hosts) <= set(NODES), (run_id, hosts)
+    assert all(node["status"] == "ok" and node["gpus_per_node"] == gpus_per_node for node in node_records)
+    assert env_record["hosts"] == hosts and env_record["launch_mode"] == status["launch_mode"]
+    for node in env_record["nodes"]:
+        assert node["slurm"]["job_id"] == slurm_job, (run_id, node["slurm"])
+        assert node["slurm"]["node_id"] == str(node["node_rank"] if nodes > 1 else 0), (run_id, node["slurm"])
+        assert node["slurm"]["job_nodelist"], run_id
+    # ranks: torch's view (rank, node rank, host) from every rank's memory record
+    ranks = sorted(metrics["torch_memory"], key=lambda record: record["rank"])
+    assert [record["rank"] for record in ranks] == list(range(world)), run_id
+    assert all(record["world_size"] == world for record in ranks), run_id
+    for record in ranks:
+        assert record["node_rank"] == record["rank"] // gpus_per_node, (run_id, record)
+        assert record["host"] == hosts[record["node_rank"]], (run_id, record)
+    # the fake GPUs SLURM gave each node (--gpus-per-node), as the node launcher saw them
+    for node in node_records:
+        visible = node["environment_variables"].get("CUDA_VISIBLE_DEVICES", "")
+        assert len([device for device in visible.split(",") if device]) == gpus_per_node, (run_id, visible)
+    # one log per node: train.log (node 0), train_<host>.log for the others
+    assert sorted(status["logs"]) == sorted(
+        ["train.log", *[f"train_{host}.log" for host in hosts[1:]], *(["srun.log"] if nodes > 1 else [])])
+
+
+# --- 1 + 3: the matrix through sbatch; interrupted and resumed --------------------------------------------
+
+E2E_STUDIES = {
+    "slurm_ranks": {"title": "SLURM test: ranks on one node", "table": "scaling", "scaling_axis": "gpus_per_node",
+                    "zero_stage": [2], "gpus_per_node": [1, 2]},
+    "slurm_nodes": {"title": "SLURM test: nodes", "table": "scaling", "scaling_axis": "nodes", "zero_stage": [2],
+                    "nodes": [1, 2, 4]},
+}
+E2E_SHAPES = {"z2-offnone-nopin-g1n1": (1, 1), "z2-offnone-nopin-g2n1": (1, 2), "z2-offnone-nopin-g1n2": (2, 1),
+              "z2-offnone-nopin-g1n4": (4, 1)}
+
+
+def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict[str, str],
+                                                        extensions_dir: Path) -> None:
+    workdir = make_workdir(tmp_path / "wd", E2E_STUDIES, extensions_dir)
+    assert set(workdir.study_runs("slurm_ranks")) | set(workdir.study_runs("slurm_nodes")) == set(E2E_SHAPES)
+
+    # First invocation: interrupt it (Ctrl-C) once a run has finished and another one is training. One job at a
+    # time makes that moment certain (together, the four runs share the 2 cores and end within seconds).
+    first_log = tmp_path / "first.log"
+    process = start_snakemake(workdir, env, first_log, "--jobs", "1")
+    try:
+        def interruptible() -> tuple[set[str], list[str]] | None:
+            text = first_log.read_text(encoding="utf-8", errors="replace")
+            finished = finished_train_runs(text)
+            if not finished:
+                return None
+            if finished == set(E2E_SHAPES):
+                raise AssertionError("every run finished before Snakemake could be interrupted")
+            states = _latest_states(env, train_submissions(text))
+            running = [run for run, state in states.items() if state == "RUNNING" and run not in finished
+                       and (workdir.run_dir(run) / "train.log").exists()]
+            return (finished, running) if running else None
+
+        finished, running = wait_for(interruptible, 600, "a finished run and a running one", process=process)
+    finally:
+        first_code = stop_snakemake(process)  # Ctrl-C
+    first = first_log.read_text(encoding="utf-8", errors="replace")
+    assert first_code != 0 and "Terminating processes on user request" in first, first[-3000:]
+    first_jobs = train_submissions(first)
+    finished = finished_train_runs(first)  # also those seen finishing between the check and the signal
+    # Snakemake cancelled what still ran (the launchers got SIGTERM and kept their records); nothing of this
+    # workflow is left in the queue.
+    def settled() -> dict[str, str] | None:
+        states = _latest_states(env, first_jobs)
+        return None if set(states.values()) & ACTIVE_STATES else states
+
+    states = wait_for(settled, 60, "the interrupted workflow's jobs to end")
+    cancelled = {run for run, state in states.items() if state == "CANCELLED"}
+    assert cancelled and cancelled >= set(running) - finished, (states, running, finished)
+    for run in cancelled:
+        kept = sorted((workdir.results / "failed" / run).glob("*/status.json"))
+        assert kept and read_json(kept[-1])["status"] == "interrupted", (run, kept)
+    removed_locks = _remove_stale_locks(extensions_dir)
+    before = {run: tree_hashes(workdir.run_dir(run)) for run in finished}
+    assert all("metrics.json" in files and "status.json" in files for files in before.values()), before
+
+    # Second invocation: only what is missing runs; finished runs are not touched.
+    code, second = run_snakemake(workdir, env, tmp_path / "second.log", limit_s=900)
+    assert code == 0, second[-5000:]
+    second_jobs = train_submissions(second)
+    completed = {run for run, state in states.items() if state == "COMPLETED"}  # finished but maybe not seen
+    assert not set(second_jobs) & finished, (second_jobs, finished)
+    assert set(second_jobs) >= set(E2E_SHAPES) - completed, (second_jobs, states, removed_locks)
+    assert all(len(ids) == 1 for ids in second_jobs.values()), second_jobs  # no retries needed
+    for run, files in before.items():
+        after = tree_hashes(workdir.run_dir(run))
+        assert {name: after.get(name) for name in files} == files, run
+        assert set(after) - set(files) <= {"summary.json"}, (run, set(after) - set(files))
+
+    # Every run's records: ranks spread over the nodes SLURM gave the job.
+    for run, (nodes, gpus) in E2E_SHAPES.items():
+        job = (second_jobs.get(run) or first_jobs[run])[-1]
+        _assert_records(workdir, run, nodes, gpus, job)
+    four = read_json(workdir.run_dir("z2-offnone-nopin-g1n4") / "env.json")
+    assert sorted(four["hosts"]) == list(NODES)
+
+    # Tables, plots and the summary, with one ok row per run.
+    results = workdir.results
+    for study, runs in (("slurm_ranks", ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g2n1"]),
+                        ("slurm_nodes", ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g1n2", "z2-offnone-nopin-g1n4"])):
+        rows = _read_csv(results / "tables" / f"{study}.csv")
+        assert [row["Run"] for row in rows] == runs, rows
+        assert all(row["Status"] == "ok" for row in rows), rows
+        assert [int(row["World Size"]) for row in rows] == [E2E_SHAPES[run][0] * E2E_SHAPES[run][1] for run in runs]
+        markdown = (results / "tables" / f"{study}.md").read_text(encoding="utf-8")
+        assert all(f"| ok | {run} |" in markdown for run in runs), markdown
+        assert sorted(path.name for path in (results / "plots" / study).glob("*.png")), study
+    assert [row["Nodes"] for row in _read_csv(results / "tables" / "slurm_nodes.csv")] == ["1", "2", "4"]
+    assert [row["GPUs per Node"] for row in _read_csv(results / "tables" / "slurm_ranks.csv")] == ["1", "2"]
+    for run in E2E_SHAPES:
+        assert (results / "plots" / "runs" / f"{run}.png").stat().st_size > 0
+    assert (results / "summary.md").stat().st_size > 0
+    # The SLURM logs of successful jobs are removed (slurm-keep-successful-logs: false), failed ones kept.
+    logs = {item.slurm_jobid: Path(item.log) for item in submissions(first + second)}
+    assert not any(logs[ids[-1]].exists() for ids in second_jobs.values())
+    assert all(logs[first_jobs[run][-1]].exists() for run in cancelled)
+
+
+# --- 2: scancel and the time limit -------------------------------------------------------------------------
+
+
+def _squad_file(path: Path, records: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from zerosweep.data import synthetic_squad
+
+    path.write_text(json.dumps(synthetic_squad(0, "train", records)), encoding="utf-8")
+
+
+def test_cancelled_and_timed_out_jobs_are_retried(tmp_path: Path, env: dict[str, str], extensions_dir: Path) -> None:
+    # The timed-out run reads its data from a FIFO that nobody writes: its first attempt hangs (as a stuck
+    # collective would) until SLURM kills it at the time limit; then the FIFO is replaced by a real file, so the
+    # retry, with twice the time, completes.
+    fifo = tmp_path / "hang.json"
+    os.mkfifo(fifo)
+    studies = {
+        "slurm_cancel": {"title": "SLURM test: scancel", "table": "comparison", "zero_stage": [2], "nodes": [2],
+                         "training": {"max_steps": 60}},
+        "slurm_timeout": {"title": "SLURM test: time limit", "table": "comparison", "zero_stage": [2],
+                          "data": {"source": "file", "path": str(fifo)}},
+    }
+    workdir = make_workdir(tmp_path / "wd", studies, extensions_dir, {"slurm": {"time_min": 1}})
+    (cancel_run,) = workdir.study_runs("slurm_cancel")
+    (timeout_run,) = workdir.study_runs("slurm_timeout")
+    log = tmp_path / "retries.log"
+    process = start_snakemake(workdir, env, log)
+    deadline = time.monotonic() + 600
+    cancelled: str | None = None
+    swapped = False
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            jobs = train_submissions(log.read_text(encoding="utf-8", errors="replace"))
+            train_log = workdir.run_dir(cancel_run) / "train.log"
+            if (cancelled is None and cancel_run in jobs and train_log.exists()
+                    and TRAINING_STARTED in train_log.read_text(encoding="utf-8", errors="replace")):
+                cancelled = jobs[cancel_run][0]
+                subprocess.run(["scancel", cancelled], env=env, check=True, timeout=30)
+            first_timeout_job = jobs.get(timeout_run, [None])[0]
+            if (not swapped and first_timeout_job is not None
+                    and squeue(env, [first_timeout_job]).get(first_timeout_job, {}).get("state") == "TIMEOUT"):
+                ready = tmp_path / "data.json"
+                _squad_file(ready, 16)
+                os.replace(ready, fifo)  # the retry reads a real file
+                swapped = True
+            try:
+                process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        stop_snakemake(process)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    assert process.returncode == 0, text[-5000:]
+    assert cancelled is not None and swapped, (cancelled, swapped)
+    jobs = train_submissions(text)
+    assert len(jobs[cancel_run]) == 2 and len(jobs[timeout_run]) == 2, jobs
+    assert jobs[cancel_run][0] == cancelled
+    states = squeue(env, [*jobs[cancel_run], *jobs[timeout_run]])
+    for run, failure in ((cancel_run, "CANCELLED"), (timeout_run, "TIMEOUT")):
+        first, retry = (states[job] for job in jobs[run])
+        assert (first["state"], retry["state"]) == (failure, "COMPLETED"), (run, first, retry)
+        # the retry got twice the time limit (runtime = slurm.time_min x attempt)
+        assert (first["time_limit"], retry["time_limit"]) == ("1:00", "2:00"), (run, first, retry)
+        assert f"SLURM-job '{jobs[run][0]}' failed, SLURM status is: '{failure}'" in text
+        # the launcher of the killed attempt got SIGTERM and kept its records
+        kept = sorted((workdir.results / "failed" / run).glob("*/status.json"))
+        assert len(kept) == 1 and read_json(kept[0])["status"] == "interrupted", (run, kept)
+        assert read_json(workdir.run_dir(run) / "metrics.json")["status"] == "ok"
+        assert read_json(workdir.run_dir(run) / "status.json")["status"] == "ok"
+    timed_out_log = next(item.log for item in submissions(text) if item.slurm_jobid == jobs[timeout_run][0])
+    assert "DUE TO TIME LIMIT" in Path(timed_out_log).read_text(encoding="utf-8", errors="replace")
+    for study, run in (("slurm_cancel", cancel_run), ("slurm_timeout", timeout_run)):
+        rows = _read_csv(workdir.results / "tables" / f"{study}.csv")
+        assert [(row["Run"], row["Status"]) for row in rows] == [(run, "ok")]
+
+
+# --- accounting: the plugin's default sacct status check ---------------------------------------------------
+
+
+def test_sacct_status_check_with_slurmdbd(tmp_path: Path, slurm: Any, extensions_dir: Path) -> None:
+    """With slurmdbd the plugin's default (`sacct`) works: a second cluster, with accounting, beside the first."""
+    state = tmp_path / "acct"
+    info = test_cluster.start(state, nodes=len(NODES), accounting=True,
+                              base_port=_free_base_port(slurm.base_port + 100, {slurm.base_port}))
+    try:
+        acct_env = client_env(info.slurm_conf)
+        studies = {"slurm_acct": {"title": "SLURM test: accounting", "table": "comparison", "zero_stage": [2],
+                                  "gpus_per_node": [2]}}
+        workdir = make_workdir(tmp_path / "wd", studies, extensions_dir)
+        (run,) = workdir.study_runs("slurm_acct")
+        code, text = run_snakemake(workdir, acct_env, tmp_path / "acct.log", "--slurm-status-command", "sacct",
+                                   "--verbose", limit_s=600)
+        assert code == 0, text[-5000:]
+        assert "command=sacct" in text and "command=squeue" not in text
+        (job,) = train_submissions(text)[run]
+        sacct = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "JobID,State,AllocTRES,Account"],
+                               env=acct_env, capture_output=True, text=True, timeout=30, check=True).stdout
+        job_id, job_state, tres, account = sacct.strip().splitlines()[0].split("|")
+        assert (job_id, job_state, account) == (job, "COMPLETED", "zerosweep"), sacct
+        assert "gres/gpu=2" in tres, tres
+        assert read_json(workdir.run_dir(run) / "metrics.json")["status"] == "ok"
+    finally:
+        test_cluster.stop(state)
