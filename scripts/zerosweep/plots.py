@@ -128,8 +128,15 @@ def plot_memory_bars(table: aggregate.Table, out_dir: Path) -> None:
     )
     ax.set_ylabel("GPU memory per GPU (MiB)")
     ax.set_title(f"{table.title}: GPU memory")
-    ax.legend(loc="upper right")
+    _legend_above_bars(ax)
     save(fig, out_dir / "memory.png", out_dir / "memory.svg")
+
+
+def _legend_above_bars(ax: Any) -> None:
+    """Headroom over the tallest bar so the legend never hides a bar or its label."""
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top * 1.3)
+    ax.legend(loc="upper right", ncol=3)
 
 
 def plot_throughput_bars(table: aggregate.Table, out_dir: Path) -> None:
@@ -147,7 +154,7 @@ def plot_throughput_bars(table: aggregate.Table, out_dir: Path) -> None:
     _bars(ax, rows, series, "{:.1f}")
     ax.set_ylabel("training samples / s")
     ax.set_title(f"{table.title}: throughput")
-    ax.legend(loc="upper right")
+    _legend_above_bars(ax)
     save(fig, out_dir / "throughput.png", out_dir / "throughput.svg")
 
 
