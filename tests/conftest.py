@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,11 +27,14 @@ def config() -> dict[str, Any]:
 
 
 def run_snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """The real snakemake CLI of this interpreter, from the repository (so the default profile applies)."""
+    """The real snakemake CLI of this interpreter, from the repository (so the default profile applies).
+    The jobs' `python` is this interpreter too: its bin directory goes first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
