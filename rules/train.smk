@@ -25,4 +25,4 @@ rule train:
         slurm_account=_slurm("account"),
         slurm_extra=train_slurm_extra,
     shell:
-        f"{ZEROSWEEP} launch --spec-json {{params.spec:q}} --run-dir {{params.run_dir}} > {{log}} 2>&1"
+        f"{ZEROSWEEP} launch --spec-json {{params.spec:q}} --run-dir {{params.run_dir}} --cpus-per-task {{resources.cpus_per_task}} > {{log}} 2>&1"

@@ -2,26 +2,29 @@
 plus four slurmd nodes n1..n4, 8 fake GPUs each, partition `debug`).
 
 Every job goes through sbatch with the shipped profile (profiles/slurm) and the train rule's resources; the ranks
-train bloom-tiny on CPU over gloo. Three workflows:
-  1. four runs (1 node x 1 rank, 1 node x 2 GPUs, 2 nodes, 4 nodes), Snakemake interrupted (SIGINT) after one run
+train bloom-tiny on CPU over gloo. Three workflows (marked slurm and slow):
+  1. four runs (1 node x 1 GPU, 1 node x 2 GPUs, 2 nodes x 2 GPUs, 4 nodes x 1 GPU), Snakemake interrupted (SIGINT) after one run
      finished while another ran, then rerun: only the missing runs are submitted again, the finished run's files
      are byte-identical, and every run's records show where its ranks ran; tables and plots are built;
   2. a job cancelled by `scancel` mid-training and a job killed at its time limit are both retried (the profile's
      `retries: 1`), the second attempt with twice the time limit, and both runs complete;
   3. with slurmdbd (accounting), the plugin's default `sacct` status check on a one-run workflow.
-Needs root (daemons, namespaces); about 8-10 minutes on 2 cores.
+Needs root (daemons, namespaces); about 5 minutes on 2 cores. Without a cluster, a dry run checks that every run
+of the shipped matrix asks SLURM for one task per node (the plugin's own sbatch command builder).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import conftest
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
@@ -44,14 +47,12 @@ from workflow import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
 TRAINING_STARTED = "[zerosweep] training started"  # zerosweep.train.TRAINING_STARTED_MARKER
 NODES = ("n1", "n2", "n3", "n4")
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED"}
 
 
-def _free_base_port(start: int, avoid: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+def _free_base_port(start: int, avoid: tuple[int, ...] = ()) -> int:
     """A base port whose whole block (ctld, dbd, mariadb, slurmds) is free: a cluster left over from an earlier
     session or started by hand (default 17817) keeps its ports."""
     for base in range(start, start + 2000, 50):
@@ -79,15 +80,6 @@ def extensions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def env(slurm: Any) -> dict[str, str]:
     return client_env(slurm.slurm_conf)
-
-
-def _remove_stale_locks(extensions: Path) -> list[str]:
-    """A run killed while torch JIT-compiled a DeepSpeed op leaves the op's FileBaton `lock`: every later load of
-    that op would wait forever. Called only when no job of ours runs."""
-    stale = sorted(extensions.glob("*/lock"))
-    for lock in stale:
-        lock.unlink()
-    return [str(lock) for lock in stale]
 
 
 def _latest_states(env: dict[str, str], jobs: dict[str, list[str]]) -> dict[str, str]:
@@ -133,8 +125,12 @@ def _assert_records(workdir: Workdir, run_id: str, nodes: int, gpus_per_node: in
     assert [record["rank"] for record in ranks] == list(range(world)), run_id
     assert all(record["world_size"] == world for record in ranks), run_id
     for record in ranks:
-        assert record["node_rank"] == record["rank"] // gpus_per_node, (run_id, record)
+        # torchrun numbers ranks node by node (group rank = its node's place in the rendezvous) ...
+        assert (record["group_rank"], record["local_rank"]) == divmod(record["rank"], gpus_per_node), record
+        # ... and each rank ran on the host of the node launcher that started it
         assert record["host"] == hosts[record["node_rank"]], (run_id, record)
+    per_node = [sum(record["node_rank"] == node for record in ranks) for node in range(nodes)]
+    assert per_node == [gpus_per_node] * nodes, (run_id, per_node)
     # the fake GPUs SLURM gave each node (--gpus-per-node), as the node launcher saw them
     for node in node_records:
         visible = node["environment_variables"].get("CUDA_VISIBLE_DEVICES", "")
@@ -144,22 +140,77 @@ def _assert_records(workdir: Workdir, run_id: str, nodes: int, gpus_per_node: in
         ["train.log", *[f"train_{host}.log" for host in hosts[1:]], *(["srun.log"] if nodes > 1 else [])])
 
 
+# --- the train rule's resources, as the SLURM executor turns them into sbatch options (no cluster) ---------
+
+RESOURCES = re.compile(r"^\s+wildcards: run=(\S+)\n(?:\s+threads: (\d+)\n)?\s+resources: (.+)$", re.MULTILINE)
+
+
+class _Resources(dict):  # type: ignore[type-arg]
+    """What the plugin reads of a job's resources: .get() and attribute access."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
+
+
+def test_train_resources_become_one_task_per_node(tmp_path: Path) -> None:
+    """Every run of the shipped matrix: 1-node runs have no `mpi` (the plugin refuses mpi with tasks=1 and runs
+    them in `srun -n1` on one node); multi-node runs have mpi, tasks = nodes, one task and G GPUs per node. The
+    plugin's own submit-string builder accepts each of them."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+
+    result = conftest.run_snakemake("-n", "--forceall")
+    assert result.returncode == 0, result.stderr
+    train = {}
+    for run, threads, text in RESOURCES.findall(result.stdout + result.stderr):
+        values: dict[str, Any] = {}
+        for item in re.split(r", (?=\w+=)", text):
+            key, _, value = item.partition("=")
+            values[key] = int(value) if value.isdigit() else value
+        if "nodes" in values:
+            train[run] = (int(threads or 1), values)
+    assert len(train) == 21, sorted(train)
+    shipped = make_workdir(tmp_path, {}, tmp_path).plan()
+    for run, (threads, resources) in train.items():
+        point = shipped.runs[run].point
+        assert (resources["nodes"], resources["tasks"]) == (point.nodes, point.nodes), run
+        assert resources.get("mpi") == ("srun" if point.nodes > 1 else None), (run, resources)
+        assert resources["runtime"] == 60  # slurm.time_min x attempt 1
+        assert resources["slurm_extra"] == f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1"
+        job = type("Job", (), {"resources": _Resources(resources), "threads": threads})()
+        command = get_submit_command(job, {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c",
+                                           "account": "", "partition": "", "workdir": "w"})
+        if point.nodes > 1:
+            assert f"--nodes={point.nodes} --ntasks={point.nodes} --cpus-per-task=8 " in command, command
+        else:
+            assert "--nodes=1 --ntasks=1 --cpus-per-task=8 " in command, command
+        assert command.endswith(f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1 -D w"), command
+
+
 # --- 1 + 3: the matrix through sbatch; interrupted and resumed --------------------------------------------
 
+# Four runs, (nodes, GPUs per node): 1 x 1, 1 x 2, 2 x 2 (the shipped multi-node shape: 2 GPUs per node) and
+# 4 x 1; three studies share them (a run needed by several studies runs once).
 E2E_STUDIES = {
     "slurm_ranks": {"title": "SLURM test: ranks on one node", "table": "scaling", "scaling_axis": "gpus_per_node",
                     "zero_stage": [2], "gpus_per_node": [1, 2]},
-    "slurm_nodes": {"title": "SLURM test: nodes", "table": "scaling", "scaling_axis": "nodes", "zero_stage": [2],
-                    "nodes": [1, 2, 4]},
+    "slurm_nodes": {"title": "SLURM test: nodes, 1 GPU each", "table": "scaling", "scaling_axis": "nodes",
+                    "zero_stage": [2], "nodes": [1, 4]},
+    "slurm_nodes_2gpu": {"title": "SLURM test: nodes, 2 GPUs each", "table": "scaling", "scaling_axis": "nodes",
+                         "zero_stage": [2], "gpus_per_node": [2], "nodes": [1, 2]},
 }
-E2E_SHAPES = {"z2-offnone-nopin-g1n1": (1, 1), "z2-offnone-nopin-g2n1": (1, 2), "z2-offnone-nopin-g1n2": (2, 1),
+E2E_SHAPES = {"z2-offnone-nopin-g1n1": (1, 1), "z2-offnone-nopin-g2n1": (1, 2), "z2-offnone-nopin-g2n2": (2, 2),
               "z2-offnone-nopin-g1n4": (4, 1)}
+E2E_TABLES = {"slurm_ranks": ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g2n1"],
+              "slurm_nodes": ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g1n4"],
+              "slurm_nodes_2gpu": ["z2-offnone-nopin-g2n1", "z2-offnone-nopin-g2n2"]}
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict[str, str],
                                                         extensions_dir: Path) -> None:
     workdir = make_workdir(tmp_path / "wd", E2E_STUDIES, extensions_dir)
-    assert set(workdir.study_runs("slurm_ranks")) | set(workdir.study_runs("slurm_nodes")) == set(E2E_SHAPES)
+    assert {study: workdir.study_runs(study) for study in E2E_STUDIES} == E2E_TABLES
 
     # First invocation: interrupt it (Ctrl-C) once a run has finished and another one is training. One job at a
     # time makes that moment certain (together, the four runs share the 2 cores and end within seconds).
@@ -197,7 +248,8 @@ def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict
     for run in cancelled:
         kept = sorted((workdir.results / "failed" / run).glob("*/status.json"))
         assert kept and read_json(kept[-1])["status"] == "interrupted", (run, kept)
-    removed_locks = _remove_stale_locks(extensions_dir)
+    # The ops were built before any job (seed_torch_extensions): the cancelled job held no FileBaton lock.
+    assert not list(extensions_dir.glob("*/lock"))
     before = {run: tree_hashes(workdir.run_dir(run)) for run in finished}
     assert all("metrics.json" in files and "status.json" in files for files in before.values()), before
 
@@ -207,7 +259,7 @@ def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict
     second_jobs = train_submissions(second)
     completed = {run for run, state in states.items() if state == "COMPLETED"}  # finished but maybe not seen
     assert not set(second_jobs) & finished, (second_jobs, finished)
-    assert set(second_jobs) >= set(E2E_SHAPES) - completed, (second_jobs, states, removed_locks)
+    assert set(second_jobs) >= set(E2E_SHAPES) - completed, (second_jobs, states)
     assert all(len(ids) == 1 for ids in second_jobs.values()), second_jobs  # no retries needed
     for run, files in before.items():
         after = tree_hashes(workdir.run_dir(run))
@@ -220,11 +272,16 @@ def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict
         _assert_records(workdir, run, nodes, gpus, job)
     four = read_json(workdir.run_dir("z2-offnone-nopin-g1n4") / "env.json")
     assert sorted(four["hosts"]) == list(NODES)
+    # what SLURM allocated to each job: as many nodes as the run has
+    last_job = {run: (second_jobs.get(run) or first_jobs[run])[-1] for run in E2E_SHAPES}
+    allocated = squeue(env, last_job.values())
+    assert allocated[last_job["z2-offnone-nopin-g1n4"]]["nodes"] == "n[1-4]", allocated
+    assert allocated[last_job["z2-offnone-nopin-g2n2"]]["nodes"] in ("n[1-2]", "n[2-3]", "n[3-4]"), allocated
+    assert all(allocated[last_job[run]]["nodes"] in NODES for run in ("z2-offnone-nopin-g1n1", "z2-offnone-nopin-g2n1"))
 
     # Tables, plots and the summary, with one ok row per run.
     results = workdir.results
-    for study, runs in (("slurm_ranks", ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g2n1"]),
-                        ("slurm_nodes", ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g1n2", "z2-offnone-nopin-g1n4"])):
+    for study, runs in E2E_TABLES.items():
         rows = _read_csv(results / "tables" / f"{study}.csv")
         assert [row["Run"] for row in rows] == runs, rows
         assert all(row["Status"] == "ok" for row in rows), rows
@@ -232,7 +289,8 @@ def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict
         markdown = (results / "tables" / f"{study}.md").read_text(encoding="utf-8")
         assert all(f"| ok | {run} |" in markdown for run in runs), markdown
         assert sorted(path.name for path in (results / "plots" / study).glob("*.png")), study
-    assert [row["Nodes"] for row in _read_csv(results / "tables" / "slurm_nodes.csv")] == ["1", "2", "4"]
+    assert [row["Nodes"] for row in _read_csv(results / "tables" / "slurm_nodes.csv")] == ["1", "4"]
+    assert [row["Nodes"] for row in _read_csv(results / "tables" / "slurm_nodes_2gpu.csv")] == ["1", "2"]
     assert [row["GPUs per Node"] for row in _read_csv(results / "tables" / "slurm_ranks.csv")] == ["1", "2"]
     for run in E2E_SHAPES:
         assert (results / "plots" / "runs" / f"{run}.png").stat().st_size > 0
@@ -253,6 +311,8 @@ def _squad_file(path: Path, records: int) -> None:
     path.write_text(json.dumps(synthetic_squad(0, "train", records)), encoding="utf-8")
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_cancelled_and_timed_out_jobs_are_retried(tmp_path: Path, env: dict[str, str], extensions_dir: Path) -> None:
     # The timed-out run reads its data from a FIFO that nobody writes: its first attempt hangs (as a stuck
     # collective would) until SLURM kills it at the time limit; then the FIFO is replaced by a real file, so the
@@ -322,11 +382,13 @@ def test_cancelled_and_timed_out_jobs_are_retried(tmp_path: Path, env: dict[str,
 # --- accounting: the plugin's default sacct status check ---------------------------------------------------
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_sacct_status_check_with_slurmdbd(tmp_path: Path, slurm: Any, extensions_dir: Path) -> None:
     """With slurmdbd the plugin's default (`sacct`) works: a second cluster, with accounting, beside the first."""
     state = tmp_path / "acct"
     info = test_cluster.start(state, nodes=len(NODES), accounting=True,
-                              base_port=_free_base_port(slurm.base_port + 100, {slurm.base_port}))
+                              base_port=_free_base_port(slurm.base_port + 100, (slurm.base_port,)))
     try:
         acct_env = client_env(info.slurm_conf)
         studies = {"slurm_acct": {"title": "SLURM test: accounting", "table": "comparison", "zero_stage": [2],

@@ -776,7 +776,9 @@ def launch(args: argparse.Namespace) -> int:
                     shutdown.targets.append(functools.partial(_signal_process, process, signal.SIGTERM))
                 node_codes = _wait_local_nodes(processes, shutdown)
             else:
-                cpus = len(os.sched_getaffinity(0))
+                # The allocation's CPUs per task (the rule passes them): on clusters that bind no CPUs the
+                # affinity mask is the whole host, and asking srun for more than was allocated fails the step.
+                cpus = args.cpus_per_task or len(os.sched_getaffinity(0))
                 # Counts are explicit: the SLURM executor strips SLURM_NNODES/NTASKS/JOB_NODELIST from our
                 # environment. --overlap: the executor's own step already holds this node's CPUs and GPUs.
                 command = ["srun", f"--nodes={nnodes}", f"--ntasks={nnodes}", "--ntasks-per-node=1",
@@ -827,6 +829,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             help="shared cache, e.g. the local tokenizer (default: <run-dir>/../../cache)")
         parser.add_argument("--rank-memory-headroom-mb", type=int, default=None,
                             help="testing: cap each rank's data memory at its post-import size + this many MiB")
+        parser.add_argument("--cpus-per-task", type=int, default=None,
+                            help="CPUs of each node's task in a SLURM allocation, for the multi-node srun "
+                                 "(default: this process's CPU affinity)")
         parser.set_defaults(argv=None)
     else:
         parser.add_argument("--run-dir", type=Path, required=True, help="the run dir that launch prepared")

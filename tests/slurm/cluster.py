@@ -30,8 +30,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 DEFAULT_STATE_DIR = Path(os.environ.get("ZEROSWEEP_SLURM_STATE", "/tmp/zerosweep-slurm"))
 PARTITION = "debug"
@@ -94,7 +94,7 @@ class ClusterInfo:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
     @classmethod
-    def from_json(cls, d: Mapping[str, object]) -> "ClusterInfo":
+    def from_json(cls, d: Mapping[str, object]) -> ClusterInfo:
         d = dict(d)
         for k in ("state_dir", "slurm_conf", "log_dir"):
             d[k] = Path(str(d[k]))
@@ -134,7 +134,7 @@ def _reap(pid: int) -> None:
 
 
 def _alive(rec: Mapping[str, object]) -> bool:
-    pid = int(rec["pid"])  # type: ignore[arg-type]
+    pid = int(str(rec["pid"]))
     _reap(pid)
     return _proc_starttime(pid) == rec["starttime"]
 
@@ -347,10 +347,9 @@ def _spawn(L: _Layout, recs: list[dict[str, object]], name: str, cmd: list[str],
     """Start a foreground daemon in its own session (survives the CLI's exit,
     and a Ctrl-C in the test runner does not hit it) and record it at once,
     so that stop() can clean up even if start() fails half-way."""
-    out = open(L.log / f"{name}.stdout", "ab")
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                         start_new_session=True, env=None if env is None else dict(env))
-    out.close()
+    with open(L.log / f"{name}.stdout", "ab") as out:  # the daemon keeps its own descriptor
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True, env=None if env is None else dict(env))
     st = None
     for _ in range(50):  # starttime is readable immediately, but be safe
         st = _proc_starttime(p.pid)
@@ -389,7 +388,7 @@ def _kill(recs: Iterable[Mapping[str, object]], timeout: float = 15.0) -> None:
     live = [r for r in recs if _alive(r)]
     for r in live:
         try:
-            os.kill(int(r["pid"]), signal.SIGTERM)  # type: ignore[arg-type]
+            os.kill(int(str(r["pid"])), signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
@@ -398,7 +397,7 @@ def _kill(recs: Iterable[Mapping[str, object]], timeout: float = 15.0) -> None:
         live = [r for r in live if _alive(r)]
     for r in live:
         try:
-            os.kill(int(r["pid"]), signal.SIGKILL)  # type: ignore[arg-type]
+            os.kill(int(str(r["pid"])), signal.SIGKILL)
         except ProcessLookupError:
             pass
     for r in live:
@@ -637,10 +636,10 @@ def _start_accounting(L: _Layout, info: ClusterInfo, env: dict[str, str],
     _wait(lambda: _run(mysql + ["-e", "SELECT 1"], check=False).returncode == 0, rec,
           "accept connections", timeout)
     _run(mysql + ["-e",
-                  f"CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASS}';"
-                  f"CREATE USER IF NOT EXISTS '{DB_USER}'@'localhost' IDENTIFIED BY '{DB_PASS}';"
-                  f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'127.0.0.1';"
-                  f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'localhost';"])
+                  (f"CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASS}';"
+                   f"CREATE USER IF NOT EXISTS '{DB_USER}'@'localhost' IDENTIFIED BY '{DB_PASS}';"
+                   f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'127.0.0.1';"
+                   f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'localhost';")])
 
     # slurmdbd finds slurmdbd.conf next to $SLURM_CONF.
     rec = _spawn(L, recs, "slurmdbd", ["slurmdbd", "-D"], L.log / "slurmdbd.log", env)
@@ -691,8 +690,8 @@ def status(state_dir: Path | str = DEFAULT_STATE_DIR) -> str:
         return "\n".join(lines)
     lines.append(f"SLURM_CONF={info.slurm_conf} partition={info.partition} "
                  f"accounting={info.accounting}")
-    r = _run(["sinfo", "-N", "-o", "%N %P %T %c %m %G"], env=info.client_env(), check=False)
-    lines.append(r.stdout.rstrip() or r.stderr.rstrip())
+    sinfo = _run(["sinfo", "-N", "-o", "%N %P %T %c %m %G"], env=info.client_env(), check=False)
+    lines.append(sinfo.stdout.rstrip() or sinfo.stderr.rstrip())
     lines.append("healthy" if is_running(state_dir) else "NOT healthy")
     return "\n".join(lines)
 
@@ -715,11 +714,11 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in info.exports.items():  # eval-able
                 print(f"export {k}={v}")
         elif a.command == "env":
-            info = read_info(a.state_dir)
-            if info is None:
+            found = read_info(a.state_dir)
+            if found is None:
                 print(f"no cluster in {a.state_dir}", file=sys.stderr)
                 return 1
-            for k, v in info.exports.items():
+            for k, v in found.exports.items():
                 print(f"export {k}={v}")
         elif a.command == "stop":
             stop(a.state_dir)

@@ -7,7 +7,6 @@ test's overrides), and readers for what Snakemake and SLURM report (submissions,
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -25,6 +24,10 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from zerosweep.matrix import deep_merge
+
 PROFILE = REPO / "profiles" / "slurm"
 # One optimizer-step-sized toy: bloom-tiny, 64-token examples, 3 steps, CPU ranks over gloo.
 TEST_SETTINGS: dict[str, Any] = {
@@ -34,24 +37,12 @@ TEST_SETTINGS: dict[str, Any] = {
                  "gradient_accumulation_steps": 2},
     "monitor": {"cpu_interval_s": 0.5, "gpu_interval_s": 1},
     "runtime": {"device": "cpu"},
-    # cpus_per_task 2 = this machine's cores: the test nodes bind no CPUs (TaskPlugin=task/none), so a job's
-    # batch shell sees all host cores, and the launcher asks srun for that many CPUs per node launcher.
-    # mem 1000 MB of a node's 4000: four jobs fit on one node (SLURM enforces nothing here).
-    "slurm": {"partition": "debug", "time_min": 10, "mem_mb_per_node": 1000, "cpus_per_task": 2},
+    # cpus_per_task 1 of the node's 4: the multi-node srun must ask for the allocation's CPUs, not the host's
+    # (the test nodes bind no CPUs, TaskPlugin=task/none). mem 1000 MB of a node's 4000: four jobs fit on one node.
+    "slurm": {"partition": "debug", "time_min": 10, "mem_mb_per_node": 1000, "cpus_per_task": 1},
 }
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")
-
-
-def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Snakemake's own merge of configfiles: dicts recursively, everything else replaced."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def shipped_config() -> dict[str, Any]:
@@ -241,13 +232,31 @@ def wait_for(condition: Any, timeout_s: float, what: str, interval_s: float = 0.
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def seed_torch_extensions(target: Path) -> Path:
-    """A private TORCH_EXTENSIONS_DIR seeded with the checkout's compiled DeepSpeed ops (results/cache), without
-    their `lock` files: runs killed by these tests must not leave a FileBaton lock in the shared cache (every
-    later build of that op would wait on it forever), and a shared cache being rebuilt by another session must
-    not stall these tests. Without a seed the first job compiles the ops (a minute or two on 2 cores)."""
+# The DeepSpeed ops a CPU run of ZeRO stage 0-3 without offload JIT-compiles (gloo shared-memory collectives,
+# the CPU FusedAdam).
+CPU_OPS = ("ShareMemCommBuilder", "FusedAdamBuilder")
+
+
+def seed_torch_extensions(target: Path, ops: Iterable[str] = CPU_OPS, timeout_s: float = 900) -> Path:
+    """A private TORCH_EXTENSIONS_DIR with the DeepSpeed ops built before any job starts.
+
+    Seeded from the checkout's cache (results/cache/torch_extensions, or $ZEROSWEEP_TEST_TORCH_EXTENSIONS), with
+    timestamps and without `lock` files, then each op is loaded once here, which builds what is missing (1-2
+    minutes on 2 cores; seconds when the seed is current). So no job compiles: a job killed by the tests
+    (scancel, time limit, Ctrl-C) cannot leave a FileBaton `lock` behind, on which every later load of that op
+    would wait forever; and another session rebuilding the shared cache cannot stall these tests."""
     source = Path(os.environ.get("ZEROSWEEP_TEST_TORCH_EXTENSIONS", REPO / "results" / "cache" / "torch_extensions"))
     if source.is_dir():
         shutil.copytree(source, target, ignore=shutil.ignore_patterns("lock", ".ninja_lock"), dirs_exist_ok=True)
     target.mkdir(parents=True, exist_ok=True)
+    script = ("import sys\nfrom deepspeed.accelerator import get_accelerator\n"
+              "for name in sys.argv[1:]:\n    get_accelerator().create_op_builder(name).load(verbose=False)\n")
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": str(target),
+           # torch finds ninja on PATH: the one of this environment, as in the jobs (and in .ninja_log)
+           "PATH": os.pathsep.join(dict.fromkeys([str(Path(sys.executable).parent),
+                                                  *os.environ.get("PATH", "").split(os.pathsep)]))}
+    result = subprocess.run([sys.executable, "-c", script, *ops], env=env, capture_output=True, text=True,
+                            timeout=timeout_s, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"building DeepSpeed ops {list(ops)} in {target} failed:\n{result.stderr[-3000:]}")
     return target
