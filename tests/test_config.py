@@ -3,14 +3,14 @@ with a message that names the culprit, before anything is scheduled."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from conftest import REPO, run_snakemake, shipped_config
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-
-from conftest import REPO, run_snakemake, shipped_config
 from zerosweep.matrix import ConfigError, build_plan
 
 SCHEMA = str(REPO / "schemas" / "config.schema.yaml")

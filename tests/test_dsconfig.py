@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import REPO
 from zerosweep.dsconfig import NAMED_CONFIGS, render, render_named
 from zerosweep.matrix import MatrixPoint

@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_snakemake
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 
-from workflow import make_workdir  # noqa: E402
+from workflow import make_workdir
 
 STUDIES = {
     "baseline": {"table": "baseline", "deepspeed": False, "title": "Baseline"},

@@ -18,12 +18,19 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import BloomConfig, BloomForCausalLM, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+from transformers import (
+    BloomConfig,
+    BloomForCausalLM,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from zerosweep import data as zdata  # noqa: E402  (data only: the same tokens as the pipeline)
+from zerosweep import data as zdata
 
 
 class StepClock(TrainerCallback):  # type: ignore[misc]
@@ -37,7 +44,7 @@ class StepClock(TrainerCallback):  # type: ignore[misc]
         self.intervals: list[float] = []
         self.skip_next = False
 
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+    def on_step_end(self, args, state, control, **kwargs):
         torch.cuda.synchronize()
         now = time.perf_counter()
         partial = state.global_step % self.steps_per_epoch == 0
@@ -45,7 +52,7 @@ class StepClock(TrainerCallback):  # type: ignore[misc]
             self.intervals.append(now - self.last)
         self.last, self.skip_next = now, False
 
-    def on_evaluate(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+    def on_evaluate(self, args, state, control, **kwargs):
         self.skip_next = True  # the next interval contains an evaluation
 
 
