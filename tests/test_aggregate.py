@@ -360,3 +360,11 @@ def test_summary_weak_scaling_holds(tmp_path: Path) -> None:
     text = summary.render(summary.load_tables(paths))
     assert "weak-scaling efficiency 93.8 %" in text and "weak scaling **holds**" in text
     assert "Average GPU memory increases (+6.5 %)" in text
+
+
+def test_lowest_peak_says_when_finished_runs_had_no_gpu_monitor(tmp_path: Path) -> None:
+    cpu_runs = [make_summary(point(stage), cpu_peak=800.0, cpu_avg=700.0, rate=80.0) for stage in (0, 1)]
+    paths = [write_table(tmp_path, "zero_stages", "comparison", cpu_runs), tmp_path / "zero_stages.md"]
+    assert summary.lowest_peak(summary.load_tables(paths)) == [
+        "*Title of zero_stages*: its runs recorded no GPU memory (no GPU monitor: CPU runs)."
+    ]

@@ -104,7 +104,10 @@ def lowest_peak(tables: list[Built]) -> list[str]:
     for table in comparisons:
         rows = _ok(table.rows, "Peak GPU Memory Used (MiB)")
         if not rows:
-            answers.append(f"*{table.title}*: no configuration finished, so none has a peak.{_oom_note(table.rows)}")
+            finished = any(row.get("Status") == "ok" for row in table.rows)
+            reason = ("its runs recorded no GPU memory (no GPU monitor: CPU runs)" if finished
+                      else "no configuration finished, so none has a peak")
+            answers.append(f"*{table.title}*: {reason}.{_oom_note(table.rows)}")
             continue
         rows.sort(key=lambda row: row["Peak GPU Memory Used (MiB)"])
         low, high = rows[0], rows[-1]
