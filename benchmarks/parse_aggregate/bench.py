@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep import aggregate, parse
+from zerosweep.jsonio import write_json
 from zerosweep.matrix import MatrixPoint
 
 # (gpus_per_node, nodes, weight): roughly the shipped studies' mix.
@@ -96,7 +97,7 @@ def time_once(root: Path, specs: list[dict]) -> tuple[float, float, int]:
     started = time.perf_counter()
     for spec in specs:
         run = root / spec["run_id"]
-        parse.write_json(parse.summarise_run(run), run / "summary.json")
+        write_json(run / "summary.json", parse.summarise_run(run), indent=None)
     parsed = time.perf_counter()
     rows = 0
     for first in range(0, len(specs), RUNS_PER_STUDY):

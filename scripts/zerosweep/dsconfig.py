@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .jsonio import write_json
 from .matrix import MatrixPoint
 
 DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
@@ -64,16 +65,11 @@ def render_named(name: str) -> dict[str, Any]:
     return render(point)
 
 
-def write_json(config: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-
-
 def write_named_configs(directory: Path = DS_CONFIG_DIR) -> list[Path]:
     """Regenerate ds_configs/<name>.json for people who run by hand (`zerosweep ds-configs`)."""
     paths = []
     for name in NAMED_CONFIGS:
         path = directory / f"{name}.json"
-        write_json(render_named(name), path)
+        write_json(path, render_named(name), sort_keys=False)  # the template's key order
         paths.append(path)
     return paths

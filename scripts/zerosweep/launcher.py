@@ -38,8 +38,8 @@ from typing import IO, Any
 import psutil
 
 from .environment import gpu_inventory, merge_environment, node_environment
+from .jsonio import write_json
 from .monitors import NodeMonitors, become_subreaper, parent_death_signal, python_path, start_child
-from .train import write_json
 
 LOCAL_HOST = "127.0.0.1"
 TERMINATE_GRACE_S = 15.0  # torchrun's own worker shutdown, well inside SLURM's default KillWait of 30 s
@@ -485,11 +485,10 @@ def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any]) -> None:
     write_json(run_dir / "run_spec.json", spec)
     if spec["point"]["deepspeed"]:
         from .dsconfig import render
-        from .dsconfig import write_json as write_ds_config
         from .matrix import MatrixPoint
 
         point = MatrixPoint(**{key: value for key, value in spec["point"].items() if key != "world_size"})
-        write_ds_config(render(point), run_dir / "ds_config.json")
+        write_json(run_dir / "ds_config.json", render(point), sort_keys=False)
 
 
 def choose_mode(nnodes: int, requested: str) -> str:

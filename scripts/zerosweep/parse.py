@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .jsonio import write_json
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -613,14 +615,6 @@ def workshop_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(data: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    # No indentation: json's C encoder only runs without it (5x faster); `python -m json.tool` pretty-prints.
-    tmp.write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)  # a half-written summary.json must never look complete to Snakemake
-
-
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--run-dir", type=Path, required=True, help="results/runs/<run>")
     parser.add_argument("--out", type=Path, required=True, help="summary.json to write")
@@ -628,7 +622,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     summary = summarise_run(args.run_dir)
-    write_json(summary, args.out)
+    # No indentation: 5x faster with json's C encoder; `python -m json.tool` pretty-prints.
+    write_json(args.out, summary, indent=None)
     print(f"{summary['run_id']}: status {summary['status']}")
     print(workshop_report(summary))
     for warning in summary["warnings"]:

@@ -28,6 +28,7 @@ from .flops import (
     peak_tflops,
     training_flops_per_token,
 )
+from .jsonio import write_json
 from .monitors import die_with_parent
 
 MIB = 2**20
@@ -42,14 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="shared cache (local tokenizer); default: <run-dir>/../../cache")
     parser.add_argument("--memory-headroom-mb", type=int, default=None,
                         help="testing: cap this rank's data memory at its post-import size + this many MiB")
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Atomic: a reader (the launcher after a kill) never sees half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(partial, path)
 
 
 def is_oom(error: BaseException) -> bool:
