@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "matrix": ("zerosweep.plan_cli", "print the run matrix of a workflow config as a table"),
     "ds-configs": ("zerosweep.plan_cli", "regenerate the workshop's named configs in ds_configs/"),
     "launch": ("zerosweep.launcher", "run one matrix point: start a node launcher per node, write records"),
     "launch-node": ("zerosweep.launcher", "one node of a run: monitors + torchrun"),
