@@ -132,9 +132,8 @@ def train_cpus(wildcards):
 
 # One preview line per invocation of the main process (not per cluster job re-parsing this file).
 if workflow.is_main_process:
-    _pruned = sum(len(study.pruned) for study in PLAN.studies.values())
     logger.info(
         f"zerosweep: {len(PLAN.runs)} runs in {len(PLAN.studies)} studies "
-        f"({', '.join(PLAN.build)} built by `all`); {_pruned} invalid combinations pruned. "
+        f"({', '.join(PLAN.build)} built by `all`); {PLAN.pruned_count} invalid combinations pruned. "
         "`snakemake matrix` prints the run table."
     )

@@ -111,6 +111,10 @@ class Plan:
     studies: dict[str, Study]
     build: list[str]
 
+    @property
+    def pruned_count(self) -> int:
+        return sum(len(study.pruned) for study in self.studies.values())
+
     def runs_of(self, studies: list[str]) -> list[str]:
         seen: dict[str, None] = {}
         for name in studies:
@@ -267,9 +271,8 @@ def matrix_table(plan: Plan) -> str:
             f"{point.world_size} | {zero} | {point.offload if point.deepspeed else '-'} | "
             f"{str(point.pin_memory).lower() if point.deepspeed else '-'} | {spec.settings['data']['samples_per_gpu']} |"
         )
-    pruned = sum(len(study.pruned) for study in plan.studies.values())
     lines.append("")
-    lines.append(f"{len(plan.runs)} runs in {len(plan.studies)} studies; {pruned} invalid combinations pruned.")
+    lines.append(f"{len(plan.runs)} runs in {len(plan.studies)} studies; {plan.pruned_count} invalid combinations pruned.")
     for study in plan.studies.values():
         for item in study.pruned:
             lines.append(f"  pruned in {study.name}: {item}")
