@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from zerosweep.matrix import (  # noqa: E402
+from zerosweep.plan.matrix import (  # noqa: E402
     RUN_ID_PATTERN,
     STUDY_PATTERN,
     ConfigError,

@@ -1,4 +1,4 @@
-# One training run per matrix point: monitors + torchrun + records, through zerosweep.launcher.
+# One training run per matrix point: monitors + torchrun + records, through zerosweep.run.launch.
 
 
 rule train:

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from zerosweep import aggregate, cli, summary
-from zerosweep.matrix import MatrixPoint
-from zerosweep.parse import SCHEMA_VERSION, summarise_run
+from zerosweep import cli
+from zerosweep.report import answers as summary
+from zerosweep.report import tables as aggregate
+from zerosweep.plan.matrix import MatrixPoint
+from zerosweep.report.memory import SCHEMA_VERSION, summarise_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, run_snakemake, shipped_config
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-from zerosweep.matrix import ConfigError, build_plan
+from zerosweep.plan.matrix import ConfigError, build_plan
 
 SCHEMA = str(REPO / "schemas" / "config.schema.yaml")
 

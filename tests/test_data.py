@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from zerosweep.data import (
+from zerosweep.run.data import (
     LOCAL_TOKENIZER_MAX_VOCAB,
     SPECIAL_TOKENS,
     build_local_tokenizer,

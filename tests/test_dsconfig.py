@@ -6,8 +6,8 @@ import json
 
 import pytest
 from conftest import REPO
-from zerosweep.dsconfig import NAMED_CONFIGS, render, render_named
-from zerosweep.matrix import MatrixPoint
+from zerosweep.plan.dsconfig import NAMED_CONFIGS, render, render_named
+from zerosweep.plan.matrix import MatrixPoint
 
 
 @pytest.mark.parametrize("name", sorted(NAMED_CONFIGS))

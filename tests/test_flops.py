@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from zerosweep.flops import (
+from zerosweep.run.flops import (
     achieved_tflops_per_gpu,
     bloom_parameter_count,
     model_flops_utilization,
     peak_tflops,
     training_flops_per_token,
 )
-from zerosweep.modeling import load_architecture
+from zerosweep.run.modeling import load_architecture
 
 # bloom-560m by hand: V=250880, d=1024, L=24
 #   embedding 250880*1024 = 256,901,120 (+ LayerNorm 2*1024)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from zerosweep.matrix import RUN_ID_PATTERN, MatrixPoint, build_plan, matrix_table
+from zerosweep.plan.matrix import RUN_ID_PATTERN, MatrixPoint, build_plan, matrix_table
 
 EXPECTED_RUNS = {
     "baseline": ["base-g1n1"],

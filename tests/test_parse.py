@@ -1,7 +1,7 @@
 """parse-memory: workshop-equal statistics from real and hand-made logs, and precise errors for broken logs.
 
 Expected numbers are computed here with the standard library (statistics.multimode, max, fsum), never
-with zerosweep.parse; tests/fixtures/README.md says which logs come from real runs.
+with zerosweep.report.memory; tests/fixtures/README.md says which logs come from real runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from zerosweep import cli
-from zerosweep.parse import LogError, summarise_run
+from zerosweep.report.memory import LogError, summarise_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_RUN = FIXTURES / "real_h100_run"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from test_aggregate import BASELINE, OFFLOAD, SCALING, STAGES, study
-from zerosweep import cli, plots
-from zerosweep.parse import summarise_run
+from zerosweep import cli
+from zerosweep.report import plots
+from zerosweep.report.memory import summarise_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

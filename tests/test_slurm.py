@@ -47,7 +47,7 @@ from workflow import (
     wait_for,
 )
 
-TRAINING_STARTED = "[zerosweep] training started"  # zerosweep.train.TRAINING_STARTED_MARKER
+TRAINING_STARTED = "[zerosweep] training started"  # zerosweep.run.train.TRAINING_STARTED_MARKER
 NODES = ("n1", "n2", "n3", "n4")
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED"}
 
@@ -306,7 +306,7 @@ def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict
 
 def _squad_file(path: Path, records: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from zerosweep.data import synthetic_squad
+    from zerosweep.run.data import synthetic_squad
 
     path.write_text(json.dumps(synthetic_squad(0, "train", records)), encoding="utf-8")
 

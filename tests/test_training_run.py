@@ -21,15 +21,15 @@ import psutil
 import pytest
 import yaml
 from conftest import REPO, shipped_config
-from zerosweep.launcher import (
+from zerosweep.run.launch import (
     MEASURED_FIELDS,
     cuda_arch_list,
     metrics_skeleton,
     node_log_name,
     oom_evidence,
 )
-from zerosweep.matrix import MatrixPoint, RunSpec, deep_merge
-from zerosweep.train import TRAINING_STARTED_MARKER
+from zerosweep.plan.matrix import MatrixPoint, RunSpec, deep_merge
+from zerosweep.run.train import TRAINING_STARTED_MARKER
 
 PSRECORD_HEADER = re.compile(r"^# +Elapsed time +CPU \(%\) +Real \(MB\) +Virtual \(MB\)\s*$")
 TEST_SETTINGS: dict[str, Any] = {

@@ -30,7 +30,7 @@ from transformers import (
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from zerosweep import data as zdata
+from zerosweep.run import data as zdata
 
 
 class StepClock(TrainerCallback):  # type: ignore[misc]

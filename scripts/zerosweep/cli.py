@@ -13,16 +13,16 @@ from collections.abc import Sequence
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "ds-configs": ("zerosweep.plan_cli", "regenerate the workshop's named configs in ds_configs/"),
-    "launch": ("zerosweep.launcher", "run one matrix point: start a node launcher per node, write records"),
-    "launch-node": ("zerosweep.launcher", "one node of a run: monitors + torchrun"),
-    "train": ("zerosweep.train", "the training script each torchrun rank runs"),
-    "nvml-sampler": ("zerosweep.monitors", "sample GPU memory through NVML until stopped"),
-    "parse-memory": ("zerosweep.parse", "summarise one run's monitor logs into summary.json"),
-    "table": ("zerosweep.aggregate", "write one study's table as CSV and Markdown"),
-    "plots": ("zerosweep.plots", "write one study's plots"),
-    "timeline": ("zerosweep.plots", "write one run's memory timeline plot"),
-    "summary": ("zerosweep.summary", "answer the workshop's questions from the tables"),
+    "ds-configs": ("zerosweep.plan.dsconfig", "regenerate the workshop's named configs in ds_configs/"),
+    "launch": ("zerosweep.run.launch", "run one matrix point: start a node launcher per node, write records"),
+    "launch-node": ("zerosweep.run.launch", "one node of a run: monitors + torchrun"),
+    "train": ("zerosweep.run.train", "the training script each torchrun rank runs"),
+    "nvml-sampler": ("zerosweep.run.monitors", "sample GPU memory through NVML until stopped"),
+    "parse-memory": ("zerosweep.report.memory", "summarise one run's monitor logs into summary.json"),
+    "table": ("zerosweep.report.tables", "write one study's table as CSV and Markdown"),
+    "plots": ("zerosweep.report.plots", "write one study's plots"),
+    "timeline": ("zerosweep.report.plots", "write one run's memory timeline plot"),
+    "summary": ("zerosweep.report.answers", "answer the workshop's questions from the tables"),
 }
 
 

@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from zerosweep.matrix import deep_merge
+from zerosweep.plan.matrix import deep_merge
 
 PROFILE = REPO / "profiles" / "slurm"
 # One optimizer-step-sized toy: bloom-tiny, 64-token examples, 3 steps, CPU ranks over gloo.
@@ -74,7 +74,7 @@ class Workdir:
 
     def plan(self) -> Any:
         sys.path.insert(0, str(REPO / "scripts"))
-        from zerosweep.matrix import build_plan
+        from zerosweep.plan.matrix import build_plan
 
         return build_plan(self.config())
 

@@ -7,15 +7,16 @@ mismatch check can never fire. Only the ZeRO section comes from the matrix point
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from pathlib import Path
 from typing import Any
 
-from .jsonio import write_json
+from ..jsonio import write_json
 from .matrix import MatrixPoint
 
-DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
+DS_CONFIG_DIR = Path(__file__).resolve().parents[3] / "ds_configs"
 TEMPLATE_PATH = DS_CONFIG_DIR / "template.json"
 
 # The workshop's hand-run configs, by file name, and the matrix point each one is.
@@ -73,3 +74,13 @@ def write_named_configs(directory: Path = DS_CONFIG_DIR) -> list[Path]:
         write_json(path, render_named(name), sort_keys=False)  # the template's key order
         paths.append(path)
     return paths
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """`python -m zerosweep ds-configs`: no options."""
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in write_named_configs():
+        print(path)
+    return 0

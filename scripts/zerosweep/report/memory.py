@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .jsonio import write_json
+from ..jsonio import write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -552,7 +552,7 @@ def _setup(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _label(point: dict[str, Any]) -> str:
-    from .matrix import MatrixPoint
+    from ..plan.matrix import MatrixPoint
 
     fields = {key: point[key] for key in ("deepspeed", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")}
     return MatrixPoint(**fields).label

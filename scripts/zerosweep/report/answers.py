@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .aggregate import WEAK_SCALING_HOLDS
+from .tables import WEAK_SCALING_HOLDS
 
 # Relative change under which a memory figure counts as stable across a scaling study.
 STABLE = 0.05

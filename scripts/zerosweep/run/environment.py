@@ -38,7 +38,7 @@ def package_versions() -> dict[str, str | None]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    from . import __version__
+    from .. import __version__
 
     versions["zerosweep"] = __version__
     return versions

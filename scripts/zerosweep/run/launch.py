@@ -38,7 +38,7 @@ from typing import IO, Any
 import psutil
 
 from .environment import gpu_inventory, merge_environment, node_environment
-from .jsonio import write_json
+from ..jsonio import write_json
 from .monitors import NodeMonitors, become_subreaper, parent_death_signal, python_path, start_child
 
 LOCAL_HOST = "127.0.0.1"
@@ -484,8 +484,8 @@ def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any]) -> None:
     (run_dir / "monitor").mkdir()
     write_json(run_dir / "run_spec.json", spec)
     if spec["point"]["deepspeed"]:
-        from .dsconfig import render
-        from .matrix import MatrixPoint
+        from ..plan.dsconfig import render
+        from ..plan.matrix import MatrixPoint
 
         point = MatrixPoint(**{key: value for key, value in spec["point"].items() if key != "world_size"})
         write_json(run_dir / "ds_config.json", render(point), sort_keys=False)
@@ -577,7 +577,7 @@ def oom_evidence(run_dir: Path) -> list[str]:
 
 def metrics_skeleton(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The run's settings, flat, plus every measured field as null (filled from rank 0's record)."""
-    from .matrix import MatrixPoint
+    from ..plan.matrix import MatrixPoint
 
     point_fields = {key: value for key, value in spec["point"].items() if key != "world_size"}
     point = MatrixPoint(**point_fields)

@@ -13,7 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import aggregate, parse
+from . import memory as parse
+from . import tables as aggregate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -28,7 +28,7 @@ from .flops import (
     peak_tflops,
     training_flops_per_token,
 )
-from .jsonio import write_json
+from ..jsonio import write_json
 from .monitors import die_with_parent
 
 MIB = 2**20

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .parse import SCHEMA_VERSION
+from .memory import SCHEMA_VERSION
 
 TABLE_KINDS = ("comparison", "scaling", "baseline")
 # Weak scaling counts as holding at or above this per-GPU efficiency (stated in the notes and summary).

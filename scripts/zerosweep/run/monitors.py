@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[1]  # holds the zerosweep package
+SCRIPTS_DIR = Path(__file__).resolve().parents[2]  # holds the zerosweep package
 NVML_HEADER = "timestamp_s,index,memory_used_mib,memory_total_mib"
 NVIDIA_SMI_QUERY = "timestamp,index,name,memory.used,memory.total"
 MIB = 2**20
