@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from zerosweep import cli
+from zerosweep.plan.matrix import MatrixPoint
 from zerosweep.report import answers as summary
 from zerosweep.report import tables as aggregate
-from zerosweep.plan.matrix import MatrixPoint
 from zerosweep.report.memory import SCHEMA_VERSION, summarise_run
 
 FIXTURES = Path(__file__).parent / "fixtures"

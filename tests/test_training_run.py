@@ -21,6 +21,7 @@ import psutil
 import pytest
 import yaml
 from conftest import REPO, shipped_config
+from zerosweep.plan.matrix import MatrixPoint, RunSpec, deep_merge
 from zerosweep.run.launch import (
     MEASURED_FIELDS,
     cuda_arch_list,
@@ -28,7 +29,6 @@ from zerosweep.run.launch import (
     node_log_name,
     oom_evidence,
 )
-from zerosweep.plan.matrix import MatrixPoint, RunSpec, deep_merge
 from zerosweep.run.train import TRAINING_STARTED_MARKER
 
 PSRECORD_HEADER = re.compile(r"^# +Elapsed time +CPU \(%\) +Real \(MB\) +Virtual \(MB\)\s*$")

@@ -37,8 +37,8 @@ from typing import IO, Any
 
 import psutil
 
-from .environment import gpu_inventory, merge_environment, node_environment
 from ..jsonio import write_json
+from .environment import gpu_inventory, merge_environment, node_environment
 from .monitors import NodeMonitors, become_subreaper, parent_death_signal, python_path, start_child
 
 LOCAL_HOST = "127.0.0.1"

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..jsonio import write_json
 from .flops import (
     achieved_tflops_per_gpu,
     bloom_parameter_count,
@@ -28,7 +29,6 @@ from .flops import (
     peak_tflops,
     training_flops_per_token,
 )
-from ..jsonio import write_json
 from .monitors import die_with_parent
 
 MIB = 2**20
