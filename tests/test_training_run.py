@@ -22,13 +22,9 @@ import pytest
 import yaml
 from conftest import REPO, shipped_config
 from zerosweep.plan.matrix import MatrixPoint, RunSpec, deep_merge
-from zerosweep.run.launch import (
-    MEASURED_FIELDS,
-    cuda_arch_list,
-    metrics_skeleton,
-    node_log_name,
-    oom_evidence,
-)
+from zerosweep.run.merge import MEASURED_FIELDS, metrics_skeleton
+from zerosweep.run.node import cuda_arch_list, node_log_name
+from zerosweep.run.outcome import oom_evidence
 from zerosweep.run.train import TRAINING_STARTED_MARKER
 
 PSRECORD_HEADER = re.compile(r"^# +Elapsed time +CPU \(%\) +Real \(MB\) +Virtual \(MB\)\s*$")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "ds-configs": ("zerosweep.plan.dsconfig", "regenerate the workshop's named configs in ds_configs/"),
     "launch": ("zerosweep.run.launch", "run one matrix point: start a node launcher per node, write records"),
-    "launch-node": ("zerosweep.run.launch", "one node of a run: monitors + torchrun"),
+    "launch-node": ("zerosweep.run.node", "one node of a run: monitors + torchrun"),
     "train": ("zerosweep.run.train", "the training script each torchrun rank runs"),
     "nvml-sampler": ("zerosweep.run.monitors", "sample GPU memory through NVML until stopped"),
     "parse-memory": ("zerosweep.report.memory", "summarise one run's monitor logs into summary.json"),

@@ -15,3 +15,15 @@ def write_json(path: Path, data: Any, *, indent: int | None = 2, sort_keys: bool
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     partial.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys, default=str) + "\n", encoding="utf-8")
     os.replace(partial, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_json_or_none(path: Path) -> Any:
+    """For records a killed process may not have written (or written only in part): None instead of an error."""
+    try:
+        return read_json(path)
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,4 +1,4 @@
-"""Per-node memory monitors, in the formats people already read, and the child-process hygiene they need.
+"""Per-node memory monitors, in the formats people already read.
 
 - `gpu_memory_log_<tag>.csv`: nvidia-smi exactly as the workshop ran it (coarse, every gpu_interval_s).
 - `nvml_<tag>.csv`: this module's NVML sampler (`zerosweep nvml-sampler`), every nvml_interval_ms, which
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -19,76 +18,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[2]  # holds the zerosweep package
+from .processes import python_path, start_child, stop_child
+
 NVML_HEADER = "timestamp_s,index,memory_used_mib,memory_total_mib"
 NVIDIA_SMI_QUERY = "timestamp,index,name,memory.used,memory.total"
 MIB = 2**20
-STOP_TIMEOUT_S = 5.0
-
-_PR_SET_DEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
-# Loaded before any fork: the pre-exec hook must not load libraries in the child.
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def parent_death_signal(sig: int = signal.SIGTERM) -> Callable[[], None]:
-    """A Popen preexec_fn: the child gets `sig` when the launcher dies, even by SIGKILL.
-
-    The parent's pid is taken before the fork, so a parent that died between fork and prctl is noticed.
-    """
-    parent = os.getpid()
-
-    def hook() -> None:
-        _LIBC.prctl(_PR_SET_DEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), sig)
-
-    return hook
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """For a process that cannot be given a preexec hook (torchrun's ranks): bind its life to its parent."""
-    parent = os.getppid()
-    _LIBC.prctl(_PR_SET_DEATHSIG, int(sig), 0, 0, 0)
-    if os.getppid() != parent or parent == 1:
-        os.kill(os.getpid(), sig)
-
-
-def become_subreaper() -> None:
-    """Orphaned descendants (ranks whose torchrun died) are re-parented to us, so we can still stop them."""
-    _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def python_path(environ: Mapping[str, str]) -> str:
-    """PYTHONPATH with this checkout's package first: children run `python -m zerosweep` from it."""
-    parts = [str(SCRIPTS_DIR), *[part for part in environ.get("PYTHONPATH", "").split(os.pathsep) if part]]
-    return os.pathsep.join(dict.fromkeys(parts))
-
-
-def start_child(command: list[str], *, stdout: Any = subprocess.DEVNULL, env: Mapping[str, str] | None = None,
-                death_signal: int = signal.SIGTERM) -> subprocess.Popen[bytes]:
-    """A child in its own session (a terminal's Ctrl-C reaches only us, we decide the order of shutdown)."""
-    # Every child is started before the caller starts any thread, which is what makes preexec_fn safe here.
-    return subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=dict(env) if env is not None else None, start_new_session=True,
-                            preexec_fn=parent_death_signal(death_signal))  # noqa: PLW1509
-
-
-def stop_child(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
-    if process.poll() is None:
-        try:
-            process.send_signal(sig)
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return int(process.returncode)
-
 
 # --- availability ---------------------------------------------------------------------------------
 

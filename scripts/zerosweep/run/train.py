@@ -29,7 +29,7 @@ from .flops import (
     peak_tflops,
     training_flops_per_token,
 )
-from .monitors import die_with_parent
+from .processes import die_with_parent
 
 MIB = 2**20
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
