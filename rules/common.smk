@@ -127,7 +127,46 @@ def train_slurm_extra(wildcards):
 
 
 def train_cpus(wildcards):
-    return config["slurm"]["cpus_per_task"]
+    """CPUs of each node's task: `slurm.cpus_per_gpu` for each of the node's ranks (each rank's OMP threads)."""
+    return config["slurm"]["cpus_per_gpu"] * run_spec(wildcards).point.gpus_per_node
+
+
+def train_threads(wildcards):
+    """Cores the local scheduler books: every node's task, since emulated nodes share this host."""
+    return train_cpus(wildcards) * (1 if workflow.non_local_exec else run_spec(wildcards).point.nodes)
+
+
+def host_gpu_count():
+    """GPUs NVML sees on this host (0 without a driver): the default `gpu` resource of local runs."""
+    from zerosweep.run.environment import gpu_inventory
+
+    return len(gpu_inventory().get("gpus", []))
+
+
+def train_gpus(wildcards):
+    """The GPUs a run books from the local scheduler's `gpu` resource, so that runs started together never
+    outnumber the host's GPUs (which GPUs: the launcher's lease). Capped at what is available: a run that needs
+    more fails in its launcher with a message naming the run, and the rest of the matrix goes on. Under SLURM
+    the allocation (--gpus-per-node) does this; the plugin would turn `gpu` into a job-wide --gpus."""
+    spec = run_spec(wildcards)
+    if workflow.non_local_exec or spec.settings["runtime"]["device"] != "cuda":
+        return 0
+    return min(spec.point.world_size, LOCAL_GPUS)
+
+
+def train_inputs(wildcards):
+    """Files whose edit changes what a run trains: the DeepSpeed template and the model architecture."""
+    spec = run_spec(wildcards)
+    inputs = {"architecture": f"{SCRIPTS_DIR}/zerosweep/run/architectures/{spec.settings['model']['architecture']}.json"}
+    if spec.point.deepspeed:
+        inputs["ds_template"] = "ds_configs/template.json"
+    return inputs
+
+
+# GPUs the local scheduler may hand out at once: --resources gpu=N, else every GPU of this host.
+if "gpu" not in workflow.global_resources:
+    workflow.global_resources["gpu"] = host_gpu_count()
+LOCAL_GPUS = workflow.global_resources["gpu"].value
 
 
 # One preview line per invocation of the main process (not per cluster job re-parsing this file).

@@ -2,6 +2,8 @@
 
 
 rule train:
+    input:
+        unpack(train_inputs),
     output:
         metrics=f"{RUNS_DIR}/{{run}}/metrics.json",
         env=f"{RUNS_DIR}/{{run}}/env.json",
@@ -13,8 +15,9 @@ rule train:
         run_dir=lambda wildcards: f"{RUNS_DIR}/{wildcards.run}",
     conda:
         "../envs/train.yaml"
-    threads: train_cpus
+    threads: train_threads
     resources:
+        gpu=train_gpus,
         nodes=train_nodes,
         tasks=train_nodes,
         cpus_per_task=train_cpus,

@@ -25,7 +25,7 @@ STUDIES = {
 @pytest.mark.slow
 def test_local_study_set_produces_tables_plots_summary_and_report(tmp_path: Path) -> None:
     workdir = make_workdir(tmp_path / "wd", STUDIES, tmp_path / "torch_extensions",
-                           overrides={"slurm": {"cpus_per_task": 1}})
+                           overrides={"slurm": {"cpus_per_gpu": 1}})
     args = ("--cores", "2", "--configfile", str(workdir.overlay_file))
     result = run_snakemake("all", *args, cwd=workdir.path, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

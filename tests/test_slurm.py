@@ -179,10 +179,8 @@ def test_train_resources_become_one_task_per_node(tmp_path: Path) -> None:
         job = type("Job", (), {"resources": _Resources(resources), "threads": threads})()
         command = get_submit_command(job, {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c",
                                            "account": "", "partition": "", "workdir": "w"})
-        if point.nodes > 1:
-            assert f"--nodes={point.nodes} --ntasks={point.nodes} --cpus-per-task=8 " in command, command
-        else:
-            assert "--nodes=1 --ntasks=1 --cpus-per-task=8 " in command, command
+        cpus = 8 * point.gpus_per_node  # slurm.cpus_per_gpu for each of the node's ranks
+        assert f"--nodes={point.nodes} --ntasks={point.nodes} --cpus-per-task={cpus} " in command, command
         assert command.endswith(f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1 -D w"), command
 
 

@@ -21,10 +21,11 @@ import psutil
 import pytest
 import yaml
 from conftest import REPO, shipped_config
+from zerosweep.jsonio import write_json
 from zerosweep.plan.matrix import MatrixPoint, RunSpec, deep_merge
 from zerosweep.run.merge import MEASURED_FIELDS, metrics_skeleton
 from zerosweep.run.node import cuda_arch_list, node_log_name
-from zerosweep.run.outcome import oom_evidence
+from zerosweep.run.outcome import SRUN_OOM_EXIT, Deadline, Outcome, classify, exception_outcome
 from zerosweep.run.train import TRAINING_STARTED_MARKER
 
 PSRECORD_HEADER = re.compile(r"^# +Elapsed time +CPU \(%\) +Real \(MB\) +Virtual \(MB\)\s*$")
@@ -181,13 +182,61 @@ def test_cuda_arch_list_drops_the_letter_suffix_that_breaks_deepspeed() -> None:
     assert cuda_arch_list(None, None) is None
 
 
-def test_oom_evidence_reads_torchruns_root_cause(tmp_path: Path) -> None:
+def _classify(run_dir: Path, nodes: list[dict[str, Any]] | None = None, codes: list[int] | None = None,
+              mode: str = "single-node") -> Outcome:
+    return classify(run_dir=run_dir, nodes=nodes or [{"node_rank": 0}], node_codes=codes or [1], mode=mode,
+                    train_ok=False, problem=None, signal_name=None, time_limit_reached=False)
+
+
+def test_words_in_a_log_are_not_an_oom(tmp_path: Path) -> None:
+    (tmp_path / "records").mkdir()
+    (tmp_path / "train.log").write_text("retrying: CUDA out of memory is not expected here\nMemoryError docs\n")
+    write_json(tmp_path / "records" / "end_rank0.json", {"rank": 0, "outcome": "error", "error_type": "ValueError",
+                                                          "error": "bad column"})
+    result = _classify(tmp_path)
+    assert (result.status, result.outcome) == ("failed", "crash")
+    assert "rank 0: ValueError: bad column" in (result.error or "")
+
+
+def test_a_rank_killed_by_sigkill_without_an_oom_kill_is_a_crash(tmp_path: Path) -> None:
     (tmp_path / "records").mkdir()
     (tmp_path / "train.log").write_text("Root Cause (first observed failure):\n[0]:\n  rank : 0\n"
                                         "  exitcode  : -9 (pid: 12)\n")
-    assert oom_evidence(tmp_path) == ["train.log: a rank was killed by SIGKILL (exitcode -9)"]
-    (tmp_path / "train.log").write_text("Root Cause (first observed failure):\n  exitcode  : 1 (pid: 12)\n")
-    assert oom_evidence(tmp_path) == []
+    nodes = [{"node_rank": 0, "oom_kills_before": 3, "oom_kills_after": 3}]
+    result = _classify(tmp_path, nodes)
+    assert (result.status, result.outcome) == ("failed", "crash")
+    assert "killed by SIGKILL, with no OOM kill recorded" in (result.error or "")
+    # the same death with the cgroup's OOM-kill counter moved is the kernel OOM killer
+    nodes[0]["oom_kills_after"] = 4
+    result = _classify(tmp_path, nodes)
+    assert (result.status, result.outcome) == ("oom", "host_oom")
+    assert result.evidence == ["node 0: cgroup oom_kill +1"]
+    assert _classify(tmp_path, [{"node_rank": 0}], [SRUN_OOM_EXIT], mode="srun").outcome == "host_oom"
+
+
+def test_a_ranks_end_record_decides_cuda_oom(tmp_path: Path) -> None:
+    write_json(tmp_path / "records" / "end_rank1.json", {"rank": 1, "outcome": "cuda_oom",
+                                                          "error_type": "OutOfMemoryError", "error": "CUDA out of"})
+    result = _classify(tmp_path)
+    assert (result.status, result.outcome) == ("oom", "cuda_oom")
+    assert result.evidence == ["records/end_rank1.json: cuda_oom"]
+
+
+def test_signals_are_told_apart_by_the_time_limit(tmp_path: Path) -> None:
+    common = {"run_dir": tmp_path, "nodes": [], "node_codes": [143], "mode": "single-node", "train_ok": False,
+              "problem": None, "signal_name": "SIGTERM"}
+    assert classify(**common, time_limit_reached=True).outcome == "time_limit"
+    assert classify(**common, time_limit_reached=False).outcome == "cancelled"
+    assert Deadline(at=100.0).reached(20.0) and not Deadline(at=1000.0).reached(20.0) and not Deadline().reached(0)
+
+
+def test_exception_outcome_uses_the_exception_type() -> None:
+    import torch
+
+    assert exception_outcome(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")) == "cuda_oom"
+    assert exception_outcome(MemoryError()) == "host_oom"
+    assert exception_outcome(RuntimeError("DefaultCPUAllocator: can't allocate memory")) == "host_oom"
+    assert exception_outcome(ValueError("the dataset says: out of memory")) == "error"
 
 
 def test_metrics_skeleton_has_every_field_for_oom_rows(torch_extensions_dir: Path) -> None:
@@ -308,7 +357,8 @@ def test_out_of_memory_is_a_row_not_a_failure(results_dir: Path, torch_extension
     assert "model_build_s" not in metrics["phase_seconds"] and metrics["phase_seconds"]["data_prep_s"] >= 0
     assert set(MEASURED_FIELDS) <= set(metrics)
     status = read(run_dir / "status.json")
-    assert status["status"] == "oom" and "records/oom_rank0.json" in status["oom_evidence"]
+    assert status["status"] == "oom" and status["outcome"] == "host_oom"
+    assert "records/end_rank0.json: host_oom" in status["oom_evidence"]
     assert (run_dir / "env.json").is_file() and (run_dir / "monitor").is_dir()
     assert not (results_dir / "failed" / spec["run_id"]).exists()
 
@@ -403,3 +453,19 @@ def test_test_settings_are_a_valid_workflow_overlay() -> None:
     config = deep_merge(shipped_config(), TEST_SETTINGS)
     validate(config, str(REPO / "schemas" / "config.schema.yaml"))
     assert yaml.safe_dump(TEST_SETTINGS)
+
+
+@pytest.mark.slow
+def test_a_rank_sigkilled_from_outside_is_a_crash_not_an_oom(results_dir: Path, torch_extensions_dir: Path) -> None:
+    launcher, run_dir = _start_long_run(results_dir, torch_extensions_dir, "00000d")
+    commands = {process: " ".join(process.cmdline())
+                for process in psutil.Process(launcher.pid).children(recursive=True)}
+    ranks = [process for process, command in commands.items()
+             if "zerosweep train" in command and "torch.distributed.run" not in command]
+    assert ranks, "no rank process found"
+    ranks[0].send_signal(signal.SIGKILL)
+    assert launcher.wait(timeout=120) != 0
+    status = read(run_dir / "status.json")
+    assert (status["status"], status["outcome"]) == ("failed", "crash"), status
+    assert status["oom_evidence"] == []
+    assert not (run_dir / "metrics.json").exists()

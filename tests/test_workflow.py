@@ -22,7 +22,7 @@ def test_dry_run_previews_every_job_of_the_shipped_matrix() -> None:
     }
     assert "zerosweep: 21 runs in 7 studies" in output and "0 invalid combinations pruned" in output
     # each training job shows what it asks of SLURM
-    assert re.search(r"run=z2-offcpu-pin-g2n4-x[0-9a-f]{6}\n.*\n\s+resources: .*nodes=4, tasks=4, cpus_per_task=8"
+    assert re.search(r"run=z2-offcpu-pin-g2n4-x[0-9a-f]{6}\n.*\n\s+resources: .*nodes=4, tasks=4, cpus_per_task=16"
                      r".*slurm_extra=--gpus-per-node=2 --ntasks-per-node=1", output)
 
 

@@ -37,9 +37,9 @@ TEST_SETTINGS: dict[str, Any] = {
                  "gradient_accumulation_steps": 2},
     "monitor": {"cpu_interval_s": 0.5, "gpu_interval_s": 1},
     "runtime": {"device": "cpu"},
-    # cpus_per_task 1 of the node's 4: the multi-node srun must ask for the allocation's CPUs, not the host's
+    # cpus_per_gpu 1 of the node's 4: the multi-node srun must ask for the allocation's CPUs, not the host's
     # (the test nodes bind no CPUs, TaskPlugin=task/none). mem 1000 MB of a node's 4000: four jobs fit on one node.
-    "slurm": {"partition": "debug", "time_min": 10, "mem_mb_per_node": 1000, "cpus_per_task": 1},
+    "slurm": {"partition": "debug", "time_min": 10, "mem_mb_per_node": 1000, "cpus_per_gpu": 1},
 }
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")

@@ -20,6 +20,7 @@ DEEPSPEED_AXES: tuple[str, ...] = ("zero_stage", "offload", "pin_memory")
 # Sections copied into every run's settings; studies may override the first two.
 OVERRIDABLE_SECTIONS: tuple[str, ...] = ("data", "training")
 RUN_SECTIONS: tuple[str, ...] = ("model", "data", "training", "monitor", "runtime")
+REPORT_ONLY_SETTINGS: tuple[tuple[str, str], ...] = (("runtime", "peak_tflops"),)
 # Axis defaults for studies that leave an axis out.
 AXIS_DEFAULTS: dict[str, list[Any]] = {
     "offload": ["none"],
@@ -44,6 +45,11 @@ class MatrixPoint:
     pin_memory: bool
     gpus_per_node: int
     nodes: int
+
+    @classmethod
+    def from_dict(cls, point: dict[str, Any]) -> MatrixPoint:
+        """From a run spec's `point` (which also carries the derived world_size)."""
+        return cls(**{key: value for key, value in point.items() if key != "world_size"})
 
     @property
     def world_size(self) -> int:
@@ -223,6 +229,9 @@ def build_plan(config: dict[str, Any]) -> Plan:
     if not studies_config:
         raise ConfigError("studies: at least one study is required")
     base_settings = {section: copy.deepcopy(config.get(section, {})) for section in RUN_SECTIONS}
+    # Used only by the report layer (MFU): not part of what a run trains, so editing it retrains nothing.
+    for section, key in REPORT_ONLY_SETTINGS:
+        base_settings[section].pop(key, None)
     runs: dict[str, RunSpec] = {}
     studies: dict[str, Study] = {}
     for name, study in studies_config.items():

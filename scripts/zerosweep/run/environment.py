@@ -13,6 +13,8 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .gpus import rank_gpu_map
+
 PACKAGES: tuple[str, ...] = ("torch", "transformers", "deepspeed", "accelerate", "datasets", "tokenizers",
                              "psrecord", "nvidia-ml-py", "snakemake")
 SLURM_VARIABLES: dict[str, str] = {
@@ -146,6 +148,9 @@ def merge_environment(*, run_id: str, argv: Sequence[str], command: str, launch_
         "node_tags": [node.get("tag") for node in nodes],
         "gpu_model": rank_gpus[0] if rank_gpus else (nvml_gpus[0] if nvml_gpus else None),
         "gpus_used": len(rank_gpus),
+        # rank -> physical GPU (UUID, the host's NVML index, host): the monitors' logs are read through it
+        "rank_gpus": rank_gpu_map(rank_records, [dict(node.get("environment") or {}, tag=node.get("tag"))
+                                                 for node in nodes]),
         "driver_version": gpu.get("driver_version"),
         "cuda_driver_version": gpu.get("cuda_driver_version"),
         "cuda_version": (torch_build or {}).get("cuda"),

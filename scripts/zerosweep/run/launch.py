@@ -34,8 +34,10 @@ import psutil
 
 from ..jsonio import write_json
 from .environment import gpu_inventory
+from .gpus import GpuLease, TooFewGpus, resolve, visible_entries
 from .merge import finalize
 from .node import NodeOptions, now_iso, run_node
+from .outcome import Deadline
 from .processes import Shutdown, exit_code_of, parent_death_signal, python_path, signal_process, start_child, tee_lines
 
 LOCAL_HOST = "127.0.0.1"
@@ -95,8 +97,7 @@ def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any]) -> None:
         from ..plan.dsconfig import render
         from ..plan.matrix import MatrixPoint
 
-        point = MatrixPoint(**{key: value for key, value in spec["point"].items() if key != "world_size"})
-        write_json(run_dir / "ds_config.json", render(point), sort_keys=False)
+        write_json(run_dir / "ds_config.json", render(MatrixPoint.from_dict(spec["point"])), sort_keys=False)
 
 
 def choose_mode(nnodes: int, requested: str) -> str:
@@ -110,25 +111,36 @@ def choose_mode(nnodes: int, requested: str) -> str:
     return "srun" if in_allocation else "local-nodes"
 
 
-def _local_gpu_slices(nnodes: int, gpus_per_node: int) -> list[str | None]:
-    """Emulated nodes on one GPU host each get their own GPUs."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible:
-        devices = [item.strip() for item in visible.split(",") if item.strip()]
-    else:
-        devices = [str(gpu["index"]) for gpu in gpu_inventory().get("gpus", [])]
-    needed = nnodes * gpus_per_node
-    if len(devices) < needed:
-        raise RuntimeError(f"{nnodes} emulated nodes x {gpus_per_node} GPUs need {needed} GPUs, "
-                           f"this host shows {len(devices)}")
-    return [",".join(devices[r * gpus_per_node:(r + 1) * gpus_per_node]) for r in range(nnodes)]
+def _host_gpus(spec: Mapping[str, Any], needed: int, lease: GpuLease, run_id: str) -> list[str] | None:
+    """NVML indices of the GPUs this run may use on this host. Inside a SLURM allocation: the allocation's
+    (CUDA_VISIBLE_DEVICES as SLURM set it). Elsewhere: `needed` GPUs leased from the visible ones, waiting while
+    other runs hold them; a host with too few fails the run at once (TooFewGpus)."""
+    if spec["runtime"]["device"] != "cuda":
+        return None
+    visible = visible_entries(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if "SLURM_JOB_ID" in os.environ:
+        return visible
+    inventory = gpu_inventory().get("gpus", [])
+    candidates = [str(gpu["index"]) for gpu in (resolve(visible, inventory) if visible is not None else inventory)]
+    return lease.acquire(needed, candidates, run_id=run_id)
+
+
+def _slices(host_gpus: list[str] | None, nnodes: int, gpus_per_node: int) -> list[str | None]:
+    """Emulated nodes on one host each get their own GPUs, in order."""
+    if host_gpus is None:
+        return [None] * nnodes
+    if len(host_gpus) < nnodes * gpus_per_node:
+        raise TooFewGpus(f"needs {nnodes * gpus_per_node} GPUs ({nnodes} node(s) x {gpus_per_node}); "
+                         f"visible: {','.join(host_gpus) or 'none'}")
+    return [",".join(host_gpus[r * gpus_per_node:(r + 1) * gpus_per_node]) for r in range(nnodes)]
 
 
 def _node_command(args: argparse.Namespace, run_dir: Path, nnodes: int, gpus: int, endpoint: str, rdzv_id: str,
-                  extensions: Path, cache: Path) -> list[str]:
+                  extensions: Path, cache: Path, cpus_per_rank: int) -> list[str]:
     command = [sys.executable, "-m", "zerosweep", "launch-node", "--run-dir", str(run_dir), "--nnodes", str(nnodes),
                "--gpus-per-node", str(gpus), "--rdzv-endpoint", endpoint, "--rdzv-id", rdzv_id,
-               "--torch-extensions-dir", str(extensions), "--cache-dir", str(cache)]
+               "--torch-extensions-dir", str(extensions), "--cache-dir", str(cache),
+               "--cpus-per-rank", str(cpus_per_rank)]
     if args.rank_memory_headroom_mb is not None:
         command += ["--rank-memory-headroom-mb", str(args.rank_memory_headroom_mb)]
     return command
@@ -187,23 +199,33 @@ def launch(args: argparse.Namespace) -> int:
     extensions = Path(spec["runtime"]["torch_extensions_dir"]).resolve()
     cache = (args.cache_dir or run_dir.parents[1] / "cache").resolve()
     extensions.mkdir(parents=True, exist_ok=True)
+    lease = GpuLease(cache / "gpu-locks")
+    deadline = Deadline.of_job(os.environ.get("SLURM_JOB_ID"))
     if problem is None and not shutdown.requested:
         try:
             mode = choose_mode(nnodes, args.node_mode)
             head = rendezvous_host() if mode == "srun" else LOCAL_HOST
             endpoint = f"{head}:{free_port('' if mode == 'srun' else LOCAL_HOST)}"
             rdzv_id = spec["run_id"]
+            host_gpus = _host_gpus(spec, (nnodes if mode == "local-nodes" else 1) * gpus, lease, rdzv_id)
+            # CPUs per node task (the rule's cpus_per_task: cpus_per_gpu x GPUs per node) split over its ranks;
+            # emulated nodes share this host's CPUs.
+            node_cpus = args.cpus_per_task or len(os.sched_getaffinity(0)) // (nnodes if mode == "local-nodes" else 1)
+            cpus_per_rank = max(1, node_cpus // gpus)
             print(f"[zerosweep] run {spec['run_id']}: {mode}, {nnodes} node(s) x {gpus} rank(s), "
                   f"rendezvous {endpoint}", flush=True)
             if mode == "single-node":
                 options = NodeOptions(run_dir=run_dir, nnodes=1, gpus_per_node=gpus, node_rank=0, endpoint=endpoint,
                                       rdzv_id=rdzv_id, tag=socket.gethostname(), torch_extensions_dir=extensions,
-                                      cache_dir=cache, memory_headroom_mb=args.rank_memory_headroom_mb)
+                                      cache_dir=cache, memory_headroom_mb=args.rank_memory_headroom_mb,
+                                      cuda_visible_devices=",".join(host_gpus) if host_gpus is not None else None,
+                                      cpus_per_rank=cpus_per_rank)
                 node_codes = [run_node(options, shutdown)]
             elif mode == "local-nodes":
-                slices = (_local_gpu_slices(nnodes, gpus) if spec["runtime"]["device"] == "cuda"
-                          else [None] * nnodes)
-                base = _node_command(args, run_dir, nnodes, gpus, endpoint, rdzv_id, extensions, cache)
+                if host_gpus is None and spec["runtime"]["device"] == "cuda":
+                    host_gpus = [str(gpu["index"]) for gpu in gpu_inventory().get("gpus", [])]
+                slices = _slices(host_gpus, nnodes, gpus)
+                base = _node_command(args, run_dir, nnodes, gpus, endpoint, rdzv_id, extensions, cache, cpus_per_rank)
                 processes = []
                 env = {**os.environ, "PYTHONPATH": python_path(os.environ)}
                 for rank in range(nnodes):
@@ -223,17 +245,21 @@ def launch(args: argparse.Namespace) -> int:
                 # environment. --overlap: the executor's own step already holds this node's CPUs and GPUs.
                 command = ["srun", f"--nodes={nnodes}", f"--ntasks={nnodes}", "--ntasks-per-node=1",
                            f"--cpus-per-task={cpus}", "--kill-on-bad-exit=1", "--overlap",
-                           *_node_command(args, run_dir, nnodes, gpus, endpoint, rdzv_id, extensions, cache)]
+                           *_node_command(args, run_dir, nnodes, gpus, endpoint, rdzv_id, extensions, cache,
+                                          cpus_per_rank)]
                 os.environ["PYTHONPATH"] = python_path(os.environ)  # srun exports our environment
                 node_codes = [_run_srun(command, run_dir, shutdown)]
+        except TooFewGpus as error:  # can never run on this host: fail now, naming what it needs
+            problem = f"run {spec['run_id']}: {error}"
         except Exception as error:  # noqa: BLE001  (any launcher bug or setup problem still leaves records)
             problem = f"launcher error: {type(error).__name__}: {error}"
             import traceback
 
             traceback.print_exc()
+    lease.release()
     return finalize(spec=spec, run_dir=run_dir, shown_run_dir=shown_run_dir, failed_root=failed_root, mode=mode,
                     endpoint=endpoint, node_codes=node_codes, shutdown=shutdown, started=started,
-                    started_at=started_at, argv=argv, problem=problem)
+                    started_at=started_at, argv=argv, problem=problem, deadline=deadline)
 
 
 # --- CLI ------------------------------------------------------------------------------------------

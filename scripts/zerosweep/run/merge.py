@@ -17,7 +17,7 @@ from ..jsonio import read_json_or_none, write_json
 from ..plan.matrix import MatrixPoint
 from .environment import merge_environment
 from .node import now_iso
-from .outcome import SRUN_OOM_EXIT, oom_evidence
+from .outcome import OOM_OUTCOMES, Deadline, classify
 from .processes import Shutdown
 
 # Every key of metrics.json, so that OOM rows have the same columns as successful ones.
@@ -34,8 +34,8 @@ MEASURED_FIELDS: tuple[str, ...] = (
 
 def metrics_skeleton(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The run's settings, flat, plus every measured field as null (filled from rank 0's record)."""
+    point = MatrixPoint.from_dict(spec["point"])
     point_fields = {key: value for key, value in spec["point"].items() if key != "world_size"}
-    point = MatrixPoint(**point_fields)
     model, data, training = spec["model"], spec["data"], spec["training"]
     metrics: dict[str, Any] = {
         "run_id": spec["run_id"],
@@ -109,7 +109,7 @@ def save_failed_records(run_dir: Path, target: Path) -> Path:
 
 def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, failed_root: Path, mode: str,
              endpoint: str, node_codes: list[int], shutdown: Shutdown, started: float, started_at: str,
-             argv: list[str], problem: str | None) -> int:
+             argv: list[str], problem: str | None, deadline: Deadline) -> int:
     run_id = spec["run_id"]
     nnodes = int(spec["point"]["nodes"])
     trainer_output = run_dir / "model"
@@ -121,28 +121,13 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
     memory = [record for path in sorted(run_dir.glob("monitor/torch_memory_rank*.json"))
               if (record := read_json_or_none(path)) is not None]
     memory.sort(key=lambda record: record.get("rank", 0))
-    ooms = [record for path in sorted(run_dir.glob("records/oom_rank*.json")) if (record := read_json_or_none(path))]
-    evidence: list[str] = []
-    error: str | None = None
-    if problem:
-        status, error = "failed", problem
-    elif shutdown.requested:
-        status = "interrupted"
-        error = f"stopped by {signal.Signals(shutdown.signum or signal.SIGTERM).name}"
-    elif node_codes and all(code == 0 for code in node_codes) and train and train.get("status") == "ok":
-        status = "ok"
-    else:
-        evidence = oom_evidence(run_dir)
-        if mode == "srun" and SRUN_OOM_EXIT in node_codes:
-            evidence.append(f"srun exited {SRUN_OOM_EXIT} (its code for out of memory)")
-        if evidence:
-            status = "oom"
-            error = (f"rank {ooms[0].get('rank')}: {ooms[0].get('error_type')}: {ooms[0].get('error')}"
-                     if ooms else evidence[0])
-        else:
-            status = "failed"
-            error = (f"node exit codes {node_codes}" if any(node_codes) else
-                     "training ended without rank 0's record")
+    ends = [record for path in sorted(run_dir.glob("records/end_rank*.json")) if (record := read_json_or_none(path))]
+    ooms = [end for end in ends if end.get("outcome") in OOM_OUTCOMES]
+    signal_name = signal.Signals(shutdown.signum or signal.SIGTERM).name if shutdown.requested else None
+    result = classify(run_dir=run_dir, nodes=nodes, node_codes=node_codes, mode=mode,
+                      train_ok=bool(train and train.get("status") == "ok"), problem=problem, signal_name=signal_name,
+                      time_limit_reached=deadline.reached(shutdown.requested_at or time.monotonic()))
+    status, error, evidence = result.status, result.error, result.evidence
     launcher_code = 0 if status in ("ok", "oom") else (128 + int(shutdown.signum) if shutdown.signum else 1)
     command = shlex.join([sys.executable, "-m", "zerosweep", *argv])
     env = merge_environment(run_id=run_id, argv=argv, command=command, launch_mode=mode, endpoint=endpoint,
@@ -154,6 +139,7 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
     status_record: dict[str, Any] = {
         "run_id": run_id,
         "status": status,
+        "outcome": result.outcome,
         "error": error,
         "exit_code": launcher_code,
         "launch_mode": mode,
@@ -170,7 +156,8 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
         "nodes": [{key: value for key, value in node.items() if key != "environment"} for node in nodes],
     }
     if status in ("ok", "oom"):
-        write_json(run_dir / "metrics.json", merge_metrics(spec, status, error, train, memory, ooms))
+        write_json(run_dir / "metrics.json",
+                   {**merge_metrics(spec, status, error, train, memory, ooms), "outcome": result.outcome})
         write_json(run_dir / "status.json", status_record)
         print(f"[zerosweep] run {run_id}: {status} in {status_record['duration_s']:.0f} s; "
               f"records in {shown_run_dir}", flush=True)

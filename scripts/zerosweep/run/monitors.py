@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,8 +89,11 @@ class Monitor:
 class NodeMonitors:
     """Start GPU monitors before torchrun and psrecord on torchrun; stop all of them on every way out."""
 
-    def __init__(self, run_dir: Path, tag: str, monitor_config: Mapping[str, Any], device: str) -> None:
+    def __init__(self, run_dir: Path, tag: str, monitor_config: Mapping[str, Any], device: str,
+                 gpu_uuids: Sequence[str] = ()) -> None:
         self.run_dir = run_dir
+        # Only the GPUs this node's ranks use: the host's other GPUs belong to other runs (or nobody).
+        self.gpu_uuids = list(gpu_uuids)
         self.monitor_dir = run_dir / "monitor"
         self.monitor_dir.mkdir(parents=True, exist_ok=True)
         self.tag = tag
@@ -108,10 +111,14 @@ class NodeMonitors:
         if self.device != "cuda":
             smi.reason = nvml.reason = f"runtime.device is {self.device}"
             return
+        if not self.gpu_uuids:
+            smi.reason = nvml.reason = "no GPU assigned to this node's ranks"
+            return
+        selected = ",".join(self.gpu_uuids)
         ok, why = nvidia_smi_available()
         if ok:
             command = ["nvidia-smi", f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,nounits",
-                       "-l", str(self.config["gpu_interval_s"])]
+                       "-i", selected, "-l", str(self.config["gpu_interval_s"])]
             smi.process = start_child(command, stdout=self._open(smi, f"gpu_memory_log_{self.tag}.csv"))
             smi.status = "running"
         else:
@@ -121,7 +128,7 @@ class NodeMonitors:
             out = self.run_dir / f"monitor/nvml_{self.tag}.csv"
             nvml.file = f"monitor/nvml_{self.tag}.csv"
             command = [sys.executable, "-m", "zerosweep", "nvml-sampler", "--out", str(out),
-                       "--interval-ms", str(self.config["nvml_interval_ms"])]
+                       "--interval-ms", str(self.config["nvml_interval_ms"]), "--uuids", selected]
             nvml.process = start_child(command, stdout=sys.stderr.fileno(),
                                        env={**os.environ, "PYTHONPATH": python_path(os.environ)})
             nvml.status = "running"
@@ -163,12 +170,18 @@ class NodeMonitors:
 # --- `zerosweep nvml-sampler` ---------------------------------------------------------------------
 
 
-def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: threading.Event) -> int:
+def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: threading.Event,
+                uuids: Sequence[str] | None = None) -> int:
+    """Every `interval_ms`, memory used per GPU (the GPUs named by UUID, or all), with NVML's index."""
     import pynvml
 
     pynvml.nvmlInit()
     try:
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        if uuids:
+            handles = [pynvml.nvmlDeviceGetHandleByUUID(uuid.encode()) for uuid in uuids]
+        else:
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        indices = [pynvml.nvmlDeviceGetIndex(handle) for handle in handles]
         interval = interval_ms / 1000.0
         started = time.monotonic()
         with open(out, "w", encoding="utf-8") as handle:
@@ -178,7 +191,7 @@ def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: thr
                 tick = time.monotonic()
                 now = time.time()
                 lines = []
-                for index, device in enumerate(handles):
+                for index, device in zip(indices, handles):
                     # v2 "used" matches nvidia-smi's memory.used; v1 also counts memory the driver reserves
                     # (measured on an H100: +480 MiB idle, so every peak read 480 MiB high)
                     info = pynvml.nvmlDeviceGetMemoryInfo(device, version=pynvml.nvmlMemory_v2)
@@ -197,6 +210,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="CSV to write (" + NVML_HEADER + ")")
     parser.add_argument("--interval-ms", type=int, default=50, help="sampling interval, at most 100 ms")
     parser.add_argument("--duration-s", type=float, default=None, help="stop after this long (default: on SIGTERM)")
+    parser.add_argument("--uuids", default=None, help="comma-separated GPU UUIDs to sample (default: every GPU)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -205,4 +219,5 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    return sample_nvml(args.out, args.interval_ms, args.duration_s, stop)
+    uuids = [uuid for uuid in (args.uuids or "").split(",") if uuid]
+    return sample_nvml(args.out, args.interval_ms, args.duration_s, stop, uuids)

@@ -23,7 +23,9 @@ from typing import Any
 from ..jsonio import write_json
 from .environment import gpu_inventory, node_environment
 from .extension_locks import LOCK_SCAN_S, clear_stale_extension_locks
+from .gpus import TooFewGpus, node_gpus
 from .monitors import NodeMonitors
+from .outcome import cgroup_oom_kills
 from .processes import (
     DescendantTracker,
     Shutdown,
@@ -94,6 +96,7 @@ class NodeOptions:
     cache_dir: Path
     memory_headroom_mb: int | None = None
     cuda_visible_devices: str | None = None
+    cpus_per_rank: int | None = None
     echo_prefix: bytes = b""
 
 
@@ -120,6 +123,12 @@ def torchrun_command(options: NodeOptions) -> list[str]:
     return command
 
 
+def threads_per_rank(options: NodeOptions) -> int:
+    """The node's CPUs (the allocation's CPUs per task, else this process's affinity) shared by its ranks."""
+    cpus = options.cpus_per_rank * options.gpus_per_node if options.cpus_per_rank else len(os.sched_getaffinity(0))
+    return max(1, cpus // max(1, options.gpus_per_node))
+
+
 def torchrun_environment(spec: Mapping[str, Any], options: NodeOptions) -> tuple[dict[str, str], dict[str, str]]:
     """The full environment for torchrun, and the part of it this project set (recorded in env.json)."""
     chosen: dict[str, str] = {
@@ -138,6 +147,8 @@ def torchrun_environment(spec: Mapping[str, Any], options: NodeOptions) -> tuple
                                                *os.environ.get("PATH", "").split(os.pathsep)])),
         "ZEROSWEEP_NODE_RANK": str(options.node_rank),
         "ZEROSWEEP_NODE_TAG": options.tag,
+        # Chosen, not inherited: the host's value (or torchrun's default of 1) would decide CPU-offload speed.
+        "OMP_NUM_THREADS": str(threads_per_rank(options)),
     }
     # DeepSpeed picks its accelerator by itself (CUDA whenever torch sees a GPU): say which one to use.
     chosen["DS_ACCELERATOR"] = spec["runtime"]["device"]
@@ -152,10 +163,21 @@ def torchrun_environment(spec: Mapping[str, Any], options: NodeOptions) -> tuple
         chosen.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})  # no time lost to unreachable hubs
     environ = {**os.environ, **chosen}
     recorded = dict(chosen)
-    for inherited in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "NCCL_DEBUG", "NCCL_SOCKET_IFNAME"):
+    for inherited in ("CUDA_VISIBLE_DEVICES", "NCCL_DEBUG", "NCCL_SOCKET_IFNAME"):
         if inherited in environ:
             recorded.setdefault(inherited, environ[inherited])
     return environ, recorded
+
+
+def _assigned_gpus(spec: Mapping[str, Any], options: NodeOptions) -> tuple[list[dict[str, Any]], str | None]:
+    """This node's ranks' GPUs (index, UUID, name), or why they are unknown (no NVML: nothing to monitor)."""
+    if spec["runtime"]["device"] != "cuda":
+        return [], None
+    inventory = gpu_inventory()
+    if not inventory.get("gpus"):
+        return [], f"no GPU inventory: {inventory.get('reason')}"
+    visible = options.cuda_visible_devices or os.environ.get("CUDA_VISIBLE_DEVICES")
+    return node_gpus(visible, options.gpus_per_node, inventory["gpus"]), None
 
 
 def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
@@ -172,7 +194,18 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
     environ, recorded_env = torchrun_environment(spec, options)
     command = torchrun_command(options)
     record.update({"torchrun_command": command, "environment_variables": recorded_env})
-    monitors = NodeMonitors(run_dir, options.tag, spec["monitor"], spec["runtime"]["device"])
+    try:
+        gpus, gpu_problem = _assigned_gpus(spec, options)
+    except (TooFewGpus, ValueError) as error:  # ranks would die on an invalid device ordinal: say why now
+        record.update({"status": "failed", "exit_code": 1, "error": f"node {options.node_rank}: {error}",
+                       "finished_at": now_iso(), "environment": node_environment()})
+        print(f"[zerosweep] {record['error']}", file=sys.stderr, flush=True)
+        write_json(run_dir / "records" / f"node{options.node_rank}.json", record)
+        return 1
+    record.update({"gpus": gpus, "gpu_problem": gpu_problem})
+    monitors = NodeMonitors(run_dir, options.tag, spec["monitor"], spec["runtime"]["device"],
+                            [gpu["uuid"] for gpu in gpus])
+    record["oom_kills_before"] = cgroup_oom_kills()
     tracker = DescendantTracker()
     removed_locks = clear_stale_extension_locks(options.torch_extensions_dir)
     next_lock_scan = time.monotonic() + LOCK_SCAN_S
@@ -221,6 +254,7 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
             if tee is not None:
                 tee.join(timeout=10)
             record["monitors"] = monitors.stop()
+            record["oom_kills_after"] = cgroup_oom_kills()
             record["killed_leftover_pids"] = leftovers
             record["removed_stale_locks"] = removed_locks
     if shutdown.requested:
@@ -251,7 +285,8 @@ def launch_node(args: argparse.Namespace) -> int:
         node_rank=node_rank, endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id,
         tag=args.node_tag or socket.gethostname(), torch_extensions_dir=Path(args.torch_extensions_dir).resolve(),
         cache_dir=Path(args.cache_dir).resolve(), memory_headroom_mb=args.rank_memory_headroom_mb,
-        cuda_visible_devices=args.cuda_visible_devices, echo_prefix=args.echo_prefix.encode(),
+        cuda_visible_devices=args.cuda_visible_devices, cpus_per_rank=args.cpus_per_rank,
+        echo_prefix=args.echo_prefix.encode(),
     )
     return run_node(options, shutdown)
 
@@ -268,6 +303,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--torch-extensions-dir", required=True)
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--cuda-visible-devices", default=None, help="GPUs of this (emulated) node")
+    parser.add_argument("--cpus-per-rank", type=int, default=None,
+                        help="OMP_NUM_THREADS of each rank (default: this process's CPUs / ranks)")
     parser.add_argument("--rank-memory-headroom-mb", type=int, default=None)
     parser.add_argument("--echo-prefix", default="", help="prefix for the lines echoed to stdout")
 

@@ -29,11 +29,10 @@ from .flops import (
     peak_tflops,
     training_flops_per_token,
 )
+from .outcome import OOM_OUTCOMES, exception_outcome
 from .processes import die_with_parent
 
 MIB = 2**20
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
-                "std::bad_alloc")
 TRAINING_STARTED_MARKER = "[zerosweep] training started"
 
 
@@ -43,15 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="shared cache (local tokenizer); default: <run-dir>/../../cache")
     parser.add_argument("--memory-headroom-mb", type=int, default=None,
                         help="testing: cap this rank's data memory at its post-import size + this many MiB")
-
-
-def is_oom(error: BaseException) -> bool:
-    import torch
-
-    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and any(message in text for message in OOM_MESSAGES)
 
 
 def _vm_data_bytes() -> int:
@@ -221,8 +211,6 @@ def training_arguments(spec: Mapping[str, Any], run_dir: Path, rank: RankInfo) -
     training = spec["training"]
     device = spec["runtime"]["device"]
     precision = training["precision"]
-    if device == "cpu" and precision == "fp16":
-        raise ValueError("training.precision fp16 needs a GPU; use bf16 or fp32 with runtime.device cpu")
     deepspeed_config = run_dir / "ds_config.json" if spec["point"]["deepspeed"] else None
     max_steps = training.get("max_steps")
     save = bool(training.get("save_model"))
@@ -429,12 +417,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = _train(args, spec, rank, phases, started)
     except BaseException as error:
-        if isinstance(error, Exception) and is_oom(error):
+        outcome = exception_outcome(error) if isinstance(error, Exception) else "error"
+        # How this rank ended, for the launcher: an OOM is decided from this record, never from log text.
+        write_json(records / f"end_rank{rank.rank}.json",
+                   {**rank.record(), "outcome": outcome, "error_type": type(error).__name__,
+                    "error": str(error)[:2000], "phase_seconds": phases})
+        if outcome in OOM_OUTCOMES:
             traceback.print_exc()
-            print(f"[zerosweep] rank {rank.rank}: out of memory: {error}", file=sys.stderr, flush=True)
-            write_json(records / f"oom_rank{rank.rank}.json",
-                       {**rank.record(), "error_type": type(error).__name__, "error": str(error)[:2000],
-                        "phase_seconds": phases})
+            print(f"[zerosweep] rank {rank.rank}: out of memory ({outcome}): {error}", file=sys.stderr, flush=True)
             write_json(run_dir / "monitor" / f"torch_memory_rank{rank.rank}.json", memory_record(rank, device))
             # No barrier and no interpreter teardown: the other ranks may be stuck in a collective, and
             # communicator destructors can hang after an OOM; torchrun stops the rest.
@@ -443,6 +433,7 @@ def run(args: argparse.Namespace) -> int:
             os._exit(1)
         raise
     write_json(run_dir / "monitor" / f"torch_memory_rank{rank.rank}.json", memory_record(rank, device))
+    write_json(records / f"end_rank{rank.rank}.json", {**rank.record(), "outcome": "ok", "phase_seconds": phases})
     if rank.rank == 0:
         write_json(records / "train_rank0.json", {**result, "rank_info": rank.record()})
     _finish_distributed()
