@@ -166,6 +166,6 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
     status_record["failed_records"] = str(target)
     write_json(run_dir / "status.json", status_record)
     saved = save_failed_records(run_dir, target)
-    print(f"[zerosweep] run {run_id} {status}: {error}\n  log: {shown_run_dir / 'train.log'}\n"
-          f"  records kept in {saved}", file=sys.stderr, flush=True)
+    log = f"\n  log: {shown_run_dir / 'train.log'}" if (run_dir / "train.log").exists() else ""
+    print(f"[zerosweep] run {run_id} {status}: {error}{log}\n  records kept in {saved}", file=sys.stderr, flush=True)
     return launcher_code
