@@ -8,7 +8,7 @@ Memory fields hold MiB (2**20 bytes) and are named `*_mib`.
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 # --- run side: what the launcher writes -------------------------------------------------------------
 
@@ -127,8 +127,8 @@ class Metrics(TypedDict, total=False):
 class GpuMemory(TypedDict, total=False):
     """nvidia-smi: per GPU (`gpus`), per node (`nodes`) and for the run."""
 
-    gpus: list[dict[str, object]]
-    nodes: list[dict[str, object]]
+    gpus: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]
     peak_mib: float
     average_mib: float
     modes_mib: list[float]
@@ -136,12 +136,12 @@ class GpuMemory(TypedDict, total=False):
 
 
 class NvmlMemory(TypedDict):
-    gpus: list[dict[str, object]]
+    gpus: list[dict[str, Any]]
     peak_mib: float
 
 
 class TorchPeaks(TypedDict):
-    ranks: list[dict[str, object]]
+    ranks: list[dict[str, Any]]
     max_allocated_mib: float | None
     max_reserved_mib: float | None
     max_rss_mib: float | None
@@ -150,7 +150,7 @@ class TorchPeaks(TypedDict):
 class CpuMemory(TypedDict):
     """psrecord's Real column (its "MB" is rss / 2**20: MiB), per node and for the run."""
 
-    nodes: list[dict[str, object]]
+    nodes: list[dict[str, Any]]
     peak_mib: float
     average_mib: float
     modes_mib: list[float]

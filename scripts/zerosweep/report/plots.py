@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,7 +158,7 @@ def plot_throughput_bars(table: aggregate.Table, out_dir: Path) -> None:
     save(fig, out_dir / "throughput.png", out_dir / "throughput.svg")
 
 
-def plot_eval_loss(table: aggregate.Table, summaries: list[dict[str, Any]], out_dir: Path) -> bool:
+def plot_eval_loss(table: aggregate.Table, summaries: Sequence[f.RunRecord], out_dir: Path) -> bool:
     curves = [(s["label"], s["metrics"].get("eval_losses") or []) for s in summaries if s["status"] == "ok"]
     curves = [(label, losses) for label, losses in curves if losses]
     if not curves:
@@ -257,7 +258,7 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
     save(fig, out_dir / "memory.png", out_dir / "memory.svg")
 
 
-def study_plots(study: dict[str, Any], summaries: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+def study_plots(study: Mapping[str, Any], summaries: Sequence[f.RunRecord], out_dir: Path) -> list[Path]:
     table = aggregate.build_table(study, summaries)
     out_dir.mkdir(parents=True, exist_ok=True)
     if table.kind == "scaling":
@@ -313,7 +314,7 @@ def timeline_series(run_dir: Path) -> dict[str, list[tuple[str, Any, Any]]]:
                 series["nvml"].append((f"{logs.host_of(match)} GPU {index}", times, used))
     warnings: list[str] = []
     cpu = summarise_cpu(monitor, warnings)
-    for node in (cpu or {}).get("nodes", []):
+    for node in cpu["nodes"] if cpu else []:
         path = monitor / node["file"]
         fmt, real = logs.psrecord_format(path)
         rows = logs.read_log(path, fmt).rows

@@ -124,8 +124,12 @@ def _dig(data: Mapping[str, Any] | None, key: str) -> Any:
 
 def _eval_loss_at(losses: list[f.EvalLoss] | None, epoch: int) -> float | None:
     """Eval loss of the evaluation closest to `epoch` (the Trainer logs 0.99 or 1.0), within a quarter epoch."""
-    near = [item for item in losses or [] if item["epoch"] is not None and abs(item["epoch"] - epoch) <= 0.25]
-    return min(near, key=lambda item: abs(item["epoch"] - epoch))["eval_loss"] if near else None
+    near = [
+        (abs(item["epoch"] - epoch), item["eval_loss"])
+        for item in losses or []
+        if item["epoch"] is not None and abs(item["epoch"] - epoch) <= 0.25
+    ]
+    return min(near, key=lambda pair: pair[0])[1] if near else None
 
 
 def row_status(record: Mapping[str, Any]) -> str:
