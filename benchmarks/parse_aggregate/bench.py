@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.jsonio import write_json
 from zerosweep.plan.matrix import MatrixPoint
-from zerosweep.report import memory as parse
+from zerosweep.report import memory
 from zerosweep.report import tables as aggregate
 
 # (gpus_per_node, nodes, weight): roughly the shipped studies' mix.
@@ -99,7 +99,7 @@ def time_once(root: Path, specs: list[dict]) -> tuple[float, float, int]:
     started = time.perf_counter()
     for spec in specs:
         run = root / spec["run_id"]
-        write_json(run / "summary.json", parse.summarise_run(run), indent=None)
+        write_json(run / "summary.json", memory.summarise_run(run), indent=None)
     parsed = time.perf_counter()
     rows = 0
     for first in range(0, len(specs), RUNS_PER_STUDY):
