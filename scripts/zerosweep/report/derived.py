@@ -23,12 +23,14 @@ WEAK_SCALING_HOLDS = 0.9
 
 
 def flops_per_token(metrics: Mapping[str, Any], spec: Mapping[str, Any]) -> float | None:
-    """Training FLOPs per token as the run recorded it, else counted from its shipped architecture."""
+    """Training FLOPs per token as the run recorded it, else counted from its shipped architecture (random-init
+    runs only: a pretrained model's architecture is the Hub's, which the report layer does not fetch)."""
     if metrics.get("flops_per_token") is not None:
         return float(metrics["flops_per_token"])
-    name = (spec.get("model") or {}).get("architecture")
+    model = spec.get("model") or {}
     seq_len = metrics.get("tokens_per_sample") or (spec.get("data") or {}).get("max_length")
-    if not name or not seq_len:
+    name = model.get("architecture")
+    if model.get("weights") != "random" or not name or not seq_len:
         return None
     from ..run.modeling import load_architecture
 
