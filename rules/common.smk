@@ -59,6 +59,8 @@ def study_json(wildcards):
             "title": study.title,
             "table": study.table,
             "scaling_axis": study.scaling_axis,
+            # MFU is derived when the table is built: a new peak rebuilds tables and plots, never a training run
+            "peak_tflops": config["runtime"].get("peak_tflops"),
             "runs": {run_id: PLAN.runs[run_id].to_dict() for run_id in study.run_ids},
         },
         sort_keys=True,

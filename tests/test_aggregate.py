@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from zerosweep import cli
 from zerosweep.plan.matrix import MatrixPoint
+from zerosweep.records import SCHEMA_VERSION
 from zerosweep.report import answers as summary
+from zerosweep.report import labels
 from zerosweep.report import tables as aggregate
-from zerosweep.report.memory import SCHEMA_VERSION, summarise_run
+from zerosweep.report.memory import summarise_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -38,8 +41,9 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
     """One summary.json as parse-memory writes it, with the numbers a test names (others null)."""
     n = {
         "peak": None, "avg": None, "modes": None, "cpu_peak": None, "cpu_avg": None, "cpu_modes": None,
-        "exact": None, "reserved": None, "rate": None, "steady": None, "tokens": None, "tflops": None, "mfu": None,
+        "exact": None, "reserved": None, "rate": None, "steady": None, "tokens": None, "flops_per_token": None,
         "runtime": None, "loss": None, "eval_loss": None, "eval_losses": None, "eval_rate": None, "steps": None,
+        "device": "cuda", "gpu_name": "NVIDIA H100 80GB HBM3", "unusable": None,
     }  # fmt: skip
     n.update(numbers)
     fields = {key: value for key, value in p.items() if key != "world_size"}
@@ -47,7 +51,7 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "train_loss": n["loss"], "eval_loss": n["eval_loss"], "eval_losses": n["eval_losses"],
         "train_samples_per_second": n["rate"], "eval_samples_per_second": n["eval_rate"], "steps_per_epoch": n["steps"],
         "train_runtime": n["runtime"], "steady_samples_per_second": n["steady"],
-        "steady_tokens_per_second": n["tokens"], "tflops_per_gpu": n["tflops"], "mfu": n["mfu"],
+        "steady_tokens_per_second": n["tokens"], "flops_per_token": n["flops_per_token"],
         "world_size": p["world_size"],
     }  # fmt: skip
     if status != "ok":
@@ -58,24 +62,32 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "label": MatrixPoint(**fields).label,
         "status": status,
         "point": p,
-        "setup": {"device": "cuda", "samples_per_gpu": 500},
+        "setup": {"device": n["device"], "gpu_name": n["gpu_name"], "samples_per_gpu": 500},
         "metrics": metrics,
         "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"]},
         "nvml": None if n["exact"] is None else {"peak_mib": n["exact"]},
         "torch": None if n["reserved"] is None else {"max_reserved_mib": n["reserved"]},
         "cpu": None
         if n["cpu_peak"] is None
-        else {"peak_mb": n["cpu_peak"], "average_mb": n["cpu_avg"], "modes_mb": n["cpu_modes"]},
+        else {"peak_mib": n["cpu_peak"], "average_mib": n["cpu_avg"], "modes_mib": n["cpu_modes"]},
         "warnings": [],
+        "unusable": n["unusable"],
     }
 
 
-def study(name: str, kind: str, summaries: list[dict[str, Any]], axis: str | None = None) -> dict[str, Any]:
+# The configured dense peak the tables divide by for MFU (runtime.peak_tflops, a param of the table rule).
+PEAK_TFLOPS = 1000.0
+
+
+def study(
+    name: str, kind: str, summaries: list[dict[str, Any]], axis: str | None = None, peak: float | None = PEAK_TFLOPS
+) -> dict[str, Any]:
     return {
         "name": name,
         "title": f"Title of {name}",
         "table": kind,
         "scaling_axis": axis,
+        "peak_tflops": peak,
         "runs": {s["run_id"]: {"point": s["point"]} for s in summaries},
     }
 
@@ -83,7 +95,7 @@ def study(name: str, kind: str, summaries: list[dict[str, Any]], axis: str | Non
 # The hand-written sets: the workshop's three kinds of table.
 STAGES = [
     make_summary(point(0), peak=21658, avg=18683.53, exact=21901.5, reserved=20480.0, cpu_peak=3892.1, cpu_avg=2276.06,
-                 rate=11.26, steady=12.5, tokens=6400.0, tflops=40.1, mfu=0.0405, runtime=133.2),
+                 rate=11.26, steady=12.5, tokens=6400.0, flops_per_token=6265625000.0, runtime=133.2),
     make_summary(point(1), peak=19001, avg=16000.25, exact=19100.0, cpu_peak=3950.0, cpu_avg=2300.0, rate=11.0,
                  steady=12.0, runtime=136.4),
     make_summary(point(2), peak=17500, avg=15000.0, exact=17700.0, cpu_peak=4010.5, cpu_avg=2350.0, rate=10.8,
@@ -121,8 +133,10 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
-def write_table(tmp_path: Path, name: str, kind: str, summaries: list[dict[str, Any]], axis: str | None = None) -> Path:
-    table = aggregate.build_table(study(name, kind, summaries, axis), summaries)
+def write_table(
+    tmp_path: Path, name: str, kind: str, summaries: list[dict[str, Any]], axis: str | None = None, **extra: Any
+) -> Path:
+    table = aggregate.build_table(study(name, kind, summaries, axis, **extra), summaries)
     aggregate.write_csv(table, tmp_path / f"{name}.csv")
     aggregate.write_markdown(table, tmp_path / f"{name}.md")
     return tmp_path / f"{name}.csv"
@@ -131,10 +145,10 @@ def write_table(tmp_path: Path, name: str, kind: str, summaries: list[dict[str, 
 # --- comparison --------------------------------------------------------------------------------------------
 
 COMPARISON_COLUMNS = [
-    "DeepSpeed Config", "Peak GPU Memory Used (MiB)", "Average GPU Memory Used (MiB)", "Peak CPU Memory Used (MiB)",
-    "Average CPU Memory Used (MiB)", "Train Samples/Second", "Exact Peak GPU Memory (MiB)", "Torch Peak Reserved (MiB)",
-    "Steady Samples/Second", "Tokens/Second", "TFLOP/s per GPU", "MFU", "Train Runtime (s)", "Status", "Run",
-    "ZeRO Stage", "Offload", "Pin Memory", "GPUs per Node", "Nodes", "World Size",
+    "config", "gpu_peak_mib", "gpu_average_mib", "cpu_peak_mib", "cpu_average_mib", "train_samples_per_second",
+    "nvml_peak_mib", "torch_max_reserved_mib", "steady_samples_per_second", "steady_tokens_per_second",
+    "tflops_per_gpu", "mfu", "train_runtime", "status", "run_id",
+    "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size",
 ]  # fmt: skip
 
 
@@ -142,23 +156,24 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
     runs = STAGES + OFFLOAD
     header, rows = read_csv(write_table(tmp_path, "zero", "comparison", list(reversed(runs))))
     assert header == COMPARISON_COLUMNS
-    assert [row["DeepSpeed Config"] for row in rows] == [
+    assert [row["config"] for row in rows] == [
         "ZeRO Stage 0", "ZeRO Stage 1", "ZeRO Stage 1 + Offloading", "ZeRO Stage 2", "ZeRO Stage 2 + Offloading",
         "ZeRO Stage 3", "ZeRO Stage 3 + Offloading",
     ]  # fmt: skip
     first = rows[0]
-    assert first["Peak GPU Memory Used (MiB)"] == "21658"
-    assert float(first["Average GPU Memory Used (MiB)"]) == 18683.53
-    assert float(first["Exact Peak GPU Memory (MiB)"]) == 21901.5
-    assert float(first["MFU"]) == 0.0405
-    assert (first["Status"], first["Run"], first["ZeRO Stage"], first["Offload"]) == (
+    assert first["gpu_peak_mib"] == "21658"
+    assert float(first["gpu_average_mib"]) == 18683.53
+    assert float(first["nvml_peak_mib"]) == 21901.5
+    assert float(first["tflops_per_gpu"]) == 40.1
+    assert float(first["mfu"]) == 40.1 / PEAK_TFLOPS
+    assert (first["status"], first["run_id"], first["zero_stage"], first["offload"]) == (
         "ok",
         "z0-offnone-nopin-g1n1",
         "0",
         "none",
     )
     oom = rows[-1]
-    assert (oom["Status"], oom["Run"]) == ("oom", "z3-offcpu-nopin-g1n1")
+    assert (oom["status"], oom["run_id"]) == ("oom", "z3-offcpu-nopin-g1n1")
     # The OOM row keeps its identity but no number, though its summary had a GPU peak.
     numeric = COMPARISON_COLUMNS[1:13]
     assert all(oom[column] == "" for column in numeric)
@@ -176,31 +191,31 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
 def test_comparison_labels_name_gpu_count_when_study_mixes_them() -> None:
     runs = [make_summary(point(1)), make_summary(point(1, gpn=2))]
     table = aggregate.build_table(study("mix", "comparison", runs), runs)
-    assert [row["DeepSpeed Config"] for row in table.rows] == ["ZeRO Stage 1, 1 GPU", "ZeRO Stage 1, 2 GPUs"]
+    assert [row["config"] for row in table.rows] == ["ZeRO Stage 1, 1 GPU", "ZeRO Stage 1, 2 GPUs"]
 
 
 # --- scaling -----------------------------------------------------------------------------------------------
 
 SCALING_COLUMNS = [
-    "DeepSpeed Config", "GPUs", "GPUs per Node", "Nodes", "Train Samples/sec", "Train Loss", "Peak GPU Memory (MiB)",
-    "Average GPU Memory (MiB)", "Mode GPU Memory (MiB)", "Speed-up", "Weak-Scaling Efficiency",
-    "Exact Peak GPU Memory (MiB)", "Steady Samples/sec", "Steady Weak-Scaling Efficiency", "Status", "Run",
-    "ZeRO Stage", "Offload", "Pin Memory", "World Size",
+    "config", "world_size", "gpus_per_node", "nodes", "train_samples_per_second", "train_loss", "gpu_peak_mib",
+    "gpu_average_mib", "gpu_modes_mib", "speedup", "weak_scaling_efficiency",
+    "nvml_peak_mib", "steady_samples_per_second", "steady_weak_scaling_efficiency", "status", "run_id",
+    "zero_stage", "offload", "pin_memory",
 ]  # fmt: skip
 
 
 def test_scaling_speedup_and_efficiency(tmp_path: Path) -> None:
     header, rows = read_csv(write_table(tmp_path, "weak", "scaling", SCALING[::-1], "gpus_per_node"))
     assert header == SCALING_COLUMNS
-    assert [row["GPUs"] for row in rows] == ["1", "2", "4", "8"]
+    assert [row["world_size"] for row in rows] == ["1", "2", "4", "8"]
     # speed-up = rate / rate(1 GPU); efficiency = (rate / GPUs) / (rate(1) / 1)
     expected = {"1": (1.0, 1.0, 1.0), "2": (1.9, 0.95, 21 / 22), "4": (3.6, 0.9, 42 / 44), "8": (6.4, 0.8, 80 / 88)}
     for row in rows:
-        speedup, efficiency, steady = expected[row["GPUs"]]
-        assert float(row["Speed-up"]) == pytest.approx(speedup)
-        assert float(row["Weak-Scaling Efficiency"]) == pytest.approx(efficiency)
-        assert float(row["Steady Weak-Scaling Efficiency"]) == pytest.approx(steady)
-    assert rows[3]["Mode GPU Memory (MiB)"] == "9008"
+        speedup, efficiency, steady = expected[row["world_size"]]
+        assert float(row["speedup"]) == pytest.approx(speedup)
+        assert float(row["weak_scaling_efficiency"]) == pytest.approx(efficiency)
+        assert float(row["steady_weak_scaling_efficiency"]) == pytest.approx(steady)
+    assert rows[3]["gpu_modes_mib"] == "9008"
     md = (tmp_path / "weak.md").read_text()
     assert "| 6.40× | 80.0 % |" in md
     assert "Speed-up and efficiency are against z2-offcpu-pin-g1n1 (1 GPU)" in md
@@ -209,21 +224,21 @@ def test_scaling_speedup_and_efficiency(tmp_path: Path) -> None:
 def test_scaling_with_oom_reference_uses_smallest_finished() -> None:
     runs = [make_summary(point(2, "cpu", True, gpn=1), status="oom"), *SCALING[1:]]
     table = aggregate.build_table(study("weak", "scaling", runs, "gpus_per_node"), runs)
-    by_gpus = {row["GPUs"]: row for row in table.rows}
-    assert by_gpus[1]["Status"] == "oom" and by_gpus[1]["Speed-up"] is None
-    assert by_gpus[2]["Speed-up"] == pytest.approx(1.0)
-    assert by_gpus[8]["Weak-Scaling Efficiency"] == pytest.approx((64 / 8) / (19 / 2))
+    by_gpus = {row["world_size"]: row for row in table.rows}
+    assert by_gpus[1]["status"] == "oom" and by_gpus[1]["speedup"] is None
+    assert by_gpus[2]["speedup"] == pytest.approx(1.0)
+    assert by_gpus[8]["weak_scaling_efficiency"] == pytest.approx((64 / 8) / (19 / 2))
     assert any("smallest configuration did not finish" in note for note in table.notes)
 
 
 # --- baseline ----------------------------------------------------------------------------------------------
 
 BASELINE_COLUMNS = [
-    "Configuration", "Final Train Loss", "Eval Loss (Epoch 1)", "Eval Loss (Epoch 2)", "Eval Loss (Final)",
-    "Train Samples/sec", "Eval Samples/sec", "Steps per Epoch", "GPU Peak Usage (MiB)", "GPU Average Usage (MiB)",
-    "GPU Mode Usage (MiB)", "Exact Peak GPU Memory (MiB)", "CPU Peak Usage (MB)", "CPU Average Usage (MB)",
-    "CPU Mode Usage (MB)", "Status", "Run", "ZeRO Stage", "Offload", "Pin Memory", "GPUs per Node", "Nodes",
-    "World Size",
+    "config", "train_loss", "eval_loss_epoch1", "eval_loss_epoch2", "eval_loss",
+    "train_samples_per_second", "eval_samples_per_second", "steps_per_epoch", "gpu_peak_mib", "gpu_average_mib",
+    "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib",
+    "cpu_modes_mib", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes",
+    "world_size",
 ]  # fmt: skip
 
 
@@ -231,22 +246,22 @@ def test_baseline_evaluation_summary(tmp_path: Path) -> None:
     header, rows = read_csv(write_table(tmp_path, "baseline", "baseline", BASELINE))
     assert header == BASELINE_COLUMNS
     (row,) = rows
-    assert (row["Final Train Loss"], row["Eval Loss (Epoch 1)"], row["Eval Loss (Epoch 2)"]) == (
+    assert (row["train_loss"], row["eval_loss_epoch1"], row["eval_loss_epoch2"]) == (
         "0.7039",
         "1.2965",
         "1.279",
     )
-    assert (row["Eval Loss (Final)"], row["Steps per Epoch"], row["Eval Samples/sec"]) == ("1.2871", "31", "39.46")
-    assert row["CPU Mode Usage (MB)"] == "2145, 2178"  # the workshop's rendering: every mode, whole numbers
+    assert (row["eval_loss"], row["steps_per_epoch"], row["eval_samples_per_second"]) == ("1.2871", "31", "39.46")
+    assert row["cpu_modes_mib"] == "2145, 2178"  # the workshop's rendering: every mode, whole numbers
     md = (tmp_path / "baseline.md").read_text()
     assert "| Training Metrics | Final Train Loss | 0.7039 |" in md
     assert "| GPU Memory | GPU Peak Usage (MiB) | 21658 |" in md
-    assert "| CPU Memory | CPU Peak Usage (MB) | 3892 |" in md
-    assert "|  | CPU Mode Usage (MB) | 2145, 2178 |" in md
+    assert "| CPU Memory | CPU Peak Usage (MiB) | 3892 |" in md
+    assert "|  | CPU Mode Usage (MiB) | 2145, 2178 |" in md
 
 
 def test_markdown_caps_long_mode_lists() -> None:
-    assert aggregate.md_value(list(range(10)), "modes") == "0, 1, 2, 3 … (10 modes)"
+    assert aggregate.md_value(list(range(10)), "gpu_modes_mib") == "0, 1, 2, 3 … (10 modes)"
 
 
 # --- study matching ----------------------------------------------------------------------------------------
@@ -279,10 +294,10 @@ def test_cli_table_from_parsed_fixture_runs(tmp_path: Path) -> None:
     out_csv, out_md = tmp_path / "t.csv", tmp_path / "t.md"
     assert cli.main(["table", "--study-json", spec, "--out-csv", str(out_csv), "--out-md", str(out_md), *paths]) == 0
     _header, rows = read_csv(out_csv)
-    by_run = {row["Run"]: row for row in rows}
-    assert by_run["base-g1n1"]["Peak GPU Memory Used (MiB)"] == "30653"
-    assert by_run["z0-offnone-nopin-g1n1"]["Status"] == "oom"
-    assert by_run["z2-offcpu-pin-g2n2-xca41c2"]["Exact Peak GPU Memory (MiB)"] == "12740.5"
+    by_run = {row["run_id"]: row for row in rows}
+    assert by_run["base-g1n1"]["gpu_peak_mib"] == "30653"
+    assert by_run["z0-offnone-nopin-g1n1"]["status"] == "oom"
+    assert by_run["z2-offcpu-pin-g2n2-xca41c2"]["nvml_peak_mib"] == "12740.5"
 
 
 def test_old_schema_is_refused(tmp_path: Path) -> None:
@@ -370,3 +385,72 @@ def test_lowest_peak_says_when_finished_runs_had_no_gpu_monitor(tmp_path: Path) 
     assert summary.lowest_peak(summary.load_tables(paths)) == [
         "*Title of zero_stages*: its runs recorded no GPU memory (no GPU monitor: CPU runs)."
     ]
+
+
+# --- field ids, not display labels -----------------------------------------------------------------------
+
+
+def test_answers_do_not_change_when_display_labels_are_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before_dir, after_dir = tmp_path / "before", tmp_path / "after"
+    before = summary.render(summary.load_tables(build_all(before_dir)))
+    monkeypatch.setattr(labels, "LABELS", {field: f"Renamed {text}" for field, text in labels.LABELS.items()})
+    monkeypatch.setattr(
+        labels,
+        "KIND_LABELS",
+        {kind: {field: f"Renamed {text}" for field, text in names.items()} for kind, names in labels.KIND_LABELS.items()},
+    )
+    after = summary.render(summary.load_tables(build_all(after_dir)))
+    # The renaming took effect where labels live (the Markdown), and nowhere else.
+    assert "| Renamed DeepSpeed Config |" in (after_dir / "zero_stages.md").read_text()
+    assert "Renamed" not in (before_dir / "zero_stages.md").read_text()
+    assert (after_dir / "zero_stages.csv").read_text() == (before_dir / "zero_stages.csv").read_text()
+    assert after.replace(str(after_dir), "") == before.replace(str(before_dir), "")
+    assert "**ZeRO Stage 3** had the lowest peak GPU memory" in after
+
+
+def test_csv_loads_with_plain_pandas(tmp_path: Path) -> None:
+    path = write_table(tmp_path, "zero", "comparison", STAGES + OFFLOAD)
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == COMPARISON_COLUMNS
+    assert frame["gpu_peak_mib"].max() == 21658 and frame["gpu_peak_mib"].isna().sum() == 1  # the OOM row
+    assert frame.loc[frame["status"] == "ok", "train_samples_per_second"].sum() == pytest.approx(
+        11.26 + 11.0 + 10.8 + 9.5 + 5.5 + 5.0
+    )
+    typed = aggregate.read_table(path)
+    assert str(typed["zero_stage"].dtype) == "Int64" and typed["zero_stage"].tolist() == [0, 1, 1, 2, 2, 3, 3]
+
+
+def test_mfu_follows_peak_tflops_without_new_records(tmp_path: Path) -> None:
+    runs = STAGES[:1]
+    first = aggregate.build_table(study("zero", "comparison", runs, peak=1000.0), runs).rows[0]
+    halved = aggregate.build_table(study("zero", "comparison", runs, peak=500.0), runs).rows[0]
+    looked_up = aggregate.build_table(study("zero", "comparison", runs, peak=None), runs).rows[0]
+    assert first["tflops_per_gpu"] == halved["tflops_per_gpu"] == looked_up["tflops_per_gpu"] == 40.1
+    assert (first["mfu"], halved["mfu"]) == (40.1 / 1000.0, 40.1 / 500.0)
+    assert looked_up["mfu"] == 40.1 / 989.4  # H100 SXM's dense fp16 peak, from the GPU's name
+    cpu = [make_summary(point(0), device="cpu", gpu_name=None, tokens=6400.0, flops_per_token=6265625000.0)]
+    (row,) = aggregate.build_table(study("zero", "comparison", cpu, peak=1000.0), cpu).rows
+    assert row["tflops_per_gpu"] == 40.1 and row["mfu"] is None  # no tensor-core peak on a CPU
+    md = aggregate.markdown(aggregate.build_table(study("zero", "comparison", runs, peak=500.0), runs))
+    assert "| 40.1 | 8.0 % |" in md and "runtime.peak_tflops = 500" in md
+
+
+def test_unusable_run_keeps_its_row_and_says_so(tmp_path: Path) -> None:
+    runs = [
+        STAGES[0],
+        {
+            **make_summary(point(1), rate=11.0, unusable="its monitor logs hold no valid sample"),
+            "warnings": ["skipped gpu_memory_log_a.csv:1: empty log"],
+        },
+    ]
+    _header, rows = read_csv(write_table(tmp_path, "zero", "comparison", runs))
+    assert [(row["run_id"], row["status"]) for row in rows] == [
+        ("z0-offnone-nopin-g1n1", "ok"),
+        ("z1-offnone-nopin-g1n1", "unusable"),
+    ]
+    assert rows[1]["train_samples_per_second"] == "" and rows[1]["zero_stage"] == "1"
+    md = (tmp_path / "zero.md").read_text()
+    assert "No valid sample in the monitor logs (row kept, numbers empty): z1-offnone-nopin-g1n1." in md
+    assert "- z1-offnone-nopin-g1n1: skipped gpu_memory_log_a.csv:1: empty log" in md
+    text = summary.render(summary.load_tables([tmp_path / "zero.csv", tmp_path / "zero.md"]))
+    assert "**ZeRO Stage 0** had the lowest peak GPU memory" in text

@@ -33,27 +33,27 @@ def test_local_study_set_produces_tables_plots_summary_and_report(tmp_path: Path
 
     with open(results / "tables" / "pin_memory.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["Run"] for row in rows] == ["z2-offcpu-nopin-g1n1", "z2-offcpu-pin-g1n1"]
-    assert [row["DeepSpeed Config"] for row in rows] == [
+    assert [row["run_id"] for row in rows] == ["z2-offcpu-nopin-g1n1", "z2-offcpu-pin-g1n1"]
+    assert [row["config"] for row in rows] == [
         "ZeRO Stage 2 + Offloading", "ZeRO Stage 2 + Offloading (pin_memory)"]
     for row in rows:
-        assert row["Status"] == "ok"
-        assert float(row["Train Samples/Second"]) > 0 and float(row["Steady Samples/Second"]) > 0
-        assert float(row["Peak CPU Memory Used (MiB)"]) >= float(row["Average CPU Memory Used (MiB)"]) > 0
-        assert row["Peak GPU Memory Used (MiB)"] == ""  # CPU run: no GPU monitor, no invented zero
+        assert row["status"] == "ok"
+        assert float(row["train_samples_per_second"]) > 0 and float(row["steady_samples_per_second"]) > 0
+        assert float(row["cpu_peak_mib"]) >= float(row["cpu_average_mib"]) > 0
+        assert row["gpu_peak_mib"] == ""  # CPU run: no GPU monitor, no invented zero
     markdown = (results / "tables" / "pin_memory.md").read_text(encoding="utf-8")
     assert "| DeepSpeed Config | Peak GPU Memory Used (MiB) |" in markdown and "z2-offcpu-pin-g1n1" in markdown
 
     baseline = (results / "tables" / "baseline.md").read_text(encoding="utf-8")
     for metric in ("Final Train Loss", "Eval Loss (Final)", "Train Samples/sec", "Steps per Epoch",
-                   "CPU Peak Usage (MB)"):
+                   "CPU Peak Usage (MiB)"):
         assert metric in baseline
 
     # the table's CPU peak is the psrecord log's Real maximum of that run
     log = results / "runs" / "z2-offcpu-pin-g1n1" / "monitor"
     psrecord = next(log.glob("cpu_memory_log_*.txt"))
     real = [float(line.split()[2]) for line in psrecord.read_text().splitlines() if line and not line.startswith("#")]
-    assert float(rows[1]["Peak CPU Memory Used (MiB)"]) == pytest.approx(max(real), abs=1)
+    assert float(rows[1]["cpu_peak_mib"]) == pytest.approx(max(real), abs=1)
 
     for study in STUDIES:
         for plot in ("memory.png", "throughput.png"):

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from zerosweep import cli
-from zerosweep.report.memory import LogError, summarise_run
+from zerosweep.report import tables
+from zerosweep.report.logs import LogError
+from zerosweep.report.memory import summarise_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_RUN = FIXTURES / "real_h100_run"
@@ -93,9 +95,9 @@ def test_real_h100_run_matches_independent_statistics() -> None:
 
     real = psrecord_real(REAL_RUN / "monitor" / "cpu_memory_log_h100node1.txt")
     (node,) = summary["cpu"]["nodes"]
-    assert node["peak_mb"] == max(real)
-    assert node["average_mb"] == pytest.approx(math.fsum(real) / len(real), rel=1e-12)
-    assert node["modes_mb"] == sorted(statistics.multimode(real))
+    assert node["peak_mib"] == max(real)
+    assert node["average_mib"] == pytest.approx(math.fsum(real) / len(real), rel=1e-12)
+    assert node["modes_mib"] == sorted(statistics.multimode(real))
     assert node["workshop_lines"] == cpu_lines(real)
 
 
@@ -131,8 +133,13 @@ def test_real_h100_metrics_and_spec_copied() -> None:
     assert summary["label"] == "No DeepSpeed (baseline)"
     assert summary["point"]["world_size"] == 1
     assert summary["setup"]["samples_per_gpu"] == 500
-    for key in ("train_loss", "train_samples_per_second", "steady_samples_per_second", "mfu", "steps_per_epoch"):
+    for key in ("train_loss", "train_samples_per_second", "steady_samples_per_second", "steady_tokens_per_second",
+                "steps_per_epoch"):  # fmt: skip
         assert summary["metrics"][key] == metrics[key]
+    # metrics.json has no flops_per_token: counted from bloom-560m (559,214,592 parameters), seq 512, 24 x 1024
+    assert metrics["flops_per_token"] is None
+    assert summary["metrics"]["flops_per_token"] == 6 * 559_214_592 + 12 * 24 * 1024 * 512
+    assert summary["setup"]["gpu_name"] == "NVIDIA H100 80GB HBM3"  # from the nvidia-smi log: metrics lack it
     assert [e["epoch"] for e in summary["metrics"]["eval_losses"]] == [1.0, 2.0, 2.93]
     assert summary["warnings"] == []
 
@@ -141,14 +148,14 @@ def test_summary_json_keys() -> None:
     summary = summarise_run(REAL_RUN)
     assert set(summary) == {
         "schema_version", "run_id", "label", "status", "point", "setup", "metrics", "gpu", "nvml", "torch", "cpu",
-        "warnings",
+        "warnings", "unusable",
     }  # fmt: skip
     assert set(summary["gpu"]) == {"gpus", "nodes", "peak_mib", "average_mib", "modes_mib", "mode_text"}
     assert set(summary["gpu"]["gpus"][0]) == {
         "host", "index", "name", "file", "samples", "total_mib", "peak_mib", "average_mib", "modes_mib",
         "mode_text", "workshop_line",
     }  # fmt: skip
-    assert set(summary["cpu"]) == {"nodes", "peak_mb", "average_mb", "modes_mb", "mode_text"}
+    assert set(summary["cpu"]) == {"nodes", "peak_mib", "average_mib", "modes_mib", "mode_text"}
     assert set(summary["nvml"]) == {"gpus", "peak_mib"}
     assert set(summary["torch"]) == {"ranks", "max_allocated_mib", "max_reserved_mib", "max_rss_mib"}
 
@@ -166,9 +173,9 @@ def test_real_psrecord_logs_plain_and_csv(tmp_path: Path, name: str) -> None:
     (node,) = summarise_run(run)["cpu"]["nodes"]
     assert node["format"] == ("csv" if suffix == ".csv" else "plain")
     assert node["samples"] == len(real)
-    assert node["peak_mb"] == max(real)
-    assert node["average_mb"] == pytest.approx(math.fsum(real) / len(real), rel=1e-12)
-    assert node["modes_mb"] == sorted(statistics.multimode(real))
+    assert node["peak_mib"] == max(real)
+    assert node["average_mib"] == pytest.approx(math.fsum(real) / len(real), rel=1e-12)
+    assert node["modes_mib"] == sorted(statistics.multimode(real))
     assert node["workshop_lines"] == cpu_lines(real)
 
 
@@ -240,8 +247,8 @@ def test_multi_node_cpu_nvml_and_torch() -> None:
         real = psrecord_real(MULTI_RUN / "monitor" / f"cpu_memory_log_{host}.txt")
         peaks.append(max(real))
         averages.append(math.fsum(real) / len(real))
-    assert summary["cpu"]["peak_mb"] == max(peaks)
-    assert summary["cpu"]["average_mb"] == pytest.approx(statistics.fmean(averages), rel=1e-12)
+    assert summary["cpu"]["peak_mib"] == max(peaks)
+    assert summary["cpu"]["average_mib"] == pytest.approx(statistics.fmean(averages), rel=1e-12)
     nvml_peaks = {}
     for host in ("nodeA", "nodeB"):
         for line in (MULTI_RUN / "monitor" / f"nvml_{host}.csv").read_text().splitlines()[1:]:
@@ -274,7 +281,7 @@ def test_oom_run_keeps_memory_and_nulls_metrics() -> None:
     used = smi_columns(OOM_RUN / "monitor" / "gpu_memory_log_gpu07.csv")[0]
     assert summary["gpu"]["peak_mib"] == max(used) == 81003
     assert summary["nvml"] is None  # the sampler left no file; nothing is made up
-    assert summary["cpu"]["peak_mb"] == max(psrecord_real(OOM_RUN / "monitor" / "cpu_memory_log_gpu07.txt"))
+    assert summary["cpu"]["peak_mib"] == max(psrecord_real(OOM_RUN / "monitor" / "cpu_memory_log_gpu07.txt"))
     printed = workshop_printed("handmade_oom_run")
     assert summary["gpu"]["gpus"][0]["workshop_line"] in printed
     assert summary["warnings"] == []
@@ -297,7 +304,8 @@ def test_finished_cuda_run_without_logs_warns(tmp_path: Path) -> None:
     assert any("no nvidia-smi log" in warning for warning in summary["warnings"])
 
 
-# --- malformed logs: each names the file and the line -------------------------------------------------------
+# --- malformed logs: what monitors really leave behind is skipped with a warning naming file and line;
+# --- anything else is refused, naming the file and the line ------------------------------------------------
 
 
 SMI = "gpu_memory_log_h100node1.csv"
@@ -310,19 +318,14 @@ NVML_ROW = "1795511195.909,0,14087.5,81559.0\n"
 CPU_HEADER = "# Elapsed time   CPU (%)     Real (MB)   Virtual (MB)\n"
 CPU_ROW = "       5.004      137.900      498.227     3754.668\n"
 
-BROKEN = [
-    ("empty nvidia-smi", SMI, "", 1, "empty log"),
-    ("header only", SMI, SMI_HEADER, 2, "no samples after the header"),
-    ("truncated row", SMI, SMI_HEADER + SMI_ROW * 2 + "2026/11/24 09:06:45.736, 0, NVIDIA H1", 4,
+REFUSED = [
+    ("truncated row mid-log", SMI, SMI_HEADER + "2026/11/24 09:06:45.736, 0, NVIDIA H1\n" + SMI_ROW, 2,
      "expected 5 fields, found 3 (truncated row?)"),
-    ("non-numeric memory", SMI, SMI_HEADER + SMI_ROW + SMI_ROW.replace("14087", "[N/A]"), 3,
-     "memory.used is not a non-negative integer: '[N/A]'"),
     ("missing header", SMI, SMI_ROW * 3, 1, "missing or unexpected header"),
     ("too many columns", SMI, SMI_HEADER + SMI_ROW + SMI_ROW.rstrip("\n") + ", 99\n", 3, "expected 5 fields, found 6"),
     ("bad timestamp", SMI, SMI_HEADER + SMI_ROW.replace("2026/11/24", "yesterday"), 2, "timestamp is not a timestamp"),
-    ("empty NVML", NVML, "", 1, "empty log"),
-    ("NVML truncated", NVML, NVML_HEADER + NVML_ROW * 50 + "1795511198.4,0,140", 52,
-     "expected 4 fields, found 3 (truncated row?)"),
+    ("non-numeric memory", SMI, SMI_HEADER + SMI_ROW + SMI_ROW.replace("14087", "14O87") + SMI_ROW, 3,
+     "memory.used is not a non-negative integer: '14O87'"),
     ("NVML non-numeric", NVML, NVML_HEADER + NVML_ROW * 9 + NVML_ROW.replace("14087.5", "abc"), 11,
      "memory_used_mib is not a non-negative number: 'abc'"),
     ("NVML nan", NVML, NVML_HEADER + NVML_ROW + NVML_ROW.replace("14087.5", "nan"), 3, "memory_used_mib is not"),
@@ -330,17 +333,13 @@ BROKEN = [
     ("NVML missing header", NVML, NVML_ROW * 5, 1, "missing or unexpected header"),
     ("NVML wrong columns", NVML, NVML_HEADER + NVML_ROW + "1795511195.959,0,14087.5,81559.0,7\n", 3,
      "expected 4 fields, found 5"),
-    ("empty psrecord", CPU, "", 1, "empty log"),
-    ("psrecord truncated", CPU, CPU_HEADER + CPU_ROW * 3 + "      20.014       99.900", 5,
-     "expected 4 fields, found 2 (truncated row?)"),
     ("psrecord non-numeric", CPU, CPU_HEADER + CPU_ROW + CPU_ROW.replace("498.227", "498.2x7"), 3,
      "Real (MB) is not a non-negative number: '498.2x7'"),
     ("psrecord missing header", CPU, CPU_ROW * 2, 1, "missing or unexpected header"),
-    ("psrecord header only", CPU, CPU_HEADER, 2, "no samples after the header"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("case", "name", "text", "line", "message"), BROKEN, ids=[case[0] for case in BROKEN])
+@pytest.mark.parametrize(("case", "name", "text", "line", "message"), REFUSED, ids=[case[0] for case in REFUSED])
 def test_broken_log_names_file_and_line(
     tmp_path: Path, case: str, name: str, text: str, line: int, message: str
 ) -> None:
@@ -354,14 +353,83 @@ def test_broken_log_names_file_and_line(
     assert (error.value.path, error.value.line) == (str(path), line)
 
 
+# (case, log, text, line named, reason, valid samples left)
+TOLERATED = [
+    ("empty nvidia-smi", SMI, "", 1, "empty log", 0),
+    ("nvidia-smi header only", SMI, SMI_HEADER, 2, "no samples after the header", 0),
+    ("truncated last row", SMI, SMI_HEADER + SMI_ROW * 2 + "2026/11/24 09:06:45.736, 0, NVIDIA H1", 4,
+     "truncated last line (3 of 5 fields)", 2),
+    ("[N/A] memory", SMI, SMI_HEADER + SMI_ROW + SMI_ROW.replace("14087", "[N/A]") + SMI_ROW, 3,
+     "memory.used is [N/A]", 2),
+    ("[Not Supported] total", SMI, SMI_HEADER + SMI_ROW + SMI_ROW.replace("81559", "[Not Supported]"), 3,
+     "memory.total is [Not Supported]", 1),
+    ("blank line", SMI, SMI_HEADER + SMI_ROW + "\n" + SMI_ROW, 3, "blank line", 2),
+    ("empty NVML", NVML, "", 1, "empty log", 0),
+    ("NVML truncated", NVML, NVML_HEADER + NVML_ROW * 50 + "1795511198.4,0,140", 52,
+     "truncated last line (3 of 4 fields)", 50),
+    ("NVML [N/A]", NVML, NVML_HEADER + NVML_ROW * 3 + NVML_ROW.replace("14087.5", "[N/A]"), 5,
+     "memory_used_mib is [N/A]", 3),
+    ("empty psrecord", CPU, "", 1, "empty log", 0),
+    ("psrecord truncated", CPU, CPU_HEADER + CPU_ROW * 3 + "      20.014       99.900", 5,
+     "truncated last line (2 of 4 fields)", 3),
+    ("psrecord header only", CPU, CPU_HEADER, 2, "no samples after the header", 0),
+]  # fmt: skip
+
+
+def _samples(summary: dict[str, Any], name: str) -> int:
+    source = {SMI: ("gpu", "gpus"), NVML: ("nvml", "gpus"), CPU: ("cpu", "nodes")}[name]
+    return 0 if summary[source[0]] is None else sum(item["samples"] for item in summary[source[0]][source[1]])
+
+
+@pytest.mark.parametrize(
+    ("case", "name", "text", "line", "message", "left"), TOLERATED, ids=[case[0] for case in TOLERATED]
+)
+def test_monitor_faults_are_skipped_with_a_warning(
+    tmp_path: Path, case: str, name: str, text: str, line: int, message: str, left: int
+) -> None:
+    run = copy_run(REAL_RUN, tmp_path)
+    (run / "monitor" / name).write_text(text)
+    summary = summarise_run(run)
+    (warning,) = [warning for warning in summary["warnings"] if f"{name}:" in warning]
+    assert f"{name}:{line}: {message}" in warning
+    assert _samples(summary, name) == left
+    assert summary["unusable"] is None  # the other monitors' logs are intact
+    if left == 0:  # the source is empty in the record, and the record says which monitor left nothing
+        assert any(warning.startswith("no ") and "with a valid sample" in warning for warning in summary["warnings"])
+
+
 def test_broken_psrecord_csv(tmp_path: Path) -> None:
     run = copy_run(REAL_RUN, tmp_path)
     (run / "monitor" / CPU).unlink()
     path = run / "monitor" / "cpu_memory_log_h100node1.csv"
     lines = (REAL_LOGS / "psrecord_local.csv").read_text().splitlines()
-    path.write_text("\n".join(lines[:5] + [lines[5][:12]]) + "\n")
+    path.write_text("\n".join(lines[:5] + [lines[5][:12]] + lines[6:8]) + "\n")
     with pytest.raises(LogError, match=r"cpu_memory_log_h100node1\.csv:6: expected 5 fields, found 1"):
         summarise_run(run)
+    # The same cut as the log's last line: a monitor killed mid-write; the rows before it count.
+    path.write_text("\n".join(lines[:5] + [lines[5][:12]]) + "\n")
+    (node,) = summarise_run(run)["cpu"]["nodes"]
+    assert node["samples"] == 4 and node["peak_mib"] == max(float(line.split(",")[3]) for line in lines[1:5])
+
+
+def test_run_with_no_valid_sample_left_is_unusable_not_an_error(tmp_path: Path) -> None:
+    run = copy_run(REAL_RUN, tmp_path)
+    (run / "monitor" / SMI).write_text(SMI_HEADER + SMI_ROW.replace("14087", "[N/A]"))
+    (run / "monitor" / NVML).write_text("")
+    (run / "monitor" / CPU).write_text(CPU_HEADER + "      5.0")
+    summary = summarise_run(run)
+    assert (summary["gpu"], summary["nvml"], summary["cpu"]) == (None, None, None)
+    assert summary["unusable"] == "its monitor logs hold no valid sample"
+    for warning in (f"{SMI}:2: memory.used is [N/A]", f"{NVML}:1: empty log", f"{CPU}:2: truncated last line"):
+        assert any(warning in text for text in summary["warnings"]), warning
+    # Its table row says so; the table builds.
+    study = {"name": "s", "title": "S", "table": "comparison", "scaling_axis": None, "runs": {"base-g1n1": {}}}
+    table = tables.build_table(study, [summary])
+    (row,) = table.rows
+    assert row["status"] == "unusable" and row["gpu_peak_mib"] is None and row["train_samples_per_second"] is None
+    markdown = tables.markdown(table)
+    assert "No valid sample in the monitor logs (row kept, numbers empty): base-g1n1." in markdown
+    assert f"- base-g1n1: skipped {SMI}:2: memory.used is [N/A]; no valid sample left" in markdown
 
 
 def test_bad_status_and_bad_json(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_aggregate import BASELINE, OFFLOAD, SCALING, STAGES, study
+from test_aggregate import BASELINE, OFFLOAD, SCALING, STAGES, make_summary, point, study
 from zerosweep import cli
 from zerosweep.report import plots
 from zerosweep.report.memory import summarise_run
@@ -48,6 +48,13 @@ def test_study_plots_all_oom(tmp_path: Path) -> None:
     runs = [OFFLOAD[2]]
     files = plots.study_plots(study("oom", "comparison", runs), runs, tmp_path)
     assert {p.name for p in files} == {"memory.png", "memory.svg", "throughput.png", "throughput.svg"}
+
+
+def test_study_plots_with_an_unusable_run(tmp_path: Path) -> None:
+    runs = [STAGES[0], make_summary(point(1), rate=11.0, unusable="its monitor logs hold no valid sample")]
+    files = plots.study_plots(study("unusable", "comparison", runs), runs, tmp_path)
+    assert {p.name for p in files} == {"memory.png", "memory.svg", "throughput.png", "throughput.svg"}
+    assert "UNUSABLE" in (tmp_path / "memory.svg").read_text()  # the row's bar says why it is empty
 
 
 @pytest.mark.parametrize("name", ["real_h100_run", "handmade_multinode_run", "handmade_oom_run"])

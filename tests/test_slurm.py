@@ -281,9 +281,9 @@ def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict
     results = workdir.results
     for study, runs in E2E_TABLES.items():
         rows = _read_csv(results / "tables" / f"{study}.csv")
-        assert [row["Run"] for row in rows] == runs, rows
-        assert all(row["Status"] == "ok" for row in rows), rows
-        assert [int(row["World Size"]) for row in rows] == [E2E_SHAPES[run][0] * E2E_SHAPES[run][1] for run in runs]
+        assert [row["run_id"] for row in rows] == runs, rows
+        assert all(row["status"] == "ok" for row in rows), rows
+        assert [int(row["world_size"]) for row in rows] == [E2E_SHAPES[run][0] * E2E_SHAPES[run][1] for run in runs]
         markdown = (results / "tables" / f"{study}.md").read_text(encoding="utf-8")
         assert all(f"| ok | {run} |" in markdown for run in runs), markdown
         assert sorted(path.name for path in (results / "plots" / study).glob("*.png")), study
@@ -374,7 +374,7 @@ def test_cancelled_and_timed_out_jobs_are_retried(tmp_path: Path, env: dict[str,
     assert "DUE TO TIME LIMIT" in Path(timed_out_log).read_text(encoding="utf-8", errors="replace")
     for study, run in (("slurm_cancel", cancel_run), ("slurm_timeout", timeout_run)):
         rows = _read_csv(workdir.results / "tables" / f"{study}.csv")
-        assert [(row["Run"], row["Status"]) for row in rows] == [(run, "ok")]
+        assert [(row["run_id"], row["status"]) for row in rows] == [(run, "ok")]
 
 
 # --- accounting: the plugin's default sacct status check ---------------------------------------------------

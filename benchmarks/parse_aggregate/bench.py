@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.jsonio import write_json
 from zerosweep.plan.matrix import MatrixPoint
-from zerosweep.report import memory as parse
+from zerosweep.report import memory
 from zerosweep.report import tables as aggregate
 
 # (gpus_per_node, nodes, weight): roughly the shipped studies' mix.
@@ -84,7 +84,8 @@ def write_run(root: Path, number: int, rng: random.Random) -> dict:
         metrics |= {"train_loss": 0.7, "eval_loss": 1.29, "eval_losses": [{"epoch": 1.0, "eval_loss": 1.3}],
                     "train_samples_per_second": rate, "eval_samples_per_second": 40.0, "steps_per_epoch": 31,
                     "train_runtime": seconds, "steady_samples_per_second": rate * 1.1, "steady_tokens_per_second": rate * 563,
-                    "tflops_per_gpu": 40.0, "mfu": 0.04, "world_size": point.world_size}  # fmt: skip
+                    "flops_per_token": 3.5e9, "gpu_name": "NVIDIA H100 80GB HBM3",
+                    "world_size": point.world_size}  # fmt: skip
     (run / "metrics.json").write_text(json.dumps(metrics))
     return spec
 
@@ -98,19 +99,19 @@ def time_once(root: Path, specs: list[dict]) -> tuple[float, float, int]:
     started = time.perf_counter()
     for spec in specs:
         run = root / spec["run_id"]
-        write_json(run / "summary.json", parse.summarise_run(run), indent=None)
+        write_json(run / "summary.json", memory.summarise_run(run), indent=None)
     parsed = time.perf_counter()
     rows = 0
     for first in range(0, len(specs), RUNS_PER_STUDY):
         chunk = specs[first : first + RUNS_PER_STUDY]
         kind = "comparison" if first // RUNS_PER_STUDY % 2 == 0 else "scaling"
         study = {"name": f"s{first}", "title": f"Study {first}", "table": kind, "scaling_axis": "gpus_per_node",
-                 "runs": {spec["run_id"]: spec for spec in chunk}}  # fmt: skip
+                 "peak_tflops": None, "runs": {spec["run_id"]: spec for spec in chunk}}  # fmt: skip
         summaries = aggregate.load_summaries([root / spec["run_id"] / "summary.json" for spec in chunk])
         table = aggregate.build_table(study, summaries)
         aggregate.write_csv(table, root / "tables" / f"s{first}.csv")
         aggregate.write_markdown(table, root / "tables" / f"s{first}.md")
-        rows += len(table.rows)
+        rows += len(table.frame)
     return parsed - started, time.perf_counter() - parsed, rows
 
 

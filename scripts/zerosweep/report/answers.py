@@ -1,19 +1,21 @@
 """`summary`: answer the workshop's quiz questions from the built tables, in sentences with numbers.
 
-Reads only the tables' CSVs (the Markdown files give the titles), so it runs on whatever subset of studies
-was built; a question whose kind of table is missing is skipped, and the answer says so.
+Reads only the tables' CSVs, by field id (`zerosweep.records`), never through a display label; the Markdown
+files give the titles. It runs on whatever subset of studies was built; a question whose kind of table is
+missing is skipped, and the answer says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .tables import WEAK_SCALING_HOLDS
+from .. import records as f
+from .derived import WEAK_SCALING_HOLDS
+from .tables import read_table
 
 # Relative change under which a memory figure counts as stable across a scaling study.
 STABLE = 0.05
@@ -27,23 +29,12 @@ class Built:
     rows: list[dict[str, Any]]
 
 
-def _number(text: str) -> Any:
-    if text == "":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text, text)
-
-
 def table_kind(header: Sequence[str]) -> str | None:
-    if "Weak-Scaling Efficiency" in header:
+    if f.WEAK_SCALING_EFFICIENCY in header:
         return "scaling"
-    if "Final Train Loss" in header:
+    if f.EVAL_LOSS_EPOCH1 in header:
         return "baseline"
-    if "Peak GPU Memory Used (MiB)" in header:
+    if f.TFLOPS_PER_GPU in header:
         return "comparison"
     return None
 
@@ -57,13 +48,12 @@ def load_tables(paths: Sequence[Path]) -> list[Built]:
                 titles[path.stem] = first[0][2:].strip()
     tables = []
     for path in sorted(p for p in paths if p.suffix == ".csv"):
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            rows = [{key: _number(value) for key, value in row.items()} for row in reader]
-            kind = table_kind(reader.fieldnames or [])
+        frame = read_table(path)
+        kind = table_kind(list(frame.columns))
         if kind is None:
-            raise ValueError(f"{path}: not a zerosweep table (unknown columns {reader.fieldnames})")
-        tables.append(Built(path.stem, titles.get(path.stem, path.stem), kind, rows))
+            raise ValueError(f"{path}: not a zerosweep table (unknown columns {list(frame.columns)})")
+        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        tables.append(Built(path.stem, titles.get(path.stem, path.stem), kind, rows))  # type: ignore[arg-type]
     return tables
 
 
@@ -80,7 +70,7 @@ def _change(old: float, new: float) -> str:
 
 
 def _ok(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
-    return [row for row in rows if row["Status"] == "ok" and isinstance(row.get(column), (int, float))]
+    return [row for row in rows if row[f.STATUS] == "ok" and isinstance(row.get(column), (int, float))]
 
 
 def _skip(what: str) -> list[str]:
@@ -88,7 +78,7 @@ def _skip(what: str) -> list[str]:
 
 
 def _oom_note(rows: list[dict[str, Any]]) -> str:
-    oom = [row["DeepSpeed Config"] for row in rows if row["Status"] == "oom"]
+    oom = [row[f.CONFIG] for row in rows if row[f.STATUS] == "oom"]
     return f" Ran out of GPU memory: {', '.join(oom)}." if oom else ""
 
 
@@ -97,30 +87,30 @@ def _oom_note(rows: list[dict[str, Any]]) -> str:
 
 def lowest_peak(tables: list[Built]) -> list[str]:
     # Only tables that compare stages answer this (the pin_memory study, say, holds one stage).
-    comparisons = [t for t in tables if t.kind == "comparison" and len({row["ZeRO Stage"] for row in t.rows}) > 1]
+    comparisons = [t for t in tables if t.kind == "comparison" and len({row[f.ZERO_STAGE] for row in t.rows}) > 1]
     if not comparisons:
         return _skip("table comparing ZeRO stages")
     answers = []
     for table in comparisons:
-        rows = _ok(table.rows, "Peak GPU Memory Used (MiB)")
+        rows = _ok(table.rows, f.GPU_PEAK_MIB)
         if not rows:
-            finished = any(row.get("Status") == "ok" for row in table.rows)
+            finished = any(row.get(f.STATUS) == "ok" for row in table.rows)
             reason = ("its runs recorded no GPU memory (no GPU monitor: CPU runs)" if finished
                       else "no configuration finished, so none has a peak")
             answers.append(f"*{table.title}*: {reason}.{_oom_note(table.rows)}")
             continue
-        rows.sort(key=lambda row: row["Peak GPU Memory Used (MiB)"])
+        rows.sort(key=lambda row: row[f.GPU_PEAK_MIB])
         low, high = rows[0], rows[-1]
-        peak = low["Peak GPU Memory Used (MiB)"]
-        exact = low.get("Exact Peak GPU Memory (MiB)")
+        peak = low[f.GPU_PEAK_MIB]
+        exact = low.get(f.NVML_PEAK_MIB)
         text = (
-            f"*{table.title}*: **{low['DeepSpeed Config']}** had the lowest peak GPU memory, {_mib(peak)} (nvidia-smi"
+            f"*{table.title}*: **{low[f.CONFIG]}** had the lowest peak GPU memory, {_mib(peak)} (nvidia-smi"
         )
         text += f"; exact NVML peak {_mib(exact)})" if isinstance(exact, (int, float)) else ")"
         if high is not low:
-            top = high["Peak GPU Memory Used (MiB)"]
-            text += f", {_pct((top - peak) / top)} below the highest, {high['DeepSpeed Config']} ({_mib(top)})"
-        ordered = " < ".join(f"{row['DeepSpeed Config']} ({row['Peak GPU Memory Used (MiB)']:.0f})" for row in rows)
+            top = high[f.GPU_PEAK_MIB]
+            text += f", {_pct((top - peak) / top)} below the highest, {high[f.CONFIG]} ({_mib(top)})"
+        ordered = " < ".join(f"{row[f.CONFIG]} ({row[f.GPU_PEAK_MIB]:.0f})" for row in rows)
         answers.append(f"{text}. From lowest to highest: {ordered}.{_oom_note(table.rows)}")
     return answers
 
@@ -130,33 +120,34 @@ def _comparison_rows(tables: list[Built]) -> list[dict[str, Any]]:
     for table in tables:
         if table.kind == "comparison":
             for row in table.rows:
-                seen.setdefault(row["Run"], row)
+                seen.setdefault(row[f.RUN_ID], row)
     return list(seen.values())
 
 
 def _shape(row: dict[str, Any]) -> str:
-    gpus = row["World Size"]
-    return f"{gpus} GPU{'s' * (gpus > 1)}" + (f" on {row['Nodes']} nodes" if row["Nodes"] > 1 else "")
+    gpus = row[f.WORLD_SIZE]
+    return f"{gpus} GPU{'s' * (gpus > 1)}" + (f" on {row[f.NODES]} nodes" if row[f.NODES] > 1 else "")
 
 
 def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], change: str) -> str:
-    if after["Status"] != "ok" or before["Status"] != "ok":
-        failed = after if after["Status"] != "ok" else before
-        return f"{subject}: {failed['DeepSpeed Config']} ran out of memory ({failed['Status']}), no comparison."
+    if after[f.STATUS] != "ok" or before[f.STATUS] != "ok":
+        failed = after if after[f.STATUS] != "ok" else before
+        what = "ran out of memory" if failed[f.STATUS] == "oom" else "left no valid sample"
+        return f"{subject}: {failed[f.CONFIG]} {what} ({failed[f.STATUS]}), no comparison."
     parts = []
-    rate = "Train Samples/Second"
+    rate = f.TRAIN_SAMPLES_PER_SECOND
     if isinstance(before.get(rate), (int, float)) and isinstance(after.get(rate), (int, float)):
         parts.append(
             f"throughput went from {before[rate]:.2f} to {after[rate]:.2f} samples/s ({_change(before[rate], after[rate])})"
         )
-    runtime = "Train Runtime (s)"
+    runtime = f.TRAIN_RUNTIME
     if isinstance(before.get(runtime), (int, float)) and isinstance(after.get(runtime), (int, float)):
         parts.append(
             f"train runtime from {before[runtime]:.1f} s to {after[runtime]:.1f} s ({_change(before[runtime], after[runtime])})"
         )
     for column, what in (
-        ("Peak GPU Memory Used (MiB)", "peak GPU memory"),
-        ("Peak CPU Memory Used (MiB)", "peak CPU memory"),
+        (f.GPU_PEAK_MIB, "peak GPU memory"),
+        (f.CPU_PEAK_MIB, "peak CPU memory"),
     ):
         if isinstance(before.get(column), (int, float)) and isinstance(after.get(column), (int, float)):
             parts.append(
@@ -173,17 +164,17 @@ def offload_effect(tables: list[Built]) -> list[str]:
         return _skip("ZeRO comparison table")
     pairs = []
     for on in sorted(
-        (r for r in rows if r["Offload"] == "cpu" and r["Pin Memory"] is False),
-        key=lambda r: (r["World Size"], r["ZeRO Stage"]),
+        (r for r in rows if r[f.OFFLOAD] == "cpu" and r[f.PIN_MEMORY] is False),
+        key=lambda r: (r[f.WORLD_SIZE], r[f.ZERO_STAGE]),
     ):
         off = next(
             (
                 r
                 for r in rows
-                if r["Offload"] == "none"
-                and r["ZeRO Stage"] == on["ZeRO Stage"]
-                and r["GPUs per Node"] == on["GPUs per Node"]
-                and r["Nodes"] == on["Nodes"]
+                if r[f.OFFLOAD] == "none"
+                and r[f.ZERO_STAGE] == on[f.ZERO_STAGE]
+                and r[f.GPUS_PER_NODE] == on[f.GPUS_PER_NODE]
+                and r[f.NODES] == on[f.NODES]
             ),
             None,
         )
@@ -192,10 +183,10 @@ def offload_effect(tables: list[Built]) -> list[str]:
     if not pairs:
         return ["Skipped: no built table has the same ZeRO stage and GPU count both with and without CPU offload."]
     answers = [
-        _pair_sentence(f"ZeRO Stage {on['ZeRO Stage']} on {_shape(on)}", off, on, "with CPU offload,")
+        _pair_sentence(f"ZeRO Stage {on[f.ZERO_STAGE]} on {_shape(on)}", off, on, "with CPU offload,")
         for off, on in pairs
     ]
-    rate = "Train Samples/Second"
+    rate = f.TRAIN_SAMPLES_PER_SECOND
     measured = [(off[rate], on[rate]) for off, on in pairs if _ok([off, on], rate) == [off, on]]
     if measured:
         slower = sum(after < before for before, after in measured)
@@ -208,23 +199,23 @@ def pin_memory_effect(tables: list[Built]) -> list[str]:
     if not rows:
         return _skip("ZeRO comparison table")
     answers = []
-    for pinned in (r for r in rows if r["Offload"] == "cpu" and r["Pin Memory"] is True):
+    for pinned in (r for r in rows if r[f.OFFLOAD] == "cpu" and r[f.PIN_MEMORY] is True):
         plain = next(
             (
                 r
                 for r in rows
-                if r["Offload"] == "cpu"
-                and r["Pin Memory"] is False
-                and r["ZeRO Stage"] == pinned["ZeRO Stage"]
-                and r["GPUs per Node"] == pinned["GPUs per Node"]
-                and r["Nodes"] == pinned["Nodes"]
+                if r[f.OFFLOAD] == "cpu"
+                and r[f.PIN_MEMORY] is False
+                and r[f.ZERO_STAGE] == pinned[f.ZERO_STAGE]
+                and r[f.GPUS_PER_NODE] == pinned[f.GPUS_PER_NODE]
+                and r[f.NODES] == pinned[f.NODES]
             ),
             None,
         )
         if plain is not None:
             answers.append(
                 _pair_sentence(
-                    f"ZeRO Stage {pinned['ZeRO Stage']} + CPU offload on {_shape(pinned)}",
+                    f"ZeRO Stage {pinned[f.ZERO_STAGE]} + CPU offload on {_shape(pinned)}",
                     plain,
                     pinned,
                     "with pin_memory,",
@@ -246,27 +237,27 @@ def weak_scaling(tables: list[Built]) -> list[str]:
         return _skip("scaling table")
     answers = []
     for table in scaling:
-        rows = _ok(table.rows, "Train Samples/sec")
+        rows = _ok(table.rows, f.TRAIN_SAMPLES_PER_SECOND)
         if len(rows) < 2:
             answers.append(f"*{table.title}*: fewer than two configurations finished; nothing to compare.")
             continue
-        rows.sort(key=lambda row: row["GPUs"])
+        rows.sort(key=lambda row: row[f.WORLD_SIZE])
         first, last = rows[0], rows[-1]
-        efficiency = last["Weak-Scaling Efficiency"]
+        efficiency = last[f.WEAK_SCALING_EFFICIENCY]
         verdict = "holds" if efficiency >= WEAK_SCALING_HOLDS else "does not hold"
         text = (
-            f"*{table.title}*: from {first['GPUs']} to {last['GPUs']} GPUs, Train Samples/sec went from "
-            f"{first['Train Samples/sec']:.2f} to {last['Train Samples/sec']:.2f}, a {last['Speed-up']:.2f}× speed-up "
-            f"for {last['GPUs'] / first['GPUs']:.0f}× the GPUs: weak-scaling efficiency {_pct(efficiency)}"
+            f"*{table.title}*: from {first[f.WORLD_SIZE]} to {last[f.WORLD_SIZE]} GPUs, Train Samples/sec went from "
+            f"{first[f.TRAIN_SAMPLES_PER_SECOND]:.2f} to {last[f.TRAIN_SAMPLES_PER_SECOND]:.2f}, a {last[f.SPEEDUP]:.2f}× speed-up "
+            f"for {last[f.WORLD_SIZE] / first[f.WORLD_SIZE]:.0f}× the GPUs: weak-scaling efficiency {_pct(efficiency)}"
         )
-        steady = last.get("Steady Weak-Scaling Efficiency")
+        steady = last.get(f.STEADY_WEAK_SCALING_EFFICIENCY)
         if isinstance(steady, (int, float)):
             text += f" ({_pct(steady)} in the steady state)"
         text += f", so weak scaling **{verdict}** (threshold {100 * WEAK_SCALING_HOLDS:.0f} %)"
-        per_gpu = [f"{row['GPUs']}: {row['Train Samples/sec'] / row['GPUs']:.2f}" for row in rows]
+        per_gpu = [f"{row[f.WORLD_SIZE]}: {row[f.TRAIN_SAMPLES_PER_SECOND] / row[f.WORLD_SIZE]:.2f}" for row in rows]
         text += f". Samples/s per GPU: {', '.join(per_gpu)}."
         peaks = [
-            row["Peak GPU Memory (MiB)"] for row in rows if isinstance(row.get("Peak GPU Memory (MiB)"), (int, float))
+            row[f.GPU_PEAK_MIB] for row in rows if isinstance(row.get(f.GPU_PEAK_MIB), (int, float))
         ]
         if peaks:
             text += (
@@ -274,16 +265,16 @@ def weak_scaling(tables: list[Built]) -> list[str]:
                 f" and {_trend(peaks[0], peaks[-1])} from the smallest to the largest configuration."
             )
         averages = [
-            row["Average GPU Memory (MiB)"]
+            row[f.GPU_AVERAGE_MIB]
             for row in rows
-            if isinstance(row.get("Average GPU Memory (MiB)"), (int, float))
+            if isinstance(row.get(f.GPU_AVERAGE_MIB), (int, float))
         ]
         if averages:
             text += f" Average GPU memory {_trend(averages[0], averages[-1])}."
         failed = [
-            f"{row['GPUs']} GPU{'s' * (row['GPUs'] > 1)} ({row['Status']})"
+            f"{row[f.WORLD_SIZE]} GPU{'s' * (row[f.WORLD_SIZE] > 1)} ({row[f.STATUS]})"
             for row in table.rows
-            if row["Status"] != "ok"
+            if row[f.STATUS] != "ok"
         ]
         if failed:
             text += f" Did not finish: {', '.join(failed)}."
@@ -298,21 +289,21 @@ def baseline(tables: list[Built]) -> list[str]:
     answers = []
     for table in found:
         for row in table.rows:
-            if row["Status"] != "ok":
-                answers.append(f"*{table.title}*: {row['Configuration']} did not finish ({row['Status']}).")
+            if row[f.STATUS] != "ok":
+                answers.append(f"*{table.title}*: {row[f.CONFIG]} did not finish ({row[f.STATUS]}).")
                 continue
             parts = [
-                f"final train loss {row['Final Train Loss']:.4f}" if row.get("Final Train Loss") is not None else None,
-                f"final eval loss {row['Eval Loss (Final)']:.4f}" if row.get("Eval Loss (Final)") is not None else None,
-                f"{row['Train Samples/sec']:.2f} train samples/s" if row.get("Train Samples/sec") is not None else None,
-                f"GPU peak {_mib(row['GPU Peak Usage (MiB)'])}"
-                if row.get("GPU Peak Usage (MiB)") is not None
+                f"final train loss {row[f.TRAIN_LOSS]:.4f}" if row.get(f.TRAIN_LOSS) is not None else None,
+                f"final eval loss {row[f.EVAL_LOSS]:.4f}" if row.get(f.EVAL_LOSS) is not None else None,
+                f"{row[f.TRAIN_SAMPLES_PER_SECOND]:.2f} train samples/s" if row.get(f.TRAIN_SAMPLES_PER_SECOND) is not None else None,
+                f"GPU peak {_mib(row[f.GPU_PEAK_MIB])}"
+                if row.get(f.GPU_PEAK_MIB) is not None
                 else None,
-                f"CPU peak {row['CPU Peak Usage (MB)']:,.0f} MB"
-                if row.get("CPU Peak Usage (MB)") is not None
+                f"CPU peak {_mib(row[f.CPU_PEAK_MIB])}"
+                if row.get(f.CPU_PEAK_MIB) is not None
                 else None,
             ]
-            answers.append(f"*{table.title}*: {row['Configuration']}: " + ", ".join(p for p in parts if p) + ".")
+            answers.append(f"*{table.title}*: {row[f.CONFIG]}: " + ", ".join(p for p in parts if p) + ".")
     return answers
 
 

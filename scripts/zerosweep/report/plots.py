@@ -1,7 +1,7 @@
 """`plots` (one study's figures) and `timeline` (one run's memory over time), as PNG and SVG.
 
-Study figures read the same rows as the study's table (aggregate.build_table), so a bar and its table cell
-can never disagree. Sized and lettered for a 16:9 slide; matplotlib runs headless (Agg).
+Study figures read the same rows as the study's table (tables.build_table), selected by field id, so a bar
+and its table cell can never disagree. Sized and lettered for a 16:9 slide; matplotlib runs headless (Agg).
 """
 
 from __future__ import annotations
@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import memory as parse
+from .. import records as f
+from ..jsonio import read_json
+from . import logs
 from . import tables as aggregate
+from .derived import WEAK_SCALING_HOLDS
+from .memory import summarise_cpu
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -87,9 +92,9 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
                     textcoords="offset points",
                 )
     for position, row in zip(positions, rows):
-        if row["Status"] != "ok":
+        if row[f.STATUS] != "ok":
             ax.annotate(
-                row["Status"].upper(),
+                row[f.STATUS].upper(),
                 (position, 0),
                 ha="center",
                 va="bottom",
@@ -106,24 +111,20 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
 
 
 def _rows(table: aggregate.Table) -> list[dict[str, Any]]:
-    label_col = "Configuration" if table.kind == "baseline" else "DeepSpeed Config"
-    return [{**row, "_label": str(row[label_col])} for row in table.rows]
+    return [{**row, "_label": str(row[f.CONFIG])} for row in table.rows]
 
 
 def plot_memory_bars(table: aggregate.Table, out_dir: Path) -> None:
     plt = _pyplot()
     rows = _rows(table)
-    peak = "GPU Peak Usage (MiB)" if table.kind == "baseline" else "Peak GPU Memory Used (MiB)"
-    average = "GPU Average Usage (MiB)" if table.kind == "baseline" else "Average GPU Memory Used (MiB)"
-    exact = "Exact Peak GPU Memory (MiB)"
     fig, ax = plt.subplots(figsize=SLIDE)
     _bars(
         ax,
         rows,
         [
-            (peak, "peak (nvidia-smi, 5 s)", COLORS["peak"]),
-            (exact, "exact peak (NVML)", COLORS["exact"]),
-            (average, "average (nvidia-smi)", COLORS["average"]),
+            (f.GPU_PEAK_MIB, "peak (nvidia-smi, 5 s)", COLORS["peak"]),
+            (f.NVML_PEAK_MIB, "exact peak (NVML)", COLORS["exact"]),
+            (f.GPU_AVERAGE_MIB, "average (nvidia-smi)", COLORS["average"]),
         ],
         "{:.0f}",
     )
@@ -143,12 +144,10 @@ def _legend_above_bars(ax: Any) -> None:
 def plot_throughput_bars(table: aggregate.Table, out_dir: Path) -> None:
     plt = _pyplot()
     rows = _rows(table)
-    train = "Train Samples/sec" if table.kind == "baseline" else "Train Samples/Second"
-    steady = "Steady Samples/Second"
     fig, ax = plt.subplots(figsize=SLIDE)
     series = [
-        (steady, "steady state (after warm-up)", COLORS["steady"]),
-        (train, "Trainer (whole run)", COLORS["train"]),
+        (f.STEADY_SAMPLES_PER_SECOND, "steady state (after warm-up)", COLORS["steady"]),
+        (f.TRAIN_SAMPLES_PER_SECOND, "Trainer (whole run)", COLORS["train"]),
     ]
     if table.kind == "baseline":
         series = series[1:]  # the workshop's evaluation summary has no steady-state column
@@ -159,7 +158,7 @@ def plot_throughput_bars(table: aggregate.Table, out_dir: Path) -> None:
     save(fig, out_dir / "throughput.png", out_dir / "throughput.svg")
 
 
-def plot_eval_loss(table: aggregate.Table, summaries: list[dict[str, Any]], out_dir: Path) -> bool:
+def plot_eval_loss(table: aggregate.Table, summaries: Sequence[f.RunRecord], out_dir: Path) -> bool:
     curves = [(s["label"], s["metrics"].get("eval_losses") or []) for s in summaries if s["status"] == "ok"]
     curves = [(label, losses) for label, losses in curves if losses]
     if not curves:
@@ -180,14 +179,15 @@ def plot_eval_loss(table: aggregate.Table, summaries: list[dict[str, Any]], out_
 def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
     """Throughput and efficiency against GPUs, each with its ideal line; then memory per GPU against GPUs."""
     plt = _pyplot()
-    rows = [row for row in table.rows if row["Status"] == "ok"]
-    failed = [row for row in table.rows if row["Status"] != "ok"]
+    rows = [row for row in table.rows if row[f.STATUS] == "ok"]
+    failed = [row for row in table.rows if row[f.STATUS] != "ok"]
+    gpus = f.WORLD_SIZE
     fig, (left, right) = plt.subplots(1, 2, figsize=SLIDE)
     for column, legend, color in (
-        ("Train Samples/sec", "Trainer", COLORS["train"]),
-        ("Steady Samples/sec", "steady state", COLORS["steady"]),
+        (f.TRAIN_SAMPLES_PER_SECOND, "Trainer", COLORS["train"]),
+        (f.STEADY_SAMPLES_PER_SECOND, "steady state", COLORS["steady"]),
     ):
-        points = [(row["GPUs"], row[column]) for row in rows if row[column] is not None]
+        points = [(row[gpus], row[column]) for row in rows if row[column] is not None]
         if points:
             left.plot(*zip(*points), marker="o", color=color, label=legend)
             gpus0, rate0 = points[0]
@@ -201,25 +201,25 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
                 label=f"ideal ({legend})",
             )
     for column, legend, color in (
-        ("Weak-Scaling Efficiency", "Trainer", COLORS["train"]),
-        ("Steady Weak-Scaling Efficiency", "steady state", COLORS["steady"]),
+        (f.WEAK_SCALING_EFFICIENCY, "Trainer", COLORS["train"]),
+        (f.STEADY_WEAK_SCALING_EFFICIENCY, "steady state", COLORS["steady"]),
     ):
-        points = [(row["GPUs"], 100 * row[column]) for row in rows if row[column] is not None]
+        points = [(row[gpus], 100 * row[column]) for row in rows if row[column] is not None]
         if points:
             right.plot(*zip(*points), marker="o", color=color, label=legend)
-    all_gpus = sorted({row["GPUs"] for row in table.rows})
+    all_gpus = sorted({row[gpus] for row in table.rows})
     right.plot(all_gpus, [100] * len(all_gpus), linestyle="--", color=COLORS["ideal"], label="ideal")
     right.axhline(
-        100 * aggregate.WEAK_SCALING_HOLDS,
+        100 * WEAK_SCALING_HOLDS,
         color="#aaaaaa",
         linestyle=":",
-        label=f"{100 * aggregate.WEAK_SCALING_HOLDS:.0f} %",
+        label=f"{100 * WEAK_SCALING_HOLDS:.0f} %",
     )
     for row in failed:
         for ax in (left, right):
             ax.annotate(
-                f"{row['Status'].upper()}",
-                (row["GPUs"], 0),
+                f"{row[f.STATUS].upper()}",
+                (row[gpus], 0),
                 color="#d62728",
                 fontweight="bold",
                 ha="center",
@@ -241,11 +241,11 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
 
     fig, ax = plt.subplots(figsize=SLIDE)
     for column, legend, color in (
-        ("Peak GPU Memory (MiB)", "peak (nvidia-smi)", COLORS["peak"]),
-        ("Exact Peak GPU Memory (MiB)", "exact peak (NVML)", COLORS["exact"]),
-        ("Average GPU Memory (MiB)", "average (nvidia-smi)", COLORS["average"]),
+        (f.GPU_PEAK_MIB, "peak (nvidia-smi)", COLORS["peak"]),
+        (f.NVML_PEAK_MIB, "exact peak (NVML)", COLORS["exact"]),
+        (f.GPU_AVERAGE_MIB, "average (nvidia-smi)", COLORS["average"]),
     ):
-        points = [(row["GPUs"], row[column]) for row in rows if row[column] is not None]
+        points = [(row[gpus], row[column]) for row in rows if row[column] is not None]
         if points:
             ax.plot(*zip(*points), marker="o", color=color, label=legend)
     ax.set_xlabel("GPUs")
@@ -258,7 +258,7 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
     save(fig, out_dir / "memory.png", out_dir / "memory.svg")
 
 
-def study_plots(study: dict[str, Any], summaries: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+def study_plots(study: Mapping[str, Any], summaries: Sequence[f.RunRecord], out_dir: Path) -> list[Path]:
     table = aggregate.build_table(study, summaries)
     out_dir.mkdir(parents=True, exist_ok=True)
     if table.kind == "scaling":
@@ -290,19 +290,20 @@ def timeline_series(run_dir: Path) -> dict[str, list[tuple[str, Any, Any]]]:
     monitor = run_dir / "monitor"
     series: dict[str, list[tuple[str, Any, Any]]] = {"nvidia-smi": [], "nvml": [], "cpu": []}
     smi: list[tuple[str, int, list[datetime], list[int]]] = []
-    for path, match in parse.matching_logs(monitor, parse.GPU_LOG):
-        _header, rows = parse.read_log(path, parse.NVIDIA_SMI)
+    for path, match in logs.matching_logs(monitor, logs.GPU_LOG):
+        rows = logs.read_log(path, logs.NVIDIA_SMI).rows
         for index in sorted({values[1] for _line, values in rows}):
             picked = [values for _line, values in rows if values[1] == index]
-            smi.append((parse.host_of(match), index, [parse.smi_time(v[0]) for v in picked], [v[3] for v in picked]))
+            smi.append((logs.host_of(match), index, [logs.smi_time(v[0]) for v in picked], [v[3] for v in picked]))
     if smi:
         smi_start = min(times[0] for _h, _i, times, _v in smi)  # hosts share one origin: NTP-synced clocks
         for host, index, times, used in smi:
             seconds = np.array([(t - smi_start).total_seconds() for t in times])
             series["nvidia-smi"].append((f"{host} GPU {index}", seconds, np.array(used, dtype=float)))
     nvml = [
-        (path, match, parse.read_numeric_log(path, parse.NVML))
-        for path, match in parse.matching_logs(monitor, parse.NVML_LOG)
+        (path, match, data)
+        for path, match in logs.matching_logs(monitor, logs.NVML_LOG)
+        if (data := logs.read_numeric_log(path, logs.NVML)[0]).size  # a log with no valid sample draws nothing
     ]
     if nvml:
         nvml_start = min(float(data[:, 0].min()) for _p, _m, data in nvml)
@@ -310,13 +311,13 @@ def timeline_series(run_dir: Path) -> dict[str, list[tuple[str, Any, Any]]]:
             for index in np.unique(data[:, 1]).astype(int):
                 rows = data[data[:, 1] == index]
                 times, used = _binned_max(rows[:, 0] - nvml_start, rows[:, 2])
-                series["nvml"].append((f"{parse.host_of(match)} GPU {index}", times, used))
+                series["nvml"].append((f"{logs.host_of(match)} GPU {index}", times, used))
     warnings: list[str] = []
-    cpu = parse.summarise_cpu(monitor, warnings)
-    for node in (cpu or {}).get("nodes", []):
+    cpu = summarise_cpu(monitor, warnings)
+    for node in cpu["nodes"] if cpu else []:
         path = monitor / node["file"]
-        fmt, real = parse.psrecord_format(path)
-        _header, rows = parse.read_log(path, fmt)
+        fmt, real = logs.psrecord_format(path)
+        rows = logs.read_log(path, fmt).rows
         series["cpu"].append((node["host"], np.array([v[0] for _l, v in rows]), np.array([v[real] for _l, v in rows])))
     return series
 
@@ -324,7 +325,7 @@ def timeline_series(run_dir: Path) -> dict[str, list[tuple[str, Any, Any]]]:
 def plot_timeline(run_dir: Path, png: Path, svg: Path) -> None:
     plt = _pyplot()
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else None
+    summary = read_json(summary_path) if summary_path.exists() else None
     run_id = summary["run_id"] if summary else run_dir.name
     title = f"{run_id}: {summary['label']} ({summary['status']})" if summary else run_id
     series = timeline_series(run_dir)
@@ -340,7 +341,7 @@ def plot_timeline(run_dir: Path, png: Path, svg: Path) -> None:
         )
     for i, (host, times, real) in enumerate(series["cpu"]):
         cpu_ax.plot(times, real, marker=".", color=colors(i % colors.N), label=f"{host} psrecord")
-    for ax, what, unit in ((gpu_ax, "GPU memory", "MiB"), (cpu_ax, "CPU memory (Real)", "MB")):
+    for ax, what, unit in ((gpu_ax, "GPU memory", "MiB"), (cpu_ax, "CPU memory (Real)", "MiB")):
         ax.set_ylabel(f"{what} ({unit})")
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
@@ -356,7 +357,7 @@ def plot_timeline(run_dir: Path, png: Path, svg: Path) -> None:
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "plots":
         parser.add_argument(
-            "--study-json", required=True, help="the study as JSON: name, title, table, scaling_axis, runs"
+            "--study-json", required=True, help="the study as JSON: name, title, table, scaling_axis, peak_tflops, runs"
         )
         parser.add_argument("--out-dir", type=Path, required=True)
         parser.add_argument("summaries", type=Path, nargs="+", help="summary.json of every run of the study")

@@ -1,0 +1,233 @@
+"""The record schema: every field a run writes and the report layer reads, defined once.
+
+A run directory holds `run_spec.json` (plan), `metrics.json`, `status.json` and `env.json` (run), and
+`summary.json`, the per-run record that `parse-memory` derives from them and from the monitor logs (report).
+Tables, plots and answers select columns by the field ids below; display labels live in `report/labels.py`.
+Memory fields hold MiB (2**20 bytes) and are named `*_mib`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal, TypedDict
+
+# --- run side: what the launcher writes -------------------------------------------------------------
+
+RECORDED_STATUSES: Final = ("ok", "oom")  # statuses whose runs keep their records and get a summary.json
+RunStatus = Literal["ok", "oom"]
+
+
+class EvalLoss(TypedDict):
+    epoch: float | None
+    eval_loss: float
+
+
+class TorchMemory(TypedDict, total=False):
+    """One rank's torch.cuda peaks (monitor/torch_memory_rank<N>.json, also listed in metrics.json)."""
+
+    rank: int
+    node_tag: str | None
+    host: str | None
+    max_memory_allocated_mib: float | None
+    max_memory_reserved_mib: float | None
+    max_rss_mib: float | None
+
+
+class MetricsJson(TypedDict, total=False):
+    """The keys of metrics.json that the report layer reads (the launcher writes more)."""
+
+    status: RunStatus
+    train_loss: float | None
+    eval_loss: float | None
+    eval_losses: list[EvalLoss] | None
+    train_samples_per_second: float | None
+    eval_samples_per_second: float | None
+    steps_per_epoch: int | None
+    train_runtime: float | None
+    steady_samples_per_second: float | None
+    steady_tokens_per_second: float | None
+    world_size: int | None
+    # raw inputs of the derived TFLOP/s and MFU (report/derived.py)
+    flops_per_token: float | None
+    n_params: int | None
+    tokens_per_sample: int | None
+    gpu_name: str | None
+    torch_memory: list[TorchMemory]
+
+
+class StatusJson(TypedDict, total=False):
+    run_id: str
+    status: str
+    error: str | None
+    exit_code: int
+
+
+class EnvJson(TypedDict, total=False):
+    """The keys of env.json that the report layer reads."""
+
+    run_id: str
+    gpu_model: str | None
+
+
+# Metrics copied from metrics.json into the per-run record, by the same name.
+RECORD_METRICS: Final = (
+    "train_loss",
+    "eval_loss",  # final evaluation
+    "eval_losses",  # per evaluation
+    "train_samples_per_second",
+    "eval_samples_per_second",
+    "steps_per_epoch",
+    "train_runtime",
+    "steady_samples_per_second",
+    "steady_tokens_per_second",
+    "world_size",
+)
+
+# --- report side: the per-run record (summary.json) ---------------------------------------------------
+
+SCHEMA_VERSION: Final = 2  # 2: *_mb -> *_mib, derived TFLOP/s and MFU moved to the tables, `unusable`
+
+
+class Point(TypedDict):
+    deepspeed: bool
+    zero_stage: int | None
+    offload: str
+    pin_memory: bool
+    gpus_per_node: int
+    nodes: int
+    world_size: int
+
+
+class Setup(TypedDict):
+    device: str | None
+    model: str | None
+    gpu_name: str | None  # for the GPU's peak TFLOP/s: metrics.json, else env.json, else the nvidia-smi log
+    samples_per_gpu: int | None
+    eval_samples: int | None
+    max_length: int | None
+    epochs: float | None
+    per_device_batch_size: int | None
+    gradient_accumulation_steps: int | None
+    precision: str | None
+
+
+class Metrics(TypedDict, total=False):
+    train_loss: float | None
+    eval_loss: float | None
+    eval_losses: list[EvalLoss] | None
+    train_samples_per_second: float | None
+    eval_samples_per_second: float | None
+    steps_per_epoch: int | None
+    train_runtime: float | None
+    steady_samples_per_second: float | None
+    steady_tokens_per_second: float | None
+    world_size: int | None
+    flops_per_token: float | None  # from metrics.json, else counted from the architecture
+
+
+class GpuMemory(TypedDict, total=False):
+    """nvidia-smi: per GPU (`gpus`), per node (`nodes`) and for the run."""
+
+    gpus: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]
+    peak_mib: float
+    average_mib: float
+    modes_mib: list[float]
+    mode_text: str
+
+
+class NvmlMemory(TypedDict):
+    gpus: list[dict[str, Any]]
+    peak_mib: float
+
+
+class TorchPeaks(TypedDict):
+    ranks: list[dict[str, Any]]
+    max_allocated_mib: float | None
+    max_reserved_mib: float | None
+    max_rss_mib: float | None
+
+
+class CpuMemory(TypedDict):
+    """psrecord's Real column (its "MB" is rss / 2**20: MiB), per node and for the run."""
+
+    nodes: list[dict[str, Any]]
+    peak_mib: float
+    average_mib: float
+    modes_mib: list[float]
+    mode_text: str
+
+
+class RunRecord(TypedDict):
+    """results/runs/<run>/summary.json."""
+
+    schema_version: int
+    run_id: str
+    label: str
+    status: RunStatus
+    point: Point
+    setup: Setup
+    metrics: Metrics
+    gpu: GpuMemory | None
+    nvml: NvmlMemory | None
+    torch: TorchPeaks | None
+    cpu: CpuMemory | None
+    warnings: list[str]
+    unusable: str | None  # why nothing valid was left in the run's logs; None when usable
+
+
+# --- table fields: the columns of results/tables/<study>.csv, by id ---------------------------------------
+
+TableField = str
+CONFIG: Final = "config"
+STATUS: Final = "status"
+RUN_ID: Final = "run_id"
+ZERO_STAGE: Final = "zero_stage"
+OFFLOAD: Final = "offload"
+PIN_MEMORY: Final = "pin_memory"
+GPUS_PER_NODE: Final = "gpus_per_node"
+NODES: Final = "nodes"
+WORLD_SIZE: Final = "world_size"
+GPU_PEAK_MIB: Final = "gpu_peak_mib"
+GPU_AVERAGE_MIB: Final = "gpu_average_mib"
+GPU_MODES_MIB: Final = "gpu_modes_mib"
+NVML_PEAK_MIB: Final = "nvml_peak_mib"
+TORCH_MAX_RESERVED_MIB: Final = "torch_max_reserved_mib"
+CPU_PEAK_MIB: Final = "cpu_peak_mib"
+CPU_AVERAGE_MIB: Final = "cpu_average_mib"
+CPU_MODES_MIB: Final = "cpu_modes_mib"
+TRAIN_SAMPLES_PER_SECOND: Final = "train_samples_per_second"
+EVAL_SAMPLES_PER_SECOND: Final = "eval_samples_per_second"
+STEADY_SAMPLES_PER_SECOND: Final = "steady_samples_per_second"
+STEADY_TOKENS_PER_SECOND: Final = "steady_tokens_per_second"
+TFLOPS_PER_GPU: Final = "tflops_per_gpu"
+MFU: Final = "mfu"
+TRAIN_RUNTIME: Final = "train_runtime"
+TRAIN_LOSS: Final = "train_loss"
+EVAL_LOSS_EPOCH1: Final = "eval_loss_epoch1"
+EVAL_LOSS_EPOCH2: Final = "eval_loss_epoch2"
+EVAL_LOSS: Final = "eval_loss"
+STEPS_PER_EPOCH: Final = "steps_per_epoch"
+SPEEDUP: Final = "speedup"
+WEAK_SCALING_EFFICIENCY: Final = "weak_scaling_efficiency"
+STEADY_WEAK_SCALING_EFFICIENCY: Final = "steady_weak_scaling_efficiency"
+
+# pandas dtypes for reading a table back (`pandas.read_csv(path, dtype=table_dtypes(columns))`): nullable,
+# so an empty cell stays missing and whole numbers stay whole. Unlisted fields are Float64.
+_FIELD_DTYPES: Final[dict[str, str]] = {
+    CONFIG: "string",
+    STATUS: "string",
+    RUN_ID: "string",
+    OFFLOAD: "string",
+    GPU_MODES_MIB: "string",  # the workshop's rendering: "2145, 2178"
+    CPU_MODES_MIB: "string",
+    ZERO_STAGE: "Int64",
+    GPUS_PER_NODE: "Int64",
+    NODES: "Int64",
+    WORLD_SIZE: "Int64",
+    STEPS_PER_EPOCH: "Int64",
+    PIN_MEMORY: "boolean",
+}
+
+
+def table_dtypes(columns: list[str]) -> dict[str, str]:
+    return {column: _FIELD_DTYPES.get(column, "Float64") for column in columns}

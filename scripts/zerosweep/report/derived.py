@@ -1,0 +1,97 @@
+"""Figures derived from a run's raw measurements, computed at report time so that changing how they are
+derived (`runtime.peak_tflops`, the scaling reference) re-aggregates without retraining.
+
+TFLOP/s per GPU = FLOPs per token x steady tokens/s / GPUs; MFU = that / the GPU's dense peak (configured,
+else looked up by GPU name; none on CPU). Speed-up and weak-scaling efficiency are against the smallest
+configuration that finished.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import records as f
+from ..run import flops
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Weak scaling counts as holding at or above this per-GPU efficiency (stated in the notes and summary).
+WEAK_SCALING_HOLDS = 0.9
+
+
+def flops_per_token(metrics: Mapping[str, Any], spec: Mapping[str, Any]) -> float | None:
+    """Training FLOPs per token as the run recorded it, else counted from its shipped architecture (random-init
+    runs only: a pretrained model's architecture is the Hub's, which the report layer does not fetch)."""
+    if metrics.get("flops_per_token") is not None:
+        return float(metrics["flops_per_token"])
+    model = spec.get("model") or {}
+    seq_len = metrics.get("tokens_per_sample") or (spec.get("data") or {}).get("max_length")
+    name = model.get("architecture")
+    if model.get("weights") != "random" or not name or not seq_len:
+        return None
+    from ..run.modeling import load_architecture
+
+    architecture = load_architecture(name)
+    n_params = metrics.get("n_params") or flops.bloom_parameter_count(architecture)
+    return flops.training_flops_per_token(
+        int(n_params), int(architecture["n_layer"]), int(architecture["hidden_size"]), int(seq_len)
+    )
+
+
+def tflops_per_gpu(record: Mapping[str, Any]) -> float | None:
+    metrics = record["metrics"]
+    per_token, tokens = metrics.get("flops_per_token"), metrics.get("steady_tokens_per_second")
+    if per_token is None or tokens is None:
+        return None
+    world_size = metrics.get("world_size") or record["point"]["world_size"]
+    return flops.achieved_tflops_per_gpu(per_token, tokens, int(world_size))
+
+
+def mfu(record: Mapping[str, Any], achieved: float | None, peak_tflops: float | None) -> float | None:
+    """Model FLOPs utilisation; None on CPU (no tensor-core peak) or for a GPU the peak table lacks."""
+    setup = record["setup"]
+    if setup.get("device") != "cuda":
+        return None
+    peak, _source = flops.peak_tflops(setup.get("gpu_name"), peak_tflops)
+    return flops.model_flops_utilization(achieved, peak)
+
+
+def _usable(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def add_scaling(frame: pd.DataFrame) -> list[str]:
+    """Speed-up and weak-scaling efficiency columns, in place; returns the table notes that define them.
+
+    speed-up = throughput / throughput_ref; efficiency = (throughput / GPUs) / (throughput_ref / GPUs_ref),
+    i.e. per-GPU throughput relative to the reference; 100 % is perfect weak scaling.
+    """
+    notes: list[str] = []
+    frame[f.SPEEDUP] = None
+    frame[f.WEAK_SCALING_EFFICIENCY] = None
+    frame[f.STEADY_WEAK_SCALING_EFFICIENCY] = None
+    for rate, out in (
+        (f.TRAIN_SAMPLES_PER_SECOND, f.WEAK_SCALING_EFFICIENCY),
+        (f.STEADY_SAMPLES_PER_SECOND, f.STEADY_WEAK_SCALING_EFFICIENCY),
+    ):
+        finished = frame[(frame[f.STATUS] == "ok") & frame[rate].map(_usable)]
+        if finished.empty:
+            notes.append(f"No finished run has {rate}: its efficiency is empty.")
+            continue
+        ref = finished.sort_values([f.WORLD_SIZE, f.NODES], kind="stable").iloc[0]
+        ref_rate, ref_gpus = ref[rate], ref[f.WORLD_SIZE]
+        speedup = finished[rate] / ref_rate
+        frame.loc[finished.index, out] = speedup * ref_gpus / finished[f.WORLD_SIZE]
+        if rate == f.TRAIN_SAMPLES_PER_SECOND:
+            frame.loc[finished.index, f.SPEEDUP] = speedup
+            if ref[f.WORLD_SIZE] != frame[f.WORLD_SIZE].min():
+                notes.append(f"The smallest configuration did not finish; {ref[f.RUN_ID]} is the reference.")
+            notes.append(
+                f"Speed-up and efficiency are against {ref[f.RUN_ID]} ({ref_gpus} GPU{'s' * (ref_gpus > 1)}): "
+                "efficiency = per-GPU Train Samples/sec relative to the reference's (weak scaling: 100 % is ideal; "
+                f"we call it holding at >= {100 * WEAK_SCALING_HOLDS:.0f} %)."
+            )
+    return notes

@@ -1,0 +1,98 @@
+"""Display labels and Markdown number formats of the table fields: the only place a column's header lives.
+
+CSV headers are the field ids of `zerosweep.records`; the Markdown tables show these labels (the workshop's
+headers, with MiB where the values are MiB). Renaming a label changes no CSV, plot selection or answer.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .. import records as f
+
+LABELS: dict[str, str] = {
+    f.CONFIG: "DeepSpeed Config",
+    f.GPU_PEAK_MIB: "Peak GPU Memory Used (MiB)",
+    f.GPU_AVERAGE_MIB: "Average GPU Memory Used (MiB)",
+    f.GPU_MODES_MIB: "Mode GPU Memory (MiB)",
+    # psrecord's "MB" is rss / 1024**2: MiB.
+    f.CPU_PEAK_MIB: "Peak CPU Memory Used (MiB)",
+    f.CPU_AVERAGE_MIB: "Average CPU Memory Used (MiB)",
+    f.CPU_MODES_MIB: "Mode CPU Memory (MiB)",
+    f.NVML_PEAK_MIB: "Exact Peak GPU Memory (MiB)",
+    f.TORCH_MAX_RESERVED_MIB: "Torch Peak Reserved (MiB)",
+    f.TRAIN_SAMPLES_PER_SECOND: "Train Samples/Second",
+    f.EVAL_SAMPLES_PER_SECOND: "Eval Samples/sec",
+    f.STEADY_SAMPLES_PER_SECOND: "Steady Samples/Second",
+    f.STEADY_TOKENS_PER_SECOND: "Tokens/Second",
+    f.TFLOPS_PER_GPU: "TFLOP/s per GPU",
+    f.MFU: "MFU",
+    f.TRAIN_RUNTIME: "Train Runtime (s)",
+    f.TRAIN_LOSS: "Train Loss",
+    f.EVAL_LOSS_EPOCH1: "Eval Loss (Epoch 1)",
+    f.EVAL_LOSS_EPOCH2: "Eval Loss (Epoch 2)",
+    f.EVAL_LOSS: "Eval Loss (Final)",
+    f.STEPS_PER_EPOCH: "Steps per Epoch",
+    f.SPEEDUP: "Speed-up",
+    f.WEAK_SCALING_EFFICIENCY: "Weak-Scaling Efficiency",
+    f.STEADY_WEAK_SCALING_EFFICIENCY: "Steady Weak-Scaling Efficiency",
+    f.STATUS: "Status",
+    f.RUN_ID: "Run",
+    f.ZERO_STAGE: "ZeRO Stage",
+    f.OFFLOAD: "Offload",
+    f.PIN_MEMORY: "Pin Memory",
+    f.GPUS_PER_NODE: "GPUs per Node",
+    f.NODES: "Nodes",
+    f.WORLD_SIZE: "World Size",
+}
+# The workshop's headers differ between its tables: per table kind, what differs from LABELS.
+KIND_LABELS: dict[str, dict[str, str]] = {
+    "comparison": {},
+    "baseline": {
+        f.CONFIG: "Configuration",
+        f.TRAIN_LOSS: "Final Train Loss",
+        f.TRAIN_SAMPLES_PER_SECOND: "Train Samples/sec",
+        f.GPU_PEAK_MIB: "GPU Peak Usage (MiB)",
+        f.GPU_AVERAGE_MIB: "GPU Average Usage (MiB)",
+        f.GPU_MODES_MIB: "GPU Mode Usage (MiB)",
+        f.CPU_PEAK_MIB: "CPU Peak Usage (MiB)",
+        f.CPU_AVERAGE_MIB: "CPU Average Usage (MiB)",
+        f.CPU_MODES_MIB: "CPU Mode Usage (MiB)",
+    },
+    "scaling": {
+        f.WORLD_SIZE: "GPUs",
+        f.TRAIN_SAMPLES_PER_SECOND: "Train Samples/sec",
+        f.GPU_PEAK_MIB: "Peak GPU Memory (MiB)",
+        f.GPU_AVERAGE_MIB: "Average GPU Memory (MiB)",
+        f.STEADY_SAMPLES_PER_SECOND: "Steady Samples/sec",
+    },
+}
+# The workshop's evaluation summary groups its metrics; the transposed baseline Markdown keeps the groups.
+BASELINE_CATEGORIES: dict[str, str] = {
+    **dict.fromkeys(
+        (f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS, f.TRAIN_SAMPLES_PER_SECOND,
+         f.EVAL_SAMPLES_PER_SECOND, f.STEPS_PER_EPOCH),
+        "Training Metrics",
+    ),
+    **dict.fromkeys((f.GPU_PEAK_MIB, f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB, f.NVML_PEAK_MIB), "GPU Memory"),
+    **dict.fromkeys((f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.CPU_MODES_MIB), "CPU Memory"),
+    f.STATUS: "Run",
+}  # fmt: skip
+
+# Markdown rendering per field (CSV keeps full precision): whole MiB, 2-decimal averages and rates, ...
+FORMATS: Final[dict[str, str]] = {
+    **dict.fromkeys((f.GPU_PEAK_MIB, f.CPU_PEAK_MIB, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB), "{:.0f}"),
+    **dict.fromkeys((f.STEADY_TOKENS_PER_SECOND, f.STEPS_PER_EPOCH), "{:.0f}"),
+    **dict.fromkeys((f.GPU_AVERAGE_MIB, f.CPU_AVERAGE_MIB), "{:.2f}"),
+    **dict.fromkeys(
+        (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND, f.TRAIN_RUNTIME), "{:.2f}"
+    ),
+    **dict.fromkeys((f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS), "{:.4f}"),
+    f.TFLOPS_PER_GPU: "{:.1f}",
+    **dict.fromkeys((f.MFU, f.WEAK_SCALING_EFFICIENCY, f.STEADY_WEAK_SCALING_EFFICIENCY), "percent"),
+    f.SPEEDUP: "{:.2f}×",
+}  # fmt: skip
+
+
+def label(field: str, kind: str) -> str:
+    return KIND_LABELS.get(kind, {}).get(field) or LABELS[field]
