@@ -2,6 +2,9 @@
 
 
 rule train:
+    input:
+        ops=ancient(OPS_DONE),  # ancient: rebuilding the ops does not make finished runs stale
+        previous_round=train_previous_round,
     output:
         metrics=f"{RUNS_DIR}/{{run}}/metrics.json",
         env=f"{RUNS_DIR}/{{run}}/env.json",
@@ -14,6 +17,7 @@ rule train:
     conda:
         "../envs/train.yaml"
     threads: train_cpus
+    priority: train_priority
     resources:
         nodes=train_nodes,
         tasks=train_nodes,
