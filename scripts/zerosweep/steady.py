@@ -15,8 +15,8 @@ Median interval: the distribution-free order-statistic interval of the median (b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -85,3 +85,27 @@ def median_interval(values: Sequence[float] | np.ndarray, confidence: float = CO
     if not (np.isfinite(low) and np.isfinite(high)):
         return MedianInterval(median, None, None, len(data), confidence)
     return MedianInterval(median, low, high, len(data), confidence)
+
+
+@dataclass(frozen=True)
+class SteadySteps:
+    indices: np.ndarray  # positions (in the step record) of the steady steps
+    warmup: Warmup  # warm-up counted among the candidate steps (full steps without an evaluation/save)
+    candidates: int
+
+
+def steady_steps(steps: Sequence[int] | np.ndarray, samples: Sequence[int] | np.ndarray,
+                 eval_gap: Sequence[bool] | np.ndarray, seconds: Sequence[float] | np.ndarray,
+                 minimum_warmup: int) -> SteadySteps:
+    """Which recorded steps are steady: full steps (the most samples) without an evaluation or save in their
+    interval, after the detected warm-up, which is at least the steps numbered <= minimum_warmup."""
+    steps_a, samples_a = np.asarray(steps), np.asarray(samples)
+    gap_a, seconds_a = np.asarray(eval_gap, dtype=bool), np.asarray(seconds, dtype=float)
+    if not len(steps_a) == len(samples_a) == len(gap_a) == len(seconds_a):
+        raise ValueError("steady_steps: steps, samples, eval_gap and seconds differ in length")
+    if len(steps_a) == 0:
+        return SteadySteps(np.array([], dtype=int), Warmup(0, False), 0)
+    candidates = np.flatnonzero(~gap_a & (samples_a == samples_a.max()))
+    minimum = int(np.count_nonzero(steps_a[candidates] <= minimum_warmup))
+    warmup = detect_warmup(seconds_a[candidates], minimum=minimum)
+    return SteadySteps(candidates[warmup.steps:], warmup, len(candidates))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..jsonio import write_json
+from .throughput import summarise_throughput
 
 if TYPE_CHECKING:
     import numpy as np
@@ -601,6 +602,8 @@ def summarise_run(run_dir: Path) -> dict[str, Any]:
         "nvml": nvml,
         "torch": summarise_torch(monitor, metrics, metrics_path),
         "cpu": cpu,
+        # steady throughput with its interval, from steps.csv (report/throughput.py); None without one
+        "throughput": summarise_throughput(run_dir, metrics, int(spec.get("training", {}).get("warmup_steps", 0))),
         "warnings": warnings,
     }
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 STEPS_FILE = "steps.csv"
 STEP_FIELDS: tuple[str, ...] = ("step", "wall_start", "wall_end", "seconds", "samples", "tokens", "eval_gap")
@@ -126,20 +127,21 @@ class StepRecord:
 
 
 def tight_enough(record: StepRecord, settings: MeasureSettings, elapsed_s: float) -> str | None:
-    """The stop reason if measuring may end now, else None (rank 0 decides; the callback broadcasts it)."""
-    from ..steady import detect_warmup, median_interval
+    """The stop reason if measuring may end now, else None (rank 0 decides; the callback broadcasts it).
+    Same selection and interval as the report (zerosweep.steady)."""
+    from ..steady import median_interval, steady_steps
 
-    rows = [row for row in record.rows if not row.eval_gap and row.samples == record.layout.full_step]
-    seconds = [row.seconds for row in rows]
     if elapsed_s >= settings.max_seconds:
         return "cap_time"
-    warmup = detect_warmup(seconds, minimum=record.warmup_steps)
-    steady = seconds[warmup.steps:]
-    if len(steady) >= settings.max_steady_steps:
+    rows = record.rows
+    seconds = [row.seconds for row in rows]
+    steady = steady_steps([row.step for row in rows], [row.samples for row in rows],
+                          [row.eval_gap for row in rows], seconds, record.warmup_steps)
+    if len(steady.indices) >= settings.max_steady_steps:
         return "cap_steps"
-    if not warmup.settled or len(steady) < settings.min_steady_steps:
+    if not steady.warmup.settled or len(steady.indices) < settings.min_steady_steps:
         return None
-    halfwidth = median_interval(steady).relative_halfwidth
+    halfwidth = median_interval([seconds[i] for i in steady.indices]).relative_halfwidth
     return "width" if halfwidth is not None and halfwidth <= settings.target_halfwidth else None
 
 

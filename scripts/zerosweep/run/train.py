@@ -24,7 +24,7 @@ from typing import Any
 from ..jsonio import write_json
 from .flops import bloom_parameter_count, training_flops_per_token
 from .monitors import die_with_parent
-from .steps import TRAINING_STARTED_MARKER, MeasureSettings, StepLayout, StepRecord, make_step_callback
+from .steps import MeasureSettings, StepLayout, StepRecord, make_step_callback
 
 MIB = 2**20
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
