@@ -7,7 +7,8 @@ One rule for both, so a run stops exactly when the report would call its interva
 Warm-up rule (documented in README of benchmarks/h100 and report/statistics.py):
     tail median M = median of the last half of the series;
     rolling median m_i = median of steps i .. i+window-1;
-    warm-up ends at the first step i >= minimum such that every m_j, j >= i, lies within ±tolerance of M.
+    warm-up ends at the first step i >= minimum such that every m_j, j >= i, lies within ±tolerance of M
+    and step i itself lies within it (a window's median would hide up to window//2 slow steps at its start).
     If no such step exists the series never settled: warm-up = minimum and `settled` is False.
 Median interval: the distribution-free order-statistic interval of the median (binomial, via
 `scipy.stats.quantile_test(...).confidence_interval`), which needs at least 6 values at 95 %.
@@ -61,13 +62,14 @@ def detect_warmup(seconds: Sequence[float] | np.ndarray, minimum: int = 0, windo
     tail = float(np.median(values[n // 2:]))
     windows = np.lib.stride_tricks.sliding_window_view(values, window)
     medians = np.median(windows, axis=1)  # medians[i] covers steps i .. i+window-1
-    outside = np.abs(medians - tail) > tolerance * tail
-    # first i >= minimum after which no window is outside
-    last_outside = np.flatnonzero(outside)
+    # first i >= minimum after which no window's median is outside the band
+    last_outside = np.flatnonzero(np.abs(medians - tail) > tolerance * tail)
     start = minimum if last_outside.size == 0 else max(minimum, int(last_outside[-1]) + 1)
-    if start > len(medians) - 1:
+    # a window's median hides up to window//2 slow steps at its start: begin at a step that is itself inside
+    inside = np.flatnonzero(np.abs(values[start:len(medians)] - tail) <= tolerance * tail)
+    if inside.size == 0:
         return Warmup(steps=minimum, settled=False)
-    return Warmup(steps=start, settled=True)
+    return Warmup(steps=start + int(inside[0]), settled=True)
 
 
 def median_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> MedianInterval:

@@ -108,9 +108,9 @@ def _cell(value: Any) -> str:
 def markdown(frame: pd.DataFrame, a: Path, b: Path) -> str:
     columns = [c for c in frame.columns if c not in ("test",)]
     lines = [f"# {b} compared with {a}", "",
-             "Samples/s: median steady throughput; low-high: its 95 % interval (one run) or min-max (repeats). "
-             "Ratio B/A with its 95 % interval; verdict and test as in zerosweep.report.statistics "
-             f"({', '.join(sorted(set(frame['test'])))}).", "",
+             ("Samples/s: median steady throughput; low-high: its 95 % interval (one run) or min-max (repeats). "
+              "Ratio B/A with its 95 % interval; verdict and test as in zerosweep.report.statistics "
+              f"({', '.join(sorted(set(frame['test'])))})."), "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for _, row in frame.iterrows()]
     return "\n".join(lines) + "\n"

@@ -4,8 +4,8 @@ Rules (the tables and summary.md state them as given here):
 
 - Steady steps (zerosweep.steady.steady_steps): full optimizer steps without an evaluation or save in their
   interval, after warm-up. Warm-up is detected from the step times settling: with M the median of the last
-  half of the candidate steps, warm-up ends at the first step after which every 5-step rolling median stays
-  within ±10 % of M; never fewer than `training.warmup_steps`. A series that never settles keeps the minimum
+  half of the candidate steps, warm-up ends at the first step that is itself within ±10 % of M and after
+  which every 5-step rolling median stays within ±10 % of M; never fewer than `training.warmup_steps`. A series that never settles keeps the minimum
   and is flagged (`warmup_settled: false`).
 - A run's figure: the median step time with its 95 % distribution-free order-statistic interval (binomial,
   `scipy.stats.quantile_test(...).confidence_interval`; needs >= 6 steady steps), and the coefficient of

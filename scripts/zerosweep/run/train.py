@@ -24,7 +24,9 @@ from typing import Any
 from ..jsonio import write_json
 from .flops import bloom_parameter_count, training_flops_per_token
 from .monitors import die_with_parent
-from .steps import MeasureSettings, StepLayout, StepRecord, make_step_callback
+from .steps import TRAINING_STARTED_MARKER, MeasureSettings, StepLayout, StepRecord, make_step_callback
+
+__all__ = ["TRAINING_STARTED_MARKER", "add_arguments", "run"]  # the marker is read from here by tests and logs
 
 MIB = 2**20
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
