@@ -3,11 +3,12 @@
 - `repeats: N` at the top of the config, or per study (a study's own value wins for its runs). A run used by
   several studies runs as often as the largest N among them; a study with N takes repeats 1..N of it.
 - Ids: `<run>-r<k>`, k = 1..N; with N = 1 the id stays `<run>` so existing results stay valid.
-- Order: round k = every run's k-th repeat. A run of round k waits for every run of round k-1 among the runs
-  of the built studies and of the studies that use it (`previous_round`, an input function of the train rule),
-  so no point runs twice before every other point ran once more. Within a round, `round_priority` rotates the
-  order by one each round, so the run that ended round k-1 does not open round k (local executor: one
-  training job at a time); on SLURM a round's runs may run in parallel.
+- Order: round k = every run's k-th repeat. A run of round k waits for every run of round k-1 of the studies
+  that use it, among the built ones (`previous_round`, an input function of the train rule: a hard barrier
+  that holds on SLURM too, where a round's runs may run in parallel). `round_priority` (the train rule's priority) puts every
+  ready job of round k before any of round k+1, across studies, and rotates the order within a round by one,
+  so with one training job at a time (one GPU, local executor) no point runs twice in a row: the run that
+  closed round k-1 does not open round k. Targeting one table pulls in only that table's runs.
 """
 
 from __future__ import annotations
@@ -69,13 +70,14 @@ def expand_repeats(plan: Plan, config: dict[str, Any]) -> Plan:
 
 
 def _neighbours(plan: Plan, run_id: str) -> list[str]:
-    """Runs that share rounds with `run_id`: those of the built studies and of every study that uses it."""
-    names = [*plan.build, *(name for name, study in plan.studies.items() if run_id in study.run_ids)]
-    return plan.runs_of(list(dict.fromkeys(names)))
+    """Runs that share rounds with `run_id`: those of the built studies that use it (of every study that uses
+    it when none is built), so a run shared with an unbuilt study does not pull that study's runs in."""
+    users = [name for name, study in plan.studies.items() if run_id in study.run_ids]
+    return plan.runs_of([name for name in users if name in plan.build] or users)
 
 
 def previous_round(plan: Plan, run_id: str) -> list[str]:
-    """The runs that must finish before `run_id` starts: round k-1 of its neighbours (none for round 1)."""
+    """The runs that must finish before `run_id` starts: round k-1 of its studies' runs (none for round 1)."""
     _, k = split_repeat(run_id)
     if k == 1:
         return []
@@ -83,8 +85,13 @@ def previous_round(plan: Plan, run_id: str) -> list[str]:
 
 
 def round_priority(plan: Plan, run_id: str) -> int:
-    """Scheduling priority within the run's round: the plan order rotated by one per round (higher first)."""
+    """Scheduling priority (higher first): every job of round k before any of round k+1, and within a round
+    the plan order rotated by one per round. 0 (Snakemake's default, not shown in its job listing) for every
+    run of a plan without repeats."""
+    if all(_REPEAT.match(other) is None for other in plan.runs):
+        return 0
     _, k = split_repeat(run_id)
+    rounds = max(split_repeat(other)[1] for other in plan.runs)
     members = [other for other in plan.runs if split_repeat(other)[1] == k]
-    position = members.index(run_id)
-    return len(members) - (position - (k - 1)) % len(members)
+    rotated = len(members) - (members.index(run_id) - (k - 1)) % len(members)  # 1 .. len(members)
+    return (rounds - k) * len(plan.runs) + rotated
