@@ -12,6 +12,7 @@ configfile: "workflow_config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/ops.smk"
 include: "rules/train.smk"
 include: "rules/memory.smk"
 include: "rules/aggregate.smk"

@@ -15,6 +15,8 @@ from zerosweep.plan.matrix import (  # noqa: E402
     build_plan,
     matrix_table,
 )
+from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
+from zerosweep.run.ops import ops_for  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 try:
@@ -23,6 +25,7 @@ except ConfigError as error:
     raise WorkflowError(f"workflow config: {error}") from None
 
 RUNS_DIR = "results/runs"
+OPS_DONE = "results/cache/ops.json"
 SCRIPTS_DIR = str(Path(workflow.basedir) / "scripts")
 # Every job runs the package from this checkout (also on SLURM nodes, which share the filesystem).
 # (braces doubled twice: once for this f-string, once for Snakemake's shell formatting)
@@ -169,6 +172,32 @@ def train_inputs(wildcards):
 if "gpu" not in workflow.global_resources:
     workflow.global_resources["gpu"] = host_gpu_count()
 LOCAL_GPUS = workflow.global_resources["gpu"].value
+
+
+# --- repeats and compiled ops: what a training job waits for ----------------------------------
+
+
+def train_previous_round(wildcards):
+    """Repeat k of a run starts after every run of round k-1 (zerosweep.plan.repeats)."""
+    return expand(f"{RUNS_DIR}/{{run}}/metrics.json", run=previous_round(PLAN, wildcards.run))
+
+
+def train_priority(wildcards):
+    return round_priority(PLAN, wildcards.run)
+
+
+def ops_needed(wildcards):
+    built = PLAN.runs_of(PLAN.build)
+    return " ".join(ops_for([PLAN.runs[run_id].to_dict()["point"] for run_id in built], config["runtime"]["device"]))
+
+
+def ops_slurm_extra(wildcards):
+    extra = ["--gpus-per-node=1", "--ntasks-per-node=1"]
+    if _slurm("reservation"):
+        extra.append(f"--reservation={_slurm('reservation')}")
+    if _slurm("constraint"):
+        extra.append(f"--constraint={_slurm('constraint')}")
+    return " ".join(extra)
 
 
 # One preview line per invocation of the main process (not per cluster job re-parsing this file).

@@ -4,6 +4,8 @@
 rule train:
     input:
         unpack(train_inputs),
+        ops=ancient(OPS_DONE),  # ancient: rebuilding the ops does not make finished runs stale
+        previous_round=train_previous_round,
     output:
         metrics=f"{RUNS_DIR}/{{run}}/metrics.json",
         env=f"{RUNS_DIR}/{{run}}/env.json",
@@ -16,6 +18,7 @@ rule train:
     conda:
         "../envs/train.yaml"
     threads: train_threads
+    priority: train_priority
     resources:
         gpu=train_gpus,
         nodes=train_nodes,

@@ -148,8 +148,9 @@ def test_summary_json_keys() -> None:
     summary = summarise_run(REAL_RUN)
     assert set(summary) == {
         "schema_version", "run_id", "label", "status", "point", "setup", "metrics", "gpu", "nvml", "torch", "cpu",
-        "warnings", "unusable",
+        "throughput", "warnings", "unusable",
     }  # fmt: skip
+    assert summary["throughput"] is None  # recorded before steps.csv existed
     assert set(summary["gpu"]) == {"gpus", "nodes", "peak_mib", "average_mib", "modes_mib", "mode_text"}
     assert set(summary["gpu"]["gpus"][0]) == {
         "host", "index", "name", "file", "samples", "total_mib", "peak_mib", "average_mib", "modes_mib",

@@ -18,7 +18,7 @@ def test_dry_run_previews_every_job_of_the_shipped_matrix() -> None:
     output = result.stdout + result.stderr
     assert job_counts(output) == {
         "train": 21, "parse_memory": 21, "timeline": 21, "study_table": 7, "study_plots": 7,
-        "summary": 1, "all": 1, "total": 79,
+        "summary": 1, "all": 1, "build_ops": 1, "total": 80,
     }
     assert "zerosweep: 21 runs in 7 studies" in output and "0 invalid combinations pruned" in output
     # each training job shows what it asks of SLURM
@@ -30,7 +30,7 @@ def test_one_table_needs_only_its_runs() -> None:
     result = run_snakemake("-n", "results/tables/pin_memory.md")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"train": 2, "parse_memory": 2, "study_table": 1, "total": 5}
+    assert counts == {"build_ops": 1, "train": 2, "parse_memory": 2, "study_table": 1, "total": 6}
 
 
 def test_lint_is_clean() -> None:

@@ -17,12 +17,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "launch": ("zerosweep.run.launch", "run one matrix point: start a node launcher per node, write records"),
     "launch-node": ("zerosweep.run.node", "one node of a run: monitors + torchrun"),
     "train": ("zerosweep.run.train", "the training script each torchrun rank runs"),
+    "build-ops": ("zerosweep.run.ops", "JIT-compile DeepSpeed's FusedAdam / CPUAdam once, before training"),
     "nvml-sampler": ("zerosweep.run.monitors", "sample GPU memory through NVML until stopped"),
     "parse-memory": ("zerosweep.report.memory", "summarise one run's monitor logs into summary.json"),
     "table": ("zerosweep.report.tables", "write one study's table as CSV and Markdown"),
     "plots": ("zerosweep.report.plots", "write one study's plots"),
     "timeline": ("zerosweep.report.plots", "write one run's memory timeline plot"),
     "summary": ("zerosweep.report.answers", "answer the workshop's questions from the tables"),
+    "compare": ("zerosweep.report.compare", "put two results directories side by side per run: ratio and verdict"),
 }
 
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .repeats import REPEAT_ID_SUFFIX, expand_repeats
+
 AXES: tuple[str, ...] = ("zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")
 DEEPSPEED_AXES: tuple[str, ...] = ("zero_stage", "offload", "pin_memory")
 # Sections copied into every run's settings; studies may override the first two.
@@ -29,7 +31,7 @@ AXIS_DEFAULTS: dict[str, list[Any]] = {
     "nodes": [1],
 }
 
-RUN_ID_PATTERN = r"(base|z[0-3]-off(none|cpu)-(pin|nopin))-g[1-9][0-9]*n[1-9][0-9]*(-x[0-9a-f]{6})?"
+RUN_ID_PATTERN = r"(base|z[0-3]-off(none|cpu)-(pin|nopin))-g[1-9][0-9]*n[1-9][0-9]*(-x[0-9a-f]{6})?" + REPEAT_ID_SUFFIX
 STUDY_PATTERN = r"[a-z][a-z0-9_]*"
 
 
@@ -261,7 +263,8 @@ def build_plan(config: dict[str, Any]) -> Plan:
             runs[run_id] = spec
             entry.run_ids.append(run_id)
         studies[name] = entry
-    return Plan(runs=runs, studies=studies, build=_check_build(config, studies_config))
+    plan = Plan(runs=runs, studies=studies, build=_check_build(config, studies_config))
+    return expand_repeats(plan, config)  # <run>-r<k> per repeat; unchanged ids when every study has 1
 
 
 def matrix_table(plan: Plan) -> str:

@@ -34,6 +34,7 @@ from .logs import (
     read_log,
     read_numeric_log,
 )
+from .throughput import summarise_throughput
 
 if TYPE_CHECKING:
     import numpy as np
@@ -358,6 +359,8 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
         "nvml": nvml,
         "torch": summarise_torch(monitor, metrics, metrics_path),
         "cpu": cpu,
+        # steady throughput with its interval, from steps.csv (report/throughput.py); None without one
+        "throughput": summarise_throughput(run_dir, metrics, int(spec.get("training", {}).get("warmup_steps", 0))),
         "warnings": warnings,
         "unusable": unusable,
     }

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..units import MIB
 from .gpus import rank_gpu_map
 
 PACKAGES: tuple[str, ...] = ("torch", "transformers", "deepspeed", "accelerate", "datasets", "tokenizers",
@@ -30,7 +31,6 @@ SLURM_VARIABLES: dict[str, str] = {
     "cpus_per_task": "SLURM_CPUS_PER_TASK",
     "gpus_on_node": "SLURM_GPUS_ON_NODE",
 }
-MIB = 2**20
 
 
 def package_versions() -> dict[str, str | None]:

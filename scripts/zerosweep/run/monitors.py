@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..units import MIB
 from .processes import python_path, start_child, stop_child
 
 NVML_HEADER = "timestamp_s,index,memory_used_mib,memory_total_mib"
 NVIDIA_SMI_QUERY = "timestamp,index,name,memory.used,memory.total"
-MIB = 2**20
 
 # --- availability ---------------------------------------------------------------------------------
 

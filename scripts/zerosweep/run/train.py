@@ -22,18 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import write_json
-from .flops import (
-    achieved_tflops_per_gpu,
-    bloom_parameter_count,
-    model_flops_utilization,
-    peak_tflops,
-    training_flops_per_token,
-)
+from ..units import MIB
+from .flops import bloom_parameter_count, training_flops_per_token
 from .outcome import OOM_OUTCOMES, exception_outcome
 from .processes import die_with_parent
+from .steps import TRAINING_STARTED_MARKER, MeasureSettings, StepLayout, StepRecord, make_step_callback
 
-MIB = 2**20
-TRAINING_STARTED_MARKER = "[zerosweep] training started"
+__all__ = ["TRAINING_STARTED_MARKER", "add_arguments", "run"]  # the marker is read from here by tests and logs
+
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -126,85 +122,6 @@ def torch_build() -> dict[str, Any]:
     return {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn, "nccl": nccl}
 
 
-def _make_throughput_callback(**settings: Any) -> Any:
-    """Built here so that importing this module does not import transformers."""
-    import torch
-    from transformers import TrainerCallback
-
-    class SteadyStateThroughput(TrainerCallback):  # type: ignore[misc]
-        """Wall time between consecutive optimizer steps after warmup, leaving out intervals with an evaluation
-        or a checkpoint in them; samples per step follow the epoch's layout, so a short last step counts short.
-        """
-
-        def __init__(self, warmup_steps: int, per_device_batch: int, grad_accum: int, world_size: int,
-                     samples_per_rank: int, cuda: bool) -> None:
-            self.warmup_steps = warmup_steps
-            self.per_device_batch = per_device_batch
-            self.grad_accum = grad_accum
-            self.world_size = world_size
-            self.samples_per_rank = samples_per_rank
-            self.cuda = cuda
-            self.micro_batches_per_epoch = 0
-            self.train_begin: float | None = None
-            self.first_step_end: float | None = None
-            self.last_end: float | None = None
-            self.tainted = False
-            self.steps = 0
-            self.seconds = 0.0
-            self.samples = 0
-
-        def _now(self) -> float:
-            if self.cuda:
-                torch.cuda.synchronize()  # kernels are asynchronous: the clock must see them finished
-            return time.perf_counter()
-
-        @property
-        def steps_per_epoch(self) -> int:
-            return max(1, math.ceil(self.micro_batches_per_epoch / self.grad_accum))
-
-        def samples_in_step(self, global_step: int) -> int:
-            batches = self.micro_batches_per_epoch
-            if batches == 0:
-                return self.per_device_batch * self.grad_accum * self.world_size
-            per_epoch = self.steps_per_epoch
-            position = (global_step - 1) % per_epoch
-            if position < per_epoch - 1:
-                return self.per_device_batch * self.grad_accum * self.world_size
-            micro = batches - (per_epoch - 1) * self.grad_accum
-            last_micro = self.samples_per_rank - (batches - 1) * self.per_device_batch
-            last_micro = min(max(last_micro, 1), self.per_device_batch)
-            return ((micro - 1) * self.per_device_batch + last_micro) * self.world_size
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            loader = kwargs.get("train_dataloader")
-            if loader is not None:
-                self.micro_batches_per_epoch = len(loader)
-            self.train_begin = self._now()
-            if self.warmup_steps == 0:
-                self.last_end = self.train_begin
-            if state.is_world_process_zero:
-                print(TRAINING_STARTED_MARKER, flush=True)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            now = self._now()
-            if self.first_step_end is None:
-                self.first_step_end = now
-            if self.last_end is not None and state.global_step > self.warmup_steps and not self.tainted:
-                self.seconds += now - self.last_end
-                self.steps += 1
-                self.samples += self.samples_in_step(state.global_step)
-            self.last_end = now
-            self.tainted = False
-
-        def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.tainted = True
-
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.tainted = True
-
-    return SteadyStateThroughput(**settings)
-
-
 def training_arguments(spec: Mapping[str, Any], run_dir: Path, rank: RankInfo) -> Any:
     from transformers import TrainingArguments
 
@@ -230,7 +147,7 @@ def training_arguments(spec: Mapping[str, Any], run_dir: Path, rank: RankInfo) -
         seed=training.get("seed", 42),
         gradient_checkpointing=False,
         logging_strategy="steps",
-        logging_steps=1,  # the loss curve; one small reduction per step
+        logging_steps=int(training.get("logging_steps", 1)),  # the loss curve; one host read of the loss each
         disable_tqdm=True,  # progress bars turn the log into carriage returns; losses are printed instead
         report_to="none",
         push_to_hub=False,
@@ -291,27 +208,24 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
                         init_device=f"cuda:{rank.local_rank}" if init_on_gpu else None)
     phases["model_build_s"] = time.perf_counter() - mark
 
-    throughput = _make_throughput_callback(
-        warmup_steps=int(training.get("warmup_steps", 0)),
-        per_device_batch=int(training["per_device_batch_size"]),
-        grad_accum=int(training["gradient_accumulation_steps"]),
-        world_size=rank.world_size,
-        samples_per_rank=math.ceil(train_samples / rank.world_size),
-        cuda=cuda,
-    )
+    layout = StepLayout(per_device_batch=int(training["per_device_batch_size"]),
+                        grad_accum=int(training["gradient_accumulation_steps"]), world_size=rank.world_size,
+                        samples_per_rank=math.ceil(train_samples / rank.world_size))
+    steps = StepRecord(layout=layout, warmup_steps=int(training.get("warmup_steps", 0)), max_length=max_length)
+    step_callback = make_step_callback(steps, MeasureSettings.from_training(training), cuda=cuda, run_dir=run_dir)
     mark = time.perf_counter()
     trainer = Trainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
-                      processing_class=tokenizer, data_collator=default_data_collator, callbacks=[throughput])
+                      processing_class=tokenizer, data_collator=default_data_collator, callbacks=[step_callback])
     phases["trainer_init_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     train_output = trainer.train()
     phases["train_s"] = time.perf_counter() - mark
-    if throughput.train_begin is not None:
+    if steps.train_begin is not None:
         # DeepSpeed engine setup, including JIT compilation of its ops on first use
-        phases["train_setup_s"] = throughput.train_begin - mark
-        if throughput.first_step_end is not None:
-            phases["first_step_s"] = throughput.first_step_end - throughput.train_begin
+        phases["train_setup_s"] = steps.train_begin - mark
+        if steps.first_step_end is not None:
+            phases["first_step_s"] = steps.first_step_end - steps.train_begin
 
     global_step = int(trainer.state.global_step)
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
@@ -329,15 +243,10 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     # --- the numbers ---
     per_device = int(training["per_device_batch_size"])
     grad_accum = int(training["gradient_accumulation_steps"])
-    steady_samples_per_s = throughput.samples / throughput.seconds if throughput.seconds > 0 else None
-    steady_tokens_per_s = steady_samples_per_s * max_length if steady_samples_per_s is not None else None
     n_params = bloom_parameter_count(architecture)
     flops_per_token = training_flops_per_token(n_params, int(architecture["n_layer"]),
                                                int(architecture["hidden_size"]), max_length)
-    tflops = (achieved_tflops_per_gpu(flops_per_token, steady_tokens_per_s, rank.world_size)
-              if steady_tokens_per_s is not None else None)
     gpu_name = torch.cuda.get_device_name() if cuda else None
-    peak, peak_source = peak_tflops(gpu_name, spec["runtime"].get("peak_tflops")) if cuda else (None, None)
     metrics = train_output.metrics
     last_eval = evaluations[-1] if evaluations else {}
     weights = spec["model"]["weights"]
@@ -357,7 +266,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         "n_params": n_params,
         "optimizer_steps": global_step,
         "epochs_completed": float(trainer.state.epoch or 0.0),
-        "steps_per_epoch": throughput.steps_per_epoch,
+        "steps_per_epoch": layout.steps_per_epoch,
         "train_loss": metrics.get("train_loss"),
         "train_runtime": metrics.get("train_runtime"),
         "train_samples_per_second": metrics.get("train_samples_per_second"),
@@ -369,15 +278,9 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         "eval_samples_per_second": last_eval.get("eval_samples_per_second"),
         "train_losses": [{"epoch": entry.get("epoch"), "step": entry.get("step"), "loss": entry["loss"]}
                          for entry in trainer.state.log_history if "loss" in entry],
-        "steady_steps": throughput.steps,
-        "steady_seconds": throughput.seconds,
-        "steady_samples_per_second": steady_samples_per_s,
-        "steady_tokens_per_second": steady_tokens_per_s,
+        # totals over the steps after warmup_steps (no evaluation in them); medians and intervals: the report
+        **steps.totals(),
         "flops_per_token": flops_per_token,
-        "tflops_per_gpu": tflops,
-        "peak_tflops_per_gpu": peak,
-        "peak_tflops_source": peak_source,
-        "mfu": model_flops_utilization(tflops, peak),
         "gpu_name": gpu_name,
         "phase_seconds": phases,
         "torch_build": torch_build(),

@@ -1,0 +1,84 @@
+"""`python -m zerosweep compare A B` on two generated result sets with known differences."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO
+from zerosweep.run.steps import StepLayout, StepRecord, StepRow
+
+
+def write_run(results: Path, run_id: str, step_seconds: float, peak_mib: float, seed: int, steps: int = 30) -> None:
+    """A run directory as the pipeline leaves it: run_spec.json, summary.json and steps.csv (real writer)."""
+    run_dir = results / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "run_spec.json").write_text(json.dumps({"run_id": run_id, "training": {"warmup_steps": 2}}))
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"run_id": run_id, "status": "ok", "label": run_id.split("-")[0], "nvml": {"peak_mib": peak_mib}}))
+    rng = np.random.default_rng(seed)
+    record = StepRecord(layout=StepLayout(4, 4, 1, 500), warmup_steps=2, max_length=512)
+    clock = 1.0e9
+    for step in range(1, steps + 1):
+        seconds = (3.0 if step <= 2 else step_seconds) * float(rng.lognormal(0, 0.01))
+        record.rows.append(StepRow(step, clock, clock + seconds, seconds, 16, 16 * 512, step == 15))
+        clock += seconds
+    record.write_csv(run_dir / "steps.csv")
+
+
+def compare(a: Path, b: Path, out: Path) -> tuple[subprocess.CompletedProcess[str], pd.DataFrame | None]:
+    result = subprocess.run([sys.executable, "-m", "zerosweep", "compare", str(a), str(b),
+                             "--out-csv", str(out / "c.csv"), "--out-md", str(out / "c.md")],
+                            env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
+                            capture_output=True, text=True, check=False, timeout=120)
+    frame = pd.read_csv(out / "c.csv") if (out / "c.csv").is_file() else None
+    return result, frame
+
+
+def test_compare_single_runs(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_run(a, "z0-offnone-nopin-g1n1", 0.40, 23000, 1)
+    write_run(b, "z0-offnone-nopin-g1n1", 0.32, 23000, 2)  # B 25 % faster
+    write_run(a, "z1-offnone-nopin-g1n1", 0.43, 24000, 3)
+    write_run(b, "z1-offnone-nopin-g1n1", 0.43, 24000, 4)  # same
+    write_run(a, "z2-offnone-nopin-g1n1", 0.60, 22000, 5)  # only in A: left out
+    result, frame = compare(a, b, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert frame is not None and list(frame["run"]) == ["z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1"]
+    z0, z1 = frame.iloc[0], frame.iloc[1]
+    assert z0["verdict"] == "faster" and z0["ratio B/A"] == pytest.approx(1.25, rel=0.02)
+    assert z0["ratio low"] < 1.25 < z0["ratio high"] and z0["ratio low"] > 1
+    assert z0["A samples/s"] == pytest.approx(16 / 0.40, rel=0.02) and z0["A low"] < z0["A samples/s"] < z0["A high"]
+    assert z1["verdict"] == "within noise" and "Mann-Whitney" in z1["test"]
+    assert z1["memory verdict"] == "untested"  # one peak per side: no spread to test against
+    markdown = (tmp_path / "c.md").read_text()
+    assert "| z0-offnone-nopin-g1n1 | z0 |" in markdown and "faster" in markdown
+
+
+def test_compare_groups_repeats_and_tests_their_medians(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for k, (slow, fast) in enumerate(((0.40, 0.30), (0.41, 0.31), (0.39, 0.29)), start=1):
+        write_run(a, f"z3-offnone-nopin-g1n1-r{k}", slow, 25000 + k, 10 + k)
+        write_run(b, f"z3-offnone-nopin-g1n1-r{k}", fast, 20000 + k, 20 + k)
+    result, frame = compare(a, b, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert frame is not None and len(frame) == 1
+    row = frame.iloc[0]
+    assert row["run"] == "z3-offnone-nopin-g1n1" and row["A runs"] == 3 and row["B runs"] == 3
+    assert "Welch" in row["test"] and row["verdict"] == "faster"
+    assert row["A samples/s"] == pytest.approx(16 / 0.40, rel=0.02)  # median of the three run medians
+    assert row["memory verdict"] == "less memory" and row["memory ratio B/A"] == pytest.approx(0.8, rel=0.01)
+
+
+def test_compare_names_the_directory_without_runs(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "base-g1n1", 0.4, 1000, 1)
+    (tmp_path / "empty").mkdir()
+    result, frame = compare(tmp_path / "a", tmp_path / "empty", tmp_path)
+    assert result.returncode != 0 and frame is None
+    assert "empty: no runs/ directory" in result.stderr

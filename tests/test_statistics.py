@@ -1,0 +1,234 @@
+"""Statistics of step times: known inputs give known intervals, warm-ups and verdicts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from test_training_run import launch, make_spec, results_dir, torch_extensions_dir
+from zerosweep.plan.matrix import MatrixPoint
+from zerosweep.report.statistics import (
+    aggregate_repeats,
+    compare_rows,
+    summarise_step_times,
+    verdict_from_runs,
+    verdict_from_steps,
+)
+from zerosweep.report.throughput import read_steps, summarise_throughput
+from zerosweep.steady import detect_warmup, median_interval, steady_steps
+
+__all__ = ["results_dir", "torch_extensions_dir"]  # session fixtures shared with test_training_run's real runs
+
+
+# --- the median's order-statistic interval --------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,low_rank,high_rank", [(6, 1, 6), (10, 2, 9), (20, 6, 15), (50, 18, 33)])
+def test_median_interval_is_the_binomial_order_statistic_pair(n: int, low_rank: int, high_rank: int) -> None:
+    # Textbook ranks (e.g. Conover, Practical Nonparametric Statistics, table A3), shuffled values.
+    values = np.random.default_rng(n).permutation(np.arange(1.0, n + 1) * 0.1)
+    interval = median_interval(values)
+    assert interval.low == pytest.approx(low_rank * 0.1) and interval.high == pytest.approx(high_rank * 0.1)
+    assert interval.median == pytest.approx((n + 1) / 2 * 0.1)
+
+
+def test_too_few_values_give_no_interval_and_bad_input_is_refused() -> None:
+    assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0]).low is None
+    assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0]).relative_halfwidth is None
+    with pytest.raises(ValueError, match="finite"):
+        median_interval([1.0, float("nan")])
+
+
+def test_median_interval_covers_the_true_median_95_percent_of_the_time() -> None:
+    rng = np.random.default_rng(7)
+    true_median = math.log(2)  # of an exponential with rate 1: skewed, like step times
+    hits = 0
+    trials = 600
+    for _ in range(trials):
+        interval = median_interval(rng.exponential(size=30))
+        hits += interval.low <= true_median <= interval.high  # type: ignore[operator]
+    # exact coverage for n = 30 is 1 - 2 P(B <= 9) = 0.9572; 600 trials: sd 0.8 %
+    assert 0.93 <= hits / trials <= 0.98
+
+
+# --- warm-up detection ----------------------------------------------------------------------------
+
+
+def steps_with_warmup(slow: int, steady: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([np.linspace(3.0, 1.8, slow), 1.0 + rng.normal(0, 0.02, steady)])
+
+
+@pytest.mark.parametrize("slow", [1, 3, 6, 11])
+def test_warmup_ends_where_the_step_times_settle(slow: int) -> None:
+    found = detect_warmup(steps_with_warmup(slow, 40))
+    assert found.settled and found.steps == slow
+
+
+def test_warmup_is_never_shorter_than_the_configured_minimum() -> None:
+    assert detect_warmup(steps_with_warmup(3, 40), minimum=8).steps == 8
+
+
+def test_a_lone_slow_step_after_warmup_does_not_restart_it() -> None:
+    series = steps_with_warmup(4, 40)
+    series[25] = 5.0  # e.g. a garbage collection
+    assert detect_warmup(series).steps == 4
+
+
+def test_a_series_that_never_settles_is_flagged() -> None:
+    drifting = np.linspace(1.0, 3.0, 40)  # steadily slower: no plateau
+    found = detect_warmup(drifting, minimum=2)
+    assert not found.settled and found.steps == 2
+    assert not detect_warmup([1.0, 1.0], minimum=0).settled  # shorter than a window
+
+
+def test_steady_steps_leave_out_evaluation_gaps_and_short_steps() -> None:
+    steps = np.arange(1, 13)
+    seconds = np.array([3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 4.0, 1.0, 1.0, 1.0, 1.0, 0.5])
+    samples = np.array([16] * 11 + [8])  # the epoch's last step is short
+    gap = np.array([False] * 6 + [True] + [False] * 5)  # step 7 holds an evaluation
+    chosen = steady_steps(steps, samples, gap, seconds, minimum_warmup=1)
+    assert list(steps[chosen.indices]) == [2, 3, 4, 5, 6, 8, 9, 10, 11]
+    assert chosen.warmup.steps == 1 and chosen.candidates == 10
+
+
+# --- one run's summary ----------------------------------------------------------------------------
+
+
+def test_summary_of_known_step_times() -> None:
+    # 2 warm-up steps, then 20 steps of 0.5 s +- k ms: median 0.5 s, interval ranks 6 and 15 of 20
+    offsets = np.arange(-10, 10) * 0.001
+    seconds = np.concatenate([[2.0, 1.5], 0.5 + offsets])
+    steps = np.arange(1, 23)
+    stats = summarise_step_times(steps, seconds, [16] * 22, [False] * 22, warmup_steps=1)
+    assert stats.warmup_steps_detected == 2 and stats.steady_steps == 20 and stats.warmup_settled
+    assert stats.step_seconds_median == pytest.approx(0.4995)
+    assert stats.step_seconds_ci_low == pytest.approx(0.495) and stats.step_seconds_ci_high == pytest.approx(0.504)
+    assert stats.samples_per_second == pytest.approx(16 / 0.4995)
+    assert stats.samples_per_second_ci_low == pytest.approx(16 / 0.504)
+    assert stats.samples_per_second_ci_high == pytest.approx(16 / 0.495)
+    assert stats.step_seconds_cv == pytest.approx(np.std(0.5 + offsets, ddof=1) / np.mean(0.5 + offsets))
+    assert len(stats.step_throughputs) == 20 and "step_throughputs" not in stats.fields()
+
+
+def test_summary_without_steady_steps_is_empty_not_an_error() -> None:
+    stats = summarise_step_times([1], [2.0], [16], [False], warmup_steps=2)
+    assert stats.steady_steps == 0 and stats.samples_per_second is None
+
+
+# --- repeats and verdicts -------------------------------------------------------------------------
+
+
+def test_repeats_aggregate_to_the_median_of_run_medians() -> None:
+    aggregate = aggregate_repeats([44.0, 40.0, 42.0])
+    assert (aggregate.median, aggregate.low, aggregate.high, aggregate.n) == (42.0, 40.0, 44.0, 3)
+    assert aggregate.cv == pytest.approx(2.0 / 42.0)
+    assert aggregate_repeats([42.0]).cv is None
+    with pytest.raises(ValueError, match="finite"):
+        aggregate_repeats([])
+
+
+def test_run_level_verdict_on_known_ratios() -> None:
+    reference = [100.0, 102.0, 98.0]
+    faster = verdict_from_runs([110.0, 112.2, 107.8], reference)  # every run exactly 10 % faster
+    assert faster.verdict == "faster" and faster.ratio == pytest.approx(1.10)
+    assert faster.ratio_low < 1.10 < faster.ratio_high and faster.ratio_low > 1  # type: ignore[operator]
+    slower = verdict_from_runs([90.0, 91.8, 88.2], reference)
+    assert slower.verdict == "slower" and slower.ratio == pytest.approx(0.90)
+    noise = verdict_from_runs([101.0, 97.0, 103.0], reference)  # inside the runs' own spread
+    assert noise.verdict == "within noise" and noise.ratio_low < 1 < noise.ratio_high  # type: ignore[operator]
+    assert "Welch" in noise.test and noise.n_row == 3
+    assert verdict_from_runs([100.0], reference).verdict == "untested"
+    memory = verdict_from_runs([2000.0, 2010.0], [1000.0, 1005.0], words=("more memory", "less memory"))
+    assert memory.verdict == "more memory" and memory.text().startswith("more memory: +100.0%")
+
+
+def test_step_level_verdict_for_single_runs() -> None:
+    rng = np.random.default_rng(3)
+    reference = 30.0 + rng.normal(0, 0.6, 40)
+    faster = verdict_from_steps(33.0 + rng.normal(0, 0.6, 40), reference)
+    assert faster.verdict == "faster" and faster.ratio_low < 1.10 < faster.ratio_high  # type: ignore[operator]
+    same = verdict_from_steps(30.0 + rng.normal(0, 0.6, 40), reference)
+    assert same.verdict == "within noise" and "Mann-Whitney" in same.test
+    assert verdict_from_steps([1.0, 2.0], reference).verdict == "untested"
+
+
+def test_single_run_verdicts_rarely_call_noise_a_difference() -> None:
+    rng = np.random.default_rng(11)
+    calls = [verdict_from_steps(rng.lognormal(0, 0.05, 25), rng.lognormal(0, 0.05, 25)).verdict
+             for _ in range(200)]
+    assert sum(call != "within noise" for call in calls) / len(calls) <= 0.09  # nominal 5 %
+
+
+def test_compare_rows_uses_run_medians_when_both_rows_have_repeats() -> None:
+    def run(rate: float) -> object:
+        seconds = 16 / rate + np.arange(-5, 5) * 1e-4
+        return summarise_step_times(np.arange(1, 12), np.concatenate([[9.0], seconds]), [16] * 11, [False] * 11, 1)
+
+    repeated = compare_rows([run(r) for r in (44.0, 45.0, 43.0)], [run(r) for r in (40.0, 41.0, 39.0)])  # type: ignore[misc]
+    assert "Welch" in repeated.test and repeated.verdict == "faster" and repeated.n_row == 3
+    single = compare_rows([run(44.0)], [run(40.0)])  # type: ignore[list-item]
+    assert "Mann-Whitney" in single.test and single.verdict == "faster"
+    assert single.ratio == pytest.approx(1.1, rel=1e-3)
+
+
+# --- real CPU runs: the per-step record and stop-when-tight ---------------------------------------
+
+
+def parse_run(run_dir: Path) -> dict:  # type: ignore[type-arg]
+    """The per-run record, through the real parse-memory command."""
+    out = run_dir / "summary.json"
+    subprocess.run([sys.executable, "-m", "zerosweep", "parse-memory", "--run-dir", str(run_dir), "--out", str(out)],
+                   check=True, env={**os.environ, "PYTHONPATH": str(REPO / "scripts")}, capture_output=True)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_a_real_run_records_every_optimizer_step(results_dir: Path, torch_extensions_dir: Path) -> None:
+    spec = make_spec(MatrixPoint(False, None, "none", False, 1, 1), torch_extensions_dir,
+                     {"training": {"max_steps": 6}})
+    spec["run_id"] = "base-g1n1-r2"  # a repeat's id, as the plan names it
+    result, run_dir = launch(spec, results_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    frame = read_steps(run_dir / "steps.csv")
+    # 8 samples, batch 2 x accumulation 2: 2 steps per epoch, each epoch evaluated after its last step
+    assert list(frame["step"]) == [1, 2, 3, 4, 5, 6] and (frame["samples"] == 4).all()
+    assert (frame["tokens"] == 4 * 64).all() and (frame["seconds"] > 0).all()
+    assert list(frame["eval_gap"]) == [False, False, True, False, True, False]
+    assert np.allclose(frame["wall_end"] - frame["wall_start"], frame["seconds"])
+    assert (frame["wall_start"].iloc[1:].to_numpy() >= frame["wall_end"].iloc[:-1].to_numpy() - 1e-3).all()
+    assert metrics["stop_reason"] == "max_steps" and metrics["recorded_steps"] == 6
+    assert metrics.get("tflops_per_gpu") is None  # derived figures belong to the report
+    assert metrics["steady_steps"] == 3  # steps 2, 4, 6: after warmup_steps 1, no evaluation in them
+    summary = parse_run(run_dir)
+    throughput = summary["throughput"]
+    assert throughput["stop_reason"] == "max_steps" and throughput["hit_cap"] is False
+    assert throughput["recorded_steps"] == 6 and 1 <= throughput["steady_steps"] <= 3
+    assert throughput["samples_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_training_stops_once_the_interval_is_tight(results_dir: Path, torch_extensions_dir: Path) -> None:
+    # two ranks: rank 0's decision must reach the other rank, or its next collective hangs
+    measure = {"enabled": True, "target_halfwidth": 0.5, "min_steady_steps": 6, "max_steady_steps": 200,
+               "max_seconds": 300}
+    spec = make_spec(MatrixPoint(False, None, "none", False, 2, 1), torch_extensions_dir,
+                     {"data": {"samples_per_gpu": 160}, "training": {"max_steps": 40, "measure": measure}})
+    result, run_dir = launch(spec, results_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    frame = read_steps(run_dir / "steps.csv")
+    assert metrics["stop_reason"] == "width", (metrics["stop_reason"], list(frame["seconds"]))
+    assert metrics["optimizer_steps"] == len(frame) < 40
+    throughput = summarise_throughput(run_dir, metrics, warmup_steps=1)
+    assert throughput is not None and throughput["steady_steps"] >= 6
+    halfwidth = (throughput["step_seconds_ci_high"] - throughput["step_seconds_ci_low"]) / 2
+    assert halfwidth <= 0.5 * throughput["step_seconds_median"]
