@@ -31,7 +31,9 @@ AXIS_DEFAULTS: dict[str, list[Any]] = {
     "nodes": [1],
 }
 
-RUN_ID_PATTERN = r"(base|z[0-3]-off(none|cpu)-(pin|nopin))-g[1-9][0-9]*n[1-9][0-9]*(-x[0-9a-f]{6})?" + REPEAT_ID_SUFFIX
+POINT_ID_PATTERN = r"(base|z[0-3]-off(none|cpu)-(pin|nopin))-g[1-9][0-9]*n[1-9][0-9]*"
+# -x<hash>: study overrides; -b<micro_batch>: a tune study's probe or measurement (plan.tune); then -r<k> repeats
+RUN_ID_PATTERN = POINT_ID_PATTERN + r"(-x[0-9a-f]{6})?(-b[1-9][0-9]*)?" + REPEAT_ID_SUFFIX
 STUDY_PATTERN = r"[a-z][a-z0-9_]*"
 
 
@@ -111,6 +113,7 @@ class Study:
     scaling_axis: str | None
     run_ids: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    points: list[MatrixPoint] = field(default_factory=list)
 
 
 @dataclass
@@ -255,6 +258,10 @@ def build_plan(config: dict[str, Any]) -> Plan:
             scaling_axis=scaling_axis,
             pruned=pruned,
         )
+        entry.points = points
+        if study["table"] == "tune":  # its runs follow from probe outcomes: plan.tune makes them
+            studies[name] = entry
+            continue
         for point in points:
             run_id = point.point_id + _suffix(overrides)
             spec = RunSpec(run_id=run_id, point=point, settings=settings)
@@ -285,6 +292,10 @@ def matrix_table(plan: Plan) -> str:
         )
     lines.append("")
     lines.append(f"{len(plan.runs)} runs in {len(plan.studies)} studies; {plan.pruned_count} invalid combinations pruned.")
+    for study in plan.studies.values():
+        if study.table == "tune":
+            lines.append(f"  tune study {study.name}: micro-batch search over "
+                         f"{', '.join(point.point_id for point in study.points)}")
     for study in plan.studies.values():
         for item in study.pruned:
             lines.append(f"  pruned in {study.name}: {item}")

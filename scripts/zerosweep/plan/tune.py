@@ -1,0 +1,209 @@
+"""The `tune` study: for each matrix point, the largest per-device micro-batch that fits, found by real probes.
+
+Search (pure; state = the finished probes' outcomes, so a rerun replays it from the records): grow from
+`start` by doubling until the first OOM, clamped to `upper` so the upper bound itself is always probed; then
+bisect between the largest fit and the smallest OOM until they are adjacent. Fits are assumed monotone in the
+micro-batch; outcomes that contradict it are reported, never silently smoothed.
+
+Runs: a probe is an ordinary run of the point with the study's overrides plus the probe settings (short
+max_steps, the micro-batch, an optional host-memory cap), id `<point>[-x<hash>]-b<micro_batch>`; the hash
+covers everything but the micro-batch. The measurement at the best micro-batch is the same kind of run with
+the measurement settings; when those equal the probe's, the probe is the measurement (one run, not two).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .matrix import (
+    RUN_SECTIONS,
+    ConfigError,
+    MatrixPoint,
+    Plan,
+    RunSpec,
+    _effective_overrides,
+    _suffix,
+    deep_merge,
+)
+
+FIT, OOM = "ok", "oom"
+OUTCOMES = (FIT, OOM)
+# Settings of the tune block (schema: $defs/tune); defaults for keys a study leaves out.
+TUNE_DEFAULTS: dict[str, Any] = {
+    "start_micro_batch": 1,
+    "max_micro_batch": 256,
+    "probe_steps": 4,
+    "measure_steps": None,  # None: measure with the probe's settings (the boundary probe is the measurement)
+    "global_batch_size": None,  # None: measure at gradient_accumulation_steps of the study
+    "host_memory_cap_mib": None,  # CPU runs: each rank may grow this far past its post-import size
+    "budgets_gib": [16, 24, 40, 80],
+    "workshop_micro_batch": 4,
+}
+
+
+# --- the search --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """What the finished probes say. `max_fit` 0: not even micro-batch 1 fits."""
+
+    max_fit: int | None  # None while the search is not finished
+    first_oom: int | None  # the smallest micro-batch that ran out of memory (None: none did)
+    capped: bool  # the upper bound fit: the true maximum may lie above it
+    consistent: bool  # False when a probe fit above one that ran out of memory
+    probes: dict[int, str] = field(default_factory=dict)
+
+
+def _check_bounds(start: int, upper: int) -> None:
+    if start < 1 or upper < start:
+        raise ValueError(f"micro-batch search needs 1 <= start <= upper, got start={start}, upper={upper}")
+
+
+def _bracket(outcomes: Mapping[int, str]) -> tuple[int, int | None]:
+    """(largest fit below the smallest OOM, smallest OOM); 0 stands for "nothing fits yet"."""
+    for micro_batch, outcome in outcomes.items():
+        if outcome not in OUTCOMES:
+            raise ValueError(f"micro-batch {micro_batch}: outcome {outcome!r} is not one of {OUTCOMES}")
+    ooms = [mb for mb, outcome in outcomes.items() if outcome == OOM]
+    first_oom = min(ooms) if ooms else None
+    fits = [mb for mb, outcome in outcomes.items() if outcome == FIT and (first_oom is None or mb < first_oom)]
+    return (max(fits) if fits else 0), first_oom
+
+
+def next_probe(outcomes: Mapping[int, str], start: int, upper: int) -> int | None:
+    """The micro-batch to probe next, or None when the boundary is known."""
+    _check_bounds(start, upper)
+    fit, oom = _bracket(outcomes)
+    if oom is None:
+        if fit == 0:
+            return start
+        if fit >= upper:
+            return None
+        return min(2 * fit, upper)  # clamp: the upper bound is probed, never skipped
+    if oom - fit <= 1:
+        return None
+    return (fit + oom) // 2
+
+
+def boundary(outcomes: Mapping[int, str], start: int, upper: int) -> Boundary:
+    fit, oom = _bracket(outcomes)
+    done = next_probe(outcomes, start, upper) is None
+    contradicted = oom is not None and any(mb > oom and out == FIT for mb, out in outcomes.items())
+    return Boundary(max_fit=fit if done else None, first_oom=oom, capped=done and oom is None,
+                    consistent=not contradicted, probes=dict(sorted(outcomes.items())))
+
+
+# --- the study's runs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuneSearch:
+    """One matrix point of a tune study: how its probe and measurement runs are made."""
+
+    study: str
+    point: MatrixPoint
+    base_settings: dict[str, Any]  # the study's settings before the probe/measure ones
+    overrides: dict[str, Any]  # the study's effective data/training overrides (part of the run id hash)
+    tune: dict[str, Any]
+
+    @property
+    def start(self) -> int:
+        return int(self.tune["start_micro_batch"])
+
+    @property
+    def upper(self) -> int:
+        return int(self.tune["max_micro_batch"])
+
+    def _run(self, micro_batch: int, steps: int, grad_accum: int) -> RunSpec:
+        if micro_batch < 1:
+            raise ValueError(f"{self.point.point_id}: micro-batch must be >= 1, got {micro_batch}")
+        fixed: dict[str, Any] = deep_merge(self.overrides, {"training": {"max_steps": steps,
+                                                                         "gradient_accumulation_steps": grad_accum}})
+        cap = self.tune["host_memory_cap_mib"]
+        if cap is not None:
+            fixed["runtime"] = {"memory_headroom_mib": int(cap)}
+        settings = deep_merge(self.base_settings, fixed)
+        settings["training"]["per_device_batch_size"] = micro_batch
+        # One pass over the data covers the steps: no evaluation (and its memory) in the middle of a probe.
+        needed = micro_batch * grad_accum * steps
+        settings["data"]["samples_per_gpu"] = max(int(settings["data"]["samples_per_gpu"]), needed)
+        run_id = f"{self.point.point_id}{_suffix(fixed)}-b{micro_batch}"
+        return RunSpec(run_id=run_id, point=self.point, settings=settings)
+
+    def probe(self, micro_batch: int) -> RunSpec:
+        return self._run(micro_batch, int(self.tune["probe_steps"]), self.study_grad_accum)
+
+    @property
+    def study_grad_accum(self) -> int:
+        return int(self.base_settings["training"]["gradient_accumulation_steps"])
+
+    def measure_grad_accum(self, micro_batch: int) -> int:
+        """Gradient accumulation that brings the global batch to the study's `global_batch_size` (at least 1)."""
+        target = self.tune["global_batch_size"]
+        if target is None:
+            return self.study_grad_accum
+        return max(1, int(target) // (micro_batch * self.point.world_size))
+
+    def measurement(self, micro_batch: int) -> RunSpec:
+        steps = self.tune["measure_steps"] or self.tune["probe_steps"]
+        return self._run(micro_batch, int(steps), self.measure_grad_accum(micro_batch))
+
+
+@dataclass
+class TuneStudy:
+    name: str
+    title: str
+    tune: dict[str, Any]
+    searches: dict[str, TuneSearch]  # by point id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "tune": copy.deepcopy(self.tune),
+                "points": {point_id: {**search.point.__dict__, "world_size": search.point.world_size,
+                                      "label": search.point.label}
+                           for point_id, search in self.searches.items()},
+                "settings": copy.deepcopy(next(iter(self.searches.values())).base_settings)}
+
+
+def tune_settings(name: str, study: Mapping[str, Any]) -> dict[str, Any]:
+    settings = {**TUNE_DEFAULTS, **(study.get("tune") or {})}
+    if settings["max_micro_batch"] < settings["start_micro_batch"]:
+        raise ConfigError(f"study '{name}': tune.max_micro_batch ({settings['max_micro_batch']}) is below "
+                          f"tune.start_micro_batch ({settings['start_micro_batch']})")
+    return settings
+
+
+def build_tune_studies(config: Mapping[str, Any], plan: Plan) -> dict[str, TuneStudy]:
+    """The tune studies of a built plan (their points were validated by build_plan)."""
+    base = {section: copy.deepcopy(config.get(section, {})) for section in RUN_SECTIONS}
+    studies: dict[str, TuneStudy] = {}
+    for name, study in config["studies"].items():
+        if study["table"] != "tune":
+            if "tune" in study:
+                raise ConfigError(f"study '{name}': key 'tune' only applies to table 'tune'")
+            continue
+        tune = tune_settings(name, study)
+        overrides = _effective_overrides(dict(config), dict(study))
+        settings = deep_merge(base, overrides)
+        searches = {point.point_id: TuneSearch(name, point, settings, overrides, tune)
+                    for point in plan.studies[name].points}
+        studies[name] = TuneStudy(name=name, title=study.get("title", name), tune=tune, searches=searches)
+    return studies
+
+
+def find_run(plan: Plan, tune_studies: Mapping[str, TuneStudy], run_id: str) -> RunSpec:
+    """A run of the plan, or a tune probe/measurement (their ids end in -b<micro_batch>)."""
+    if run_id in plan.runs:
+        return plan.runs[run_id]
+    head, _, micro = run_id.rpartition("-b")
+    if micro.isdigit():
+        for study in tune_studies.values():
+            for search in study.searches.values():
+                micro_batch = int(micro)
+                for spec in (search.probe(micro_batch), search.measurement(micro_batch)):
+                    if spec.run_id == run_id:
+                        return spec
+    raise KeyError(f"run '{run_id}' is neither in the matrix nor a tune study's probe ({head})")

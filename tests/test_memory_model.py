@@ -1,0 +1,158 @@
+"""The memory model: ZeRO-paper accounting by hand, DeepSpeed's own estimators on a real BLOOM, the peak fit."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+
+import pytest
+from zerosweep.plan.memory_model import (
+    MIB,
+    PeakFit,
+    PeakSample,
+    StatesSetup,
+    bloom_largest_layer_params,
+    fit_peak,
+    model_states,
+)
+
+P = 1_000_000
+
+
+def setup(stage: int | None, offload: str = "none", gpus: int = 1, nodes: int = 1,
+          precision: str = "fp16") -> StatesSetup:
+    return StatesSetup(zero_stage=stage, offload=offload, gpus_per_node=gpus, nodes=nodes, precision=precision)
+
+
+@pytest.mark.parametrize(("stage", "n", "expected_per_param"), [
+    # the ZeRO paper, figure 1 / section 3.1: (2 + 2 + K) Psi, K = 12, over N_d ranks
+    (0, 4, 2 + 2 + 12),
+    (1, 4, 2 + 2 + 12 / 4),
+    (2, 4, 2 + (2 + 12) / 4),
+    (3, 4, (2 + 2 + 12) / 4),
+    (1, 64, 4 + 12 / 64),
+    (3, 64, 16 / 64),
+])
+def test_zero_paper_bytes_per_parameter(stage: int, n: int, expected_per_param: float) -> None:
+    states = model_states(P, setup(stage, gpus=n // 2, nodes=2) if n > 8 else setup(stage, gpus=n))
+    assert states.gpu_bytes == pytest.approx(expected_per_param * P)
+    assert states.host_bytes == 0
+
+
+def test_offload_moves_optimizer_and_gradient_partition_to_the_host() -> None:
+    z2 = model_states(P, setup(2, "cpu", gpus=4))
+    assert z2.gpu_bytes == 2 * P and z2.host_bytes == pytest.approx((2 + 12) * P / 4)
+    z3 = model_states(P, setup(3, "cpu", gpus=4))  # parameters offloaded too
+    assert z3.gpu_bytes == 0 and z3.host_bytes == pytest.approx(16 * P / 4)
+    # on CPU ranks the host part is the device part
+    assert z3.device_mib("cpu") == pytest.approx(16 * P / 4 / MIB) and z3.device_mib("cuda") == 0
+
+
+def test_without_deepspeed_and_in_fp32() -> None:
+    assert model_states(P, setup(None)).gpu_bytes == 16 * P
+    assert model_states(P, setup(2, gpus=2, precision="fp32")).gpu_bytes == 4 * P + (4 + 8) * P / 2
+
+
+@pytest.mark.parametrize("bad", [setup(4), setup(1, "nvme"), setup(1, precision="fp8"), setup(0, "cpu"),
+                                 setup(1, gpus=0)])
+def test_bad_setup_is_refused_by_name(bad: StatesSetup) -> None:
+    with pytest.raises(ValueError, match="zero_stage|offload|precision|gpus_per_node"):
+        model_states(P, bad)
+
+
+# --- against DeepSpeed ------------------------------------------------------------------------------
+
+CROSS_CHECK_ARCH = {"vocab_size": 50_000, "hidden_size": 1024, "n_layer": 2, "n_head": 8}
+
+
+@pytest.fixture(scope="module")
+def bloom() -> tuple[object, int, int]:
+    """A real (random-init) BLOOM, 76M parameters: DeepSpeed prints GiB to 0.01, so the sizes must be GiB-scale."""
+    torch = pytest.importorskip("torch")
+    from transformers import BloomConfig, BloomForCausalLM
+
+    torch.manual_seed(0)
+    model = BloomForCausalLM(BloomConfig(**CROSS_CHECK_ARCH))
+    from zerosweep.run.flops import bloom_parameter_count
+
+    n_params = bloom_parameter_count(CROSS_CHECK_ARCH)
+    largest = bloom_largest_layer_params(CROSS_CHECK_ARCH["vocab_size"], CROSS_CHECK_ARCH["hidden_size"])
+    return model, n_params, largest
+
+
+def printed_rows(function: object, *args: object, **kwargs: object) -> dict[str, tuple[float, float]]:
+    """DeepSpeed's *_all_live print a table ` per CPU | per GPU | Options` in GiB ("GB" = 2**30 bytes)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert function(*args, **kwargs) is None  # they return nothing: the table is the answer
+    rows = {}
+    for cpu, gpu, options in re.findall(r"^\s*([\d.]+)GB \|\s*([\d.]+)GB \| (.+)$", out.getvalue(), re.M):
+        rows[re.sub(r"\s+|OffloadDeviceEnum\.", "", options)] = (float(cpu) * 2**30, float(gpu) * 2**30)
+    assert rows, out.getvalue()
+    return rows
+
+
+@pytest.mark.parametrize(("gpus", "nodes"), [(1, 1), (4, 1), (8, 2)])
+def test_deepspeed_accounting_matches_deepspeeds_estimators(bloom: tuple[object, int, int], gpus: int,
+                                                            nodes: int) -> None:
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs_all_live
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs_all_live, model_to_params
+
+    model, n_params, largest = bloom
+    assert model_to_params(model) == n_params  # tied embedding counted once, as DeepSpeed does
+    tolerance = 0.006 * 2**30  # two printed decimals
+
+    def ours(stage: int, offload: str, accounting: str) -> tuple[float, float]:
+        states = model_states(n_params, setup(stage, offload, gpus, nodes), accounting, largest)  # type: ignore[arg-type]
+        return states.host_bytes * gpus, states.gpu_bytes  # DeepSpeed's CPU column is per node
+
+    z2 = printed_rows(estimate_zero2_model_states_mem_needs_all_live, model, num_gpus_per_node=gpus,
+                      num_nodes=nodes, additional_buffer_factor=1.0)
+    assert ours(2, "none", "deepspeed")[1] == pytest.approx(z2["offload_optimizer=none"][1], abs=tolerance)
+    assert ours(2, "cpu", "deepspeed")[1] == pytest.approx(z2["offload_optimizer=cpu"][1], abs=tolerance)
+    if nodes == 1 and gpus <= 4:  # above that DeepSpeed's floor of 4 bytes per GPU (each rank's fp32 load) wins
+        assert ours(2, "cpu", "deepspeed")[0] == pytest.approx(z2["offload_optimizer=cpu"][0], abs=tolerance)
+
+    z3 = printed_rows(estimate_zero3_model_states_mem_needs_all_live, model, num_gpus_per_node=gpus,
+                      num_nodes=nodes, additional_buffer_factor=1.0)
+    no_offload = z3["offload_param=none,offload_optimizer=none,zero_init=1"]
+    full_offload = z3["offload_param=cpu,offload_optimizer=cpu,zero_init=1"]
+    assert ours(3, "none", "deepspeed")[1] == pytest.approx(no_offload[1], abs=tolerance)
+    assert ours(3, "cpu", "deepspeed")[1] == pytest.approx(full_offload[1], abs=tolerance)
+    assert ours(3, "cpu", "deepspeed")[0] == pytest.approx(full_offload[0], abs=tolerance)
+
+    # The systematic difference to the paper's 2+2+12, term by term: DeepSpeed's fp32 gradient partition
+    # (4 bytes per parameter over N: beside the 16-bit gradients at stage 2, in place of the 16-bit partition at
+    # stage 3) and, at stage 3, one gathered layer of 16-bit parameters and gradients.
+    n = gpus * nodes
+    assert ours(2, "none", "deepspeed")[1] - ours(2, "none", "zero_paper")[1] == pytest.approx(4 * n_params / n)
+    assert ours(3, "none", "deepspeed")[1] - ours(3, "none", "zero_paper")[1] == pytest.approx(
+        (4 - 2) * n_params / n + 4 * largest)
+    # offloaded: the host holds the fp32 gradient partition instead of the 16-bit one (+2 bytes per parameter / N)
+    assert ours(2, "cpu", "deepspeed")[0] - ours(2, "cpu", "zero_paper")[0] == pytest.approx(2 * n_params / nodes)
+
+
+# --- the peak fit -------------------------------------------------------------------------------------
+
+
+def test_fit_recovers_a_known_line_and_predicts_an_unrun_micro_batch() -> None:
+    states = 1000.0
+    samples = [PeakSample(mb, states + 500 + 30 * mb, states) for mb in (1, 2, 4, 8)]
+    fit = fit_peak(samples, "known line")
+    assert fit.fixed_mib == pytest.approx(500) and fit.per_sample_mib == pytest.approx(30)
+    assert fit.r_squared == pytest.approx(1.0)
+    assert fit.predict(states, 16) == pytest.approx(states + 500 + 480)
+    # a different world size only changes the states part
+    assert fit.predict(250.0, 3) == pytest.approx(250 + 500 + 90)
+    assert fit.largest_micro_batch(states, states + 500 + 30 * 10 + 29) == 10
+    assert fit.largest_micro_batch(states, states + 100) == 0
+
+
+def test_fit_needs_two_micro_batches_and_a_positive_slope() -> None:
+    with pytest.raises(ValueError, match="two micro-batches"):
+        fit_peak([PeakSample(4, 10, 0), PeakSample(4, 11, 0)], "one point")
+    flat = PeakFit(fixed_mib=1, per_sample_mib=0, points=2, r_squared=None, source="flat")
+    with pytest.raises(ValueError, match="flat"):
+        flat.largest_micro_batch(0, 100)
