@@ -1,7 +1,7 @@
 # zerosweep: DeepSpeed ZeRO benchmark matrix as one Snakemake DAG.
 #   snakemake -n                           preview every job (dry run)
 #   snakemake --cores 4 all                 run locally
-#   snakemake --workflow-profile profiles/slurm all    submit to SLURM
+#   snakemake --executor slurm all                   submit to SLURM (profiles/default applies by itself)
 #   snakemake results/tables/zero_stages.md          rebuild one table
 from snakemake.utils import min_version
 

@@ -1,13 +1,14 @@
 # Helpers and input functions shared by all rules. All logic lives in the `zerosweep` package
 # (scripts/zerosweep); this file only maps the validated config onto wildcards and resources.
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
+from zerosweep.plan.checks import check_config  # noqa: E402
 from zerosweep.plan.matrix import (  # noqa: E402
     RUN_ID_PATTERN,
     STUDY_PATTERN,
@@ -17,9 +18,11 @@ from zerosweep.plan.matrix import (  # noqa: E402
 )
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.run.ops import ops_for  # noqa: E402
+from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
+from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
 
-validate(config, "../schemas/config.schema.yaml")
-try:
+try:  # schema, then settings that contradict each other, then the matrix: before anything is scheduled
+    check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
     PLAN = build_plan(config)
 except ConfigError as error:
     raise WorkflowError(f"workflow config: {error}") from None
@@ -127,7 +130,8 @@ def train_slurm_extra(wildcards):
     if _slurm("reservation"):
         extra.append(f"--reservation={_slurm('reservation')}")
     if _slurm("constraint"):
-        extra.append(f"--constraint={_slurm('constraint')}")
+        # feature expressions use & | ( ) [ ] *: one shell word (the plugin runs sbatch through a shell)
+        extra.append(f"--constraint={shlex.quote(_slurm('constraint'))}")
     return " ".join(extra)
 
 
@@ -198,6 +202,18 @@ def ops_slurm_extra(wildcards):
     if _slurm("constraint"):
         extra.append(f"--constraint={_slurm('constraint')}")
     return " ".join(extra)
+
+
+# Before the first job starts: a results directory that cannot take the outputs (read-only, unwritable, full),
+# and a SLURM cluster whose finished jobs Snakemake could not see end (it would wait forever), are named at once.
+onstart:
+    try:
+        check_results_dir(Path("results"))
+        if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+            settings = workflow.executor_settings
+            check_slurm_tracking(settings.status_command, settings.init_seconds_before_status_checks)
+    except (UnusableResults, UntrackableCluster) as error:
+        raise WorkflowError(str(error)) from None
 
 
 # One preview line per invocation of the main process (not per cluster job re-parsing this file).

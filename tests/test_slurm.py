@@ -1,16 +1,20 @@
 """`snakemake --executor slurm` against a real SLURM 22.05 cluster on this machine (tests/slurm/cluster.py: slurmctld
 plus four slurmd nodes n1..n4, 8 fake GPUs each, partition `debug`).
 
-Every job goes through sbatch with the shipped profile (profiles/slurm) and the train rule's resources; the ranks
-train bloom-tiny on CPU over gloo. Three workflows (marked slurm and slow):
-  1. four runs (1 node x 1 GPU, 1 node x 2 GPUs, 2 nodes x 2 GPUs, 4 nodes x 1 GPU), Snakemake interrupted (SIGINT) after one run
-     finished while another ran, then rerun: only the missing runs are submitted again, the finished run's files
-     are byte-identical, and every run's records show where its ranks ran; tables and plots are built;
-  2. a job cancelled by `scancel` mid-training and a job killed at its time limit are both retried (the profile's
-     `retries: 1`), the second attempt with twice the time limit, and both runs complete;
-  3. with slurmdbd (accounting), the plugin's default `sacct` status check on a one-run workflow.
-Needs root (daemons, namespaces); about 5 minutes on 2 cores. Without a cluster, a dry run checks that every run
-of the shipped matrix asks SLURM for one task per node (the plugin's own sbatch command builder).
+Every job goes through sbatch with the workflow profile Snakemake loads by itself (profiles/default) and the train
+rule's resources; the ranks train bloom-tiny on CPU over gloo. Workflows (marked slurm and slow):
+  1. four runs (1 node x 1 GPU, 1 node x 2 GPUs, 2 nodes x 2 GPUs, 4 nodes x 1 GPU), Snakemake SIGKILLed after one
+     run finished while another ran, then the documented recovery (scripts/slurm_recover.sh) and a rerun: no job
+     left behind, only the missing runs submitted again, the finished run's files byte-identical, and every run's
+     records show where its ranks ran; tables and plots are built;
+  2. a job cancelled by `scancel`, a job killed at its time limit and a 2-node job whose second node is set DOWN
+     are all retried (the profile's `retries: 1`), with twice the time limit; the killed attempts' records are
+     kept under results/failed/, and each run completes once;
+  3. `snakemake --executor slurm <table>` exactly as typed in a clone, without slurmdbd (where a status check that
+     cannot work is refused at once) and with slurmdbd (a second cluster).
+Needs root (daemons, namespaces); about 7 minutes on 2 cores. Without a cluster, a dry run checks that every run
+of the shipped matrix asks SLURM for one task per node (the plugin's own sbatch command builder), and the
+tracking check is tested on canned `scontrol show config` output.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 import cluster as test_cluster
 from workflow import (
     Workdir,
+    as_typed,
     client_env,
     finished_train_runs,
+    make_clone,
     make_workdir,
     read_json,
     run_snakemake,
@@ -45,7 +51,9 @@ from workflow import (
     train_submissions,
     tree_hashes,
     wait_for,
+    workflow_jobs,
 )
+from zerosweep.plan.tracking import parse_scontrol_config, untrackable_reason
 
 TRAINING_STARTED = "[zerosweep] training started"  # zerosweep.run.train.TRAINING_STARTED_MARKER
 NODES = ("n1", "n2", "n3", "n4")
@@ -184,6 +192,53 @@ def test_train_resources_become_one_task_per_node(tmp_path: Path) -> None:
         assert command.endswith(f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1 -D w"), command
 
 
+# --- can Snakemake track jobs on a cluster? (canned `scontrol show config`, no cluster) -----------------------
+
+SCONTROL_NO_DBD = """Configuration data as of 2026-11-24T10:00:00
+AccountingStorageType   = accounting_storage/none
+MinJobAge               = 300 sec
+SlurmctldPort           = 6817
+"""
+
+
+def test_tracking_check_refuses_what_would_hang_and_names_the_setting() -> None:
+    config = parse_scontrol_config(SCONTROL_NO_DBD)
+    assert config["MinJobAge"] == "300 sec" and config["AccountingStorageType"] == "accounting_storage/none"
+    # the profile's squeue with 20 s: fine (300 >= 60)
+    assert untrackable_reason("squeue", 20, config, sacct_on_path=True) is None
+    # sacct without slurmdbd: waits forever (issue 16)
+    reason = untrackable_reason("sacct", 20, config, sacct_on_path=True)
+    assert reason and "--slurm-status-command sacct" in reason and "squeue" in reason
+    # squeue, but finished jobs leave the queue before 3 x the first-check delay: the plugin would use sacct
+    reason = untrackable_reason("squeue", 120, config, sacct_on_path=True)
+    assert reason and "MinJobAge=300" in reason and "--slurm-init-seconds-before-status-checks 100" in reason
+    assert "switch back to sacct" in reason
+    assert "leave squeue" in (untrackable_reason("squeue", 120, config, sacct_on_path=False) or "")
+    # with slurmdbd everything is trackable
+    accounted = {**config, "AccountingStorageType": "accounting_storage/slurmdbd"}
+    assert untrackable_reason("sacct", 120, accounted, sacct_on_path=True) is None
+
+
+def test_profile_sets_the_job_limit_only_for_slurm() -> None:
+    """profiles/default: `jobs` makes Snakemake stop limiting local cores, so it is set for --executor slurm only."""
+    from snakemake.profiles import ProfileConfigFileParser
+
+    def parsed(*argv: str) -> dict[str, Any]:
+        saved = sys.argv
+        sys.argv = ["snakemake", *argv]
+        try:
+            with open(conftest.REPO / "profiles" / "default" / "config.yaml", encoding="utf-8") as handle:
+                return dict(ProfileConfigFileParser().parse(handle))
+        finally:
+            sys.argv = saved
+
+    for argv in (("--executor", "slurm", "all"), ("--executor=slurm",), ("-e", "slurm")):
+        assert (parsed(*argv).get("jobs"), parsed(*argv).get("retries")) == ("50", "1"), argv
+    local = parsed("--cores", "2", "all")
+    assert "jobs" not in local and "retries" not in local
+    assert local["slurm-status-command"] == "squeue" and local["cores"] == "all"
+
+
 # --- 1 + 3: the matrix through sbatch; interrupted and resumed --------------------------------------------
 
 # Four runs, (nodes, GPUs per node): 1 x 1, 1 x 2, 2 x 2 (the shipped multi-node shape: 2 GPUs per node) and
@@ -205,42 +260,47 @@ E2E_TABLES = {"slurm_ranks": ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g2n1"],
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_matrix_through_sbatch_interrupted_and_resumed(tmp_path: Path, env: dict[str, str],
-                                                        extensions_dir: Path) -> None:
+def test_matrix_through_sbatch_killed_and_recovered(tmp_path: Path, env: dict[str, str],
+                                                     extensions_dir: Path) -> None:
     workdir = make_workdir(tmp_path / "wd", E2E_STUDIES, extensions_dir)
     assert {study: workdir.study_runs(study) for study in E2E_STUDIES} == E2E_TABLES
 
-    # First invocation: interrupt it (Ctrl-C) once a run has finished and another one is training. One job at a
-    # time makes that moment certain (together, the four runs share the 2 cores and end within seconds).
+    # First invocation: SIGKILL it (a lost login node) once a run has finished and another one is training. One
+    # job at a time makes that moment certain (together, the four runs share the 2 cores and end within seconds).
     first_log = tmp_path / "first.log"
     process = start_snakemake(workdir, env, first_log, "--jobs", "1")
     try:
-        def interruptible() -> tuple[set[str], list[str]] | None:
+        def killable() -> tuple[set[str], list[str]] | None:
             text = first_log.read_text(encoding="utf-8", errors="replace")
             finished = finished_train_runs(text)
             if not finished:
                 return None
             if finished == set(E2E_SHAPES):
-                raise AssertionError("every run finished before Snakemake could be interrupted")
+                raise AssertionError("every run finished before Snakemake could be killed")
             states = _latest_states(env, train_submissions(text))
             running = [run for run, state in states.items() if state == "RUNNING" and run not in finished
                        and (workdir.run_dir(run) / "train.log").exists()]
             return (finished, running) if running else None
 
-        finished, running = wait_for(interruptible, 600, "a finished run and a running one", process=process)
+        finished, running = wait_for(killable, 600, "a finished run and a running one", process=process)
     finally:
-        first_code = stop_snakemake(process)  # Ctrl-C
+        process.kill()  # SIGKILL: Snakemake cancels nothing
+        process.wait()
     first = first_log.read_text(encoding="utf-8", errors="replace")
-    assert first_code != 0 and "Terminating processes on user request" in first, first[-3000:]
     first_jobs = train_submissions(first)
     finished = finished_train_runs(first)  # also those seen finishing between the check and the signal
-    # Snakemake cancelled what still ran (the launchers got SIGTERM and kept their records); nothing of this
-    # workflow is left in the queue.
-    def settled() -> dict[str, str] | None:
-        states = _latest_states(env, first_jobs)
-        return None if set(states.values()) & ACTIVE_STATES else states
+    orphans = {job: state for job, state in workflow_jobs(env, workdir).items() if state in ACTIVE_STATES}
+    assert orphans, "the killed Snakemake's running job should still be in the queue"
 
-    states = wait_for(settled, 60, "the interrupted workflow's jobs to end")
+    # The documented recovery: cancel this workflow's jobs, wait for them to leave the queue, unlock.
+    recover = subprocess.run(["bash", str(conftest.REPO / "scripts" / "slurm_recover.sh"), "--snakefile",
+                              str(conftest.REPO / "Snakefile"), "--configfile", str(workdir.overlay_file)],
+                             cwd=workdir.path, env=env,
+                             capture_output=True, text=True, timeout=400, check=False)
+    assert recover.returncode == 0, recover.stdout + recover.stderr
+    assert all(job in recover.stdout for job in orphans), recover.stdout
+    states = _latest_states(env, first_jobs)
+    assert not set(workflow_jobs(env, workdir).values()) & ACTIVE_STATES, "a job was left behind"
     cancelled = {run for run, state in states.items() if state == "CANCELLED"}
     assert cancelled and cancelled >= set(running) - finished, (states, running, finished)
     for run in cancelled:
@@ -309,28 +369,49 @@ def _squad_file(path: Path, records: int) -> None:
     path.write_text(json.dumps(synthetic_squad(0, "train", records)), encoding="utf-8")
 
 
+def _hostnames(env: dict[str, str], nodelist: str) -> list[str]:
+    result = subprocess.run(["scontrol", "show", "hostnames", nodelist], env=env, capture_output=True, text=True,
+                            timeout=30, check=True)
+    return result.stdout.split()
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_cancelled_and_timed_out_jobs_are_retried(tmp_path: Path, env: dict[str, str], extensions_dir: Path) -> None:
+def test_cancelled_timed_out_and_node_failed_jobs_are_retried(tmp_path: Path, env: dict[str, str],
+                                                               extensions_dir: Path) -> None:
     # The timed-out run reads its data from a FIFO that nobody writes: its first attempt hangs (as a stuck
     # collective would) until SLURM kills it at the time limit; then the FIFO is replaced by a real file, so the
-    # retry, with twice the time, completes.
-    fifo = tmp_path / "hang.json"
+    # retry, with twice the time, completes. The 2-node run loses its second node (set DOWN) once node
+    # launchers run on both nodes (their ranks wait on a FIFO of their own, so the moment is certain); its
+    # retry reads a real file.
+    fifo, node_fifo = tmp_path / "hang.json", tmp_path / "hang_node.json"
     os.mkfifo(fifo)
+    os.mkfifo(node_fifo)
     studies = {
-        "slurm_cancel": {"title": "SLURM test: scancel", "table": "comparison", "zero_stage": [2], "nodes": [2],
+        "slurm_cancel": {"title": "SLURM test: scancel", "table": "comparison", "zero_stage": [2],
                          "training": {"max_steps": 60}},
         "slurm_timeout": {"title": "SLURM test: time limit", "table": "comparison", "zero_stage": [2],
                           "data": {"source": "file", "path": str(fifo)}},
+        "slurm_node_down": {"title": "SLURM test: node down", "table": "comparison", "zero_stage": [2],
+                            "nodes": [2], "data": {"source": "file", "path": str(node_fifo)}},
     }
     workdir = make_workdir(tmp_path / "wd", studies, extensions_dir, {"slurm": {"time_min": 1}})
     (cancel_run,) = workdir.study_runs("slurm_cancel")
     (timeout_run,) = workdir.study_runs("slurm_timeout")
+    (down_run,) = workdir.study_runs("slurm_node_down")
     log = tmp_path / "retries.log"
     process = start_snakemake(workdir, env, log)
     deadline = time.monotonic() + 600
     cancelled: str | None = None
-    swapped = False
+    swapped: set[str] = set()
+    downed: str | None = None  # the node set DOWN
+
+    def swap(path: Path) -> None:
+        ready = tmp_path / f"{path.stem}.ready.json"
+        _squad_file(ready, 32)  # enough for 2 ranks x 8 train + 4 eval
+        os.replace(ready, path)  # the retry reads a real file
+        swapped.add(path.name)
+
     try:
         while process.poll() is None and time.monotonic() < deadline:
             jobs = train_submissions(log.read_text(encoding="utf-8", errors="replace"))
@@ -340,69 +421,115 @@ def test_cancelled_and_timed_out_jobs_are_retried(tmp_path: Path, env: dict[str,
                 cancelled = jobs[cancel_run][0]
                 subprocess.run(["scancel", cancelled], env=env, check=True, timeout=30)
             first_timeout_job = jobs.get(timeout_run, [None])[0]
-            if (not swapped and first_timeout_job is not None
+            if (fifo.name not in swapped and first_timeout_job is not None
                     and squeue(env, [first_timeout_job]).get(first_timeout_job, {}).get("state") == "TIMEOUT"):
-                ready = tmp_path / "data.json"
-                _squad_file(ready, 16)
-                os.replace(ready, fifo)  # the retry reads a real file
-                swapped = True
+                swap(fifo)
+            first_down_job = jobs.get(down_run, [None])[0]
+            if first_down_job is not None:
+                state = squeue(env, [first_down_job]).get(first_down_job, {})
+                if (downed is None and state.get("state") == "RUNNING"
+                        and list(workdir.run_dir(down_run).glob("train_*.log"))):
+                    host = _hostnames(env, state["nodes"])[-1]
+                    # only the 2-node run may lose it (the other runs are 1-node; SLURM fills n1 first)
+                    others = squeue(env, [job for run, ids in jobs.items() if run != down_run for job in ids])
+                    if not any(info["state"] in ACTIVE_STATES and host in _hostnames(env, info["nodes"])
+                               for info in others.values() if info["nodes"]):
+                        downed = host
+                        subprocess.run(["scontrol", "update", f"nodename={host}", "state=down",
+                                        "reason=zerosweep-test"], env=env, check=True, timeout=30)
+                if node_fifo.name not in swapped and state.get("state") == "NODE_FAIL":
+                    swap(node_fifo)
             try:
                 process.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
                 pass
     finally:
         stop_snakemake(process)
+        if downed is not None:  # ReturnToService=2 brings it back when slurmd re-registers; make sure
+            subprocess.run(["scontrol", "update", f"nodename={downed}", "state=resume"], env=env, check=False,
+                           capture_output=True, timeout=30)
     text = log.read_text(encoding="utf-8", errors="replace")
     assert process.returncode == 0, text[-5000:]
-    assert cancelled is not None and swapped, (cancelled, swapped)
+    assert cancelled is not None and downed is not None and swapped == {fifo.name, node_fifo.name}, (
+        cancelled, downed, swapped)
     jobs = train_submissions(text)
-    assert len(jobs[cancel_run]) == 2 and len(jobs[timeout_run]) == 2, jobs
+    assert all(len(jobs[run]) == 2 for run in (cancel_run, timeout_run, down_run)), jobs
     assert jobs[cancel_run][0] == cancelled
-    states = squeue(env, [*jobs[cancel_run], *jobs[timeout_run]])
-    for run, failure in ((cancel_run, "CANCELLED"), (timeout_run, "TIMEOUT")):
+    states = squeue(env, [job for run in (cancel_run, timeout_run, down_run) for job in jobs[run]])
+    for run, failure in ((cancel_run, "CANCELLED"), (timeout_run, "TIMEOUT"), (down_run, "NODE_FAIL")):
         first, retry = (states[job] for job in jobs[run])
         assert (first["state"], retry["state"]) == (failure, "COMPLETED"), (run, first, retry)
         # the retry got twice the time limit (runtime = slurm.time_min x attempt)
         assert (first["time_limit"], retry["time_limit"]) == ("1:00", "2:00"), (run, first, retry)
-        assert f"SLURM-job '{jobs[run][0]}' failed, SLURM status is: '{failure}'" in text
         # the launcher of the killed attempt got SIGTERM and kept its records
         kept = sorted((workdir.results / "failed" / run).glob("*/status.json"))
         assert len(kept) == 1 and read_json(kept[0])["status"] == "interrupted", (run, kept)
         assert read_json(workdir.run_dir(run) / "metrics.json")["status"] == "ok"
         assert read_json(workdir.run_dir(run) / "status.json")["status"] == "ok"
+    for run, failure in ((cancel_run, "CANCELLED"), (timeout_run, "TIMEOUT")):
+        assert f"SLURM-job '{jobs[run][0]}' failed, SLURM status is: '{failure}'" in text
+    assert f"SLURM-job '{jobs[down_run][0]}' failed due to a node failure" in text
+    assert downed in _hostnames(env, states[jobs[down_run][0]]["nodes"])
     timed_out_log = next(item.log for item in submissions(text) if item.slurm_jobid == jobs[timeout_run][0])
     assert "DUE TO TIME LIMIT" in Path(timed_out_log).read_text(encoding="utf-8", errors="replace")
-    for study, run in (("slurm_cancel", cancel_run), ("slurm_timeout", timeout_run)):
+    for study, run in (("slurm_cancel", cancel_run), ("slurm_timeout", timeout_run), ("slurm_node_down", down_run)):
         rows = _read_csv(workdir.results / "tables" / f"{study}.csv")
-        assert [(row["run_id"], row["status"]) for row in rows] == [(run, "ok")]
+        assert [(row["run_id"], row["status"]) for row in rows] == [(run, "ok")]  # finished once: one row
 
 
-# --- accounting: the plugin's default sacct status check ---------------------------------------------------
+# --- `snakemake --executor slurm <target>` exactly as typed, in a clone, with and without slurmdbd ----------
+
+TYPED_STUDY = {"slurm_typed": {"title": "SLURM test: as typed", "table": "comparison", "zero_stage": [2],
+                               "gpus_per_node": [2]}}
+TYPED_TARGET = "results/tables/slurm_typed.md"
+
+
+def _run_as_typed(tmp_path: Path, env: dict[str, str], extensions_dir: Path) -> tuple[Workdir, str, str]:
+    """`snakemake --executor slurm <table>` in a clone: no profile, no --jobs, no status command named."""
+    workdir = make_clone(tmp_path / "clone", TYPED_STUDY, extensions_dir)
+    (run,) = workdir.study_runs("slurm_typed")
+    code, text = run_snakemake(workdir, env, tmp_path / "typed.log", limit_s=600,
+                               command=as_typed("--executor", "slurm", TYPED_TARGET))
+    assert code == 0, text[-5000:]
+    assert "Using workflow specific profile profiles/default" in text
+    assert "Provided remote nodes: 50" in text  # the profile's job limit, only for --executor slurm
+    (job,) = train_submissions(text)[run]
+    rows = _read_csv(workdir.results / "tables" / "slurm_typed.csv")
+    assert [(row["Run"], row["Status"]) for row in rows] == [(run, "ok")]
+    return workdir, run, job
 
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_sacct_status_check_with_slurmdbd(tmp_path: Path, slurm: Any, extensions_dir: Path) -> None:
-    """With slurmdbd the plugin's default (`sacct`) works: a second cluster, with accounting, beside the first."""
+def test_executor_slurm_as_typed_without_accounting(tmp_path: Path, env: dict[str, str],
+                                                     extensions_dir: Path) -> None:
+    """The cluster of issue 16: no slurmdbd. A status check that cannot work is refused before any submission,
+    naming the setting; the command as typed runs to the end."""
+    workdir = make_clone(tmp_path / "refused", TYPED_STUDY, extensions_dir)
+    started = time.monotonic()
+    code, text = run_snakemake(workdir, env, tmp_path / "refused.log", limit_s=120, command=as_typed(
+        "--executor", "slurm", "--slurm-status-command", "sacct", TYPED_TARGET))
+    assert code != 0 and time.monotonic() - started < 120, text[-3000:]
+    assert "cannot track jobs on this cluster: --slurm-status-command sacct" in text, text[-3000:]
+    assert "AccountingStorageType=accounting_storage/none" in text
+    assert not submissions(text) and not workflow_jobs(env, workdir)
+    _run_as_typed(tmp_path, env, extensions_dir)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_executor_slurm_as_typed_with_slurmdbd(tmp_path: Path, slurm: Any, extensions_dir: Path) -> None:
+    """With slurmdbd, the same command: a second cluster, with accounting, beside the first; sacct has the job."""
     state = tmp_path / "acct"
     info = test_cluster.start(state, nodes=len(NODES), accounting=True,
                               base_port=_free_base_port(slurm.base_port + 100, (slurm.base_port,)))
     try:
         acct_env = client_env(info.slurm_conf)
-        studies = {"slurm_acct": {"title": "SLURM test: accounting", "table": "comparison", "zero_stage": [2],
-                                  "gpus_per_node": [2]}}
-        workdir = make_workdir(tmp_path / "wd", studies, extensions_dir)
-        (run,) = workdir.study_runs("slurm_acct")
-        code, text = run_snakemake(workdir, acct_env, tmp_path / "acct.log", "--slurm-status-command", "sacct",
-                                   "--verbose", limit_s=600)
-        assert code == 0, text[-5000:]
-        assert "command=sacct" in text and "command=squeue" not in text
-        (job,) = train_submissions(text)[run]
+        _, _, job = _run_as_typed(tmp_path, acct_env, extensions_dir)
         sacct = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "JobID,State,AllocTRES,Account"],
                                env=acct_env, capture_output=True, text=True, timeout=30, check=True).stdout
         job_id, job_state, tres, account = sacct.strip().splitlines()[0].split("|")
         assert (job_id, job_state, account) == (job, "COMPLETED", "zerosweep"), sacct
         assert "gres/gpu=2" in tres, tres
-        assert read_json(workdir.run_dir(run) / "metrics.json")["status"] == "ok"
     finally:
         test_cluster.stop(state)

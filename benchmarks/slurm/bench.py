@@ -123,7 +123,7 @@ def bench_trivial(env: dict[str, str], base: Path, init: int, repeat: int) -> li
         workdir.mkdir(parents=True)
         (workdir / "Snakefile").write_text(TRIVIAL_SNAKEFILE, encoding="utf-8")
         command = [sys.executable, "-m", "snakemake", "--snakefile", str(workdir / "Snakefile"), "--directory",
-                   str(workdir), "--workflow-profile", str(PROFILE),
+                   str(workdir), "--workflow-profile", str(PROFILE), "--executor", "slurm",
                    "--slurm-init-seconds-before-status-checks", str(init)]
         result = watch(command, workdir, env, workdir / "snakemake.log")
         (job,) = result["jobs"]

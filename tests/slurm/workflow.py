@@ -28,7 +28,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.plan.matrix import deep_merge
 
-PROFILE = REPO / "profiles" / "slurm"
+# The workflow profile Snakemake loads by itself (profiles/default): with `--executor slurm` it sets the job
+# limit, retries and the squeue status check.
+PROFILE = REPO / "profiles" / "default"
+# What a clean clone needs to run the workflow (the rest: tests, benchmarks, docs, results).
+CLONE_PARTS = ("Snakefile", "rules", "schemas", "profiles", "scripts", "envs", "report", "ds_configs")
 # One optimizer-step-sized toy: bloom-tiny, 64-token examples, 3 steps, CPU ranks over gloo.
 TEST_SETTINGS: dict[str, Any] = {
     "model": {"architecture": "bloom-tiny", "weights": "random", "tokenizer": "local"},
@@ -69,8 +73,10 @@ class Workdir:
         return self.results / "runs" / run_id
 
     def config(self) -> dict[str, Any]:
-        """The merged config Snakemake sees (shipped file + overlay)."""
-        return deep_merge(shipped_config(), self.overlay)
+        """The merged config Snakemake sees (the directory's workflow_config.yaml + the overlay, if any)."""
+        with open(self.path / "workflow_config.yaml", encoding="utf-8") as handle:
+            config: dict[str, Any] = yaml.safe_load(handle)
+        return deep_merge(config, self.overlay) if self.overlay_file.exists() else config
 
     def plan(self) -> Any:
         sys.path.insert(0, str(REPO / "scripts"))
@@ -96,6 +102,25 @@ def make_workdir(path: Path, studies: Mapping[str, Any], extensions_dir: Path,
     return workdir
 
 
+def make_clone(path: Path, studies: Mapping[str, Any], extensions_dir: Path,
+               overrides: Mapping[str, Any] | None = None) -> Workdir:
+    """A copy of the workflow as a user's clone has it, with the test settings and `studies` written into its
+    own workflow_config.yaml: `snakemake --executor slurm <target>` runs there exactly as typed."""
+    path.mkdir(parents=True, exist_ok=True)
+    for part in CLONE_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, path / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(source, path / part)
+    overlay = deep_merge(TEST_SETTINGS, {"runtime": {"torch_extensions_dir": str(extensions_dir)},
+                                         "studies": dict(studies), "build_studies": list(studies)})
+    overlay = deep_merge(overlay, overrides or {})
+    config = deep_merge({key: value for key, value in shipped_config().items() if key != "studies"}, overlay)
+    (path / "workflow_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return Workdir(path, overlay)
+
+
 def client_env(slurm_conf: Path | str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Host-side environment: SLURM_CONF of the test cluster, no stale SLURM_* job variables, and this
     interpreter's bin dir first on PATH (the rules run `python -m zerosweep` inside the jobs, which inherit
@@ -109,23 +134,29 @@ def client_env(slurm_conf: Path | str, base: Mapping[str, str] | None = None) ->
 
 
 def snakemake_command(workdir: Workdir, *extra: str, init_seconds: int | None = 1) -> list[str]:
-    """The real CLI with the SLURM workflow profile, run from the checkout's Snakefile in `workdir`."""
+    """The real CLI with `--executor slurm`, run from the checkout's Snakefile in `workdir`; Snakemake loads the
+    workflow profile (profiles/default) next to the Snakefile by itself."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir.path), "--configfile", str(workdir.overlay_file),
-               "--workflow-profile", str(PROFILE)]
+               "--directory", str(workdir.path), "--configfile", str(workdir.overlay_file), "--executor", "slurm"]
     if init_seconds is not None:
         # The profile's 20 s suits real clusters; 1 s sees a short job ~12 s after submission.
         command += ["--slurm-init-seconds-before-status-checks", str(init_seconds)]
     return command + list(extra)
 
 
+def as_typed(*args: str) -> list[str]:
+    """`snakemake <args>` exactly as a user types it (this environment's entry point), for a make_clone dir."""
+    return [str(Path(sys.executable).parent / "snakemake"), *args]
+
+
 def start_snakemake(workdir: Workdir, env: Mapping[str, str], log: Path, *extra: str,
-                    init_seconds: int | None = 1) -> subprocess.Popen[bytes]:
+                    init_seconds: int | None = 1, command: list[str] | None = None) -> subprocess.Popen[bytes]:
     """Snakemake in the background, stdout and stderr to `log`. Not under `timeout`: that would signal the whole
     process group, so Snakemake's own children (its scancel included) would get our Ctrl-C too."""
+    command = command or snakemake_command(workdir, *extra, init_seconds=init_seconds)
     with open(log, "wb") as handle:  # the child keeps its own descriptor
-        return subprocess.Popen(snakemake_command(workdir, *extra, init_seconds=init_seconds), cwd=workdir.path,
-                                env=dict(env), stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(command, cwd=workdir.path, env=dict(env), stdout=handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
 
 
 def stop_snakemake(process: subprocess.Popen[bytes], grace_s: float = 90) -> int:
@@ -141,9 +172,9 @@ def stop_snakemake(process: subprocess.Popen[bytes], grace_s: float = 90) -> int
 
 
 def run_snakemake(workdir: Workdir, env: Mapping[str, str], log: Path, *extra: str, limit_s: float = 900,
-                  init_seconds: int | None = 1) -> tuple[int, str]:
+                  init_seconds: int | None = 1, command: list[str] | None = None) -> tuple[int, str]:
     """Run to the end, or interrupt it after limit_s (returning its exit code, never hanging the caller)."""
-    process = start_snakemake(workdir, env, log, *extra, init_seconds=init_seconds)
+    process = start_snakemake(workdir, env, log, *extra, init_seconds=init_seconds, command=command)
     try:
         code = process.wait(timeout=limit_s)
     except subprocess.TimeoutExpired:
@@ -154,6 +185,18 @@ def run_snakemake(workdir: Workdir, env: Mapping[str, str], log: Path, *extra: s
         if process.poll() is None:
             stop_snakemake(process)
     return code, log.read_text(encoding="utf-8", errors="replace")
+
+
+def workflow_jobs(env: Mapping[str, str], workdir: Workdir) -> dict[str, str]:
+    """Job id -> state of every job in the queue (any state) whose working directory is `workdir`."""
+    result = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%T|%Z"], env=dict(env), capture_output=True,
+                            text=True, timeout=30, check=True)
+    jobs = {}
+    for line in result.stdout.splitlines():
+        job_id, state, directory = line.strip().split("|", 2)
+        if Path(directory).resolve() == workdir.path.resolve():
+            jobs[job_id] = state
+    return jobs
 
 
 # --- what Snakemake and SLURM report ----------------------------------------------------------------

@@ -28,6 +28,7 @@ Splits = tuple[list[SquadRecord], list[SquadRecord]]  # (train, eval)
 # every run of a workflow shares one cached tokenizer.
 TOKENIZER_CORPUS_RECORDS = 2000
 LOCAL_TOKENIZER_MAX_VOCAB = 8192
+SQUAD_HUB_NAME = "squad"  # what the workshop loaded
 LOCAL_TOKENIZER_VERSION = 1  # bump when the recipe changes: it is part of the cache key
 # Same ids as BLOOM's own tokenizer, so the shipped architectures' bos/eos/pad ids hold.
 SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<s>", "</s>", "<pad>")
@@ -167,6 +168,28 @@ def _flatten_squad(document: Mapping[str, Any]) -> list[SquadRecord]:
     return records
 
 
+def squad_location(data: Mapping[str, Any]) -> str:
+    """What `load_dataset` reads for data.source squad: data.path (a local copy of the Hub's SQuAD: a directory
+    with train/validation data files, e.g. a clone of huggingface.co/datasets/rajpurkar/squad) or the Hub's
+    `squad` (served from the datasets cache under HF_DATASETS_OFFLINE=1)."""
+    return str(data.get("path") or SQUAD_HUB_NAME)
+
+
+def load_squad_splits(data: Mapping[str, Any]) -> tuple[Any, Any]:
+    """SQuAD's (train, validation) splits through datasets.load_dataset, from squad_location(data)."""
+    from datasets import load_dataset
+
+    location = squad_location(data)
+    if data.get("path") and not Path(location).exists():
+        raise ValueError(f"data.path {location!r}: no such directory or file (a local copy of SQuAD)")
+    squad = load_dataset(location)
+    missing = [split for split in ("train", "validation") if split not in squad]
+    if missing:
+        raise ValueError(f"{location}: load_dataset found splits {sorted(squad)}, SQuAD needs train and validation "
+                         f"(missing: {missing})")
+    return squad["train"], squad["validation"]
+
+
 def load_squad_file(path: Path) -> list[SquadRecord]:
     """SQuAD records from the official nested JSON, a JSON list of flat records, or JSON lines."""
     text = Path(path).read_text(encoding="utf-8")
@@ -197,13 +220,11 @@ def load_splits(data: Mapping[str, Any], train_samples: int, eval_samples: int) 
                              f"{train_samples} train + {eval_samples} eval")
         return records[:train_samples], records[len(records) - eval_samples:]
     if source == "squad":
-        from datasets import load_dataset
-
-        squad = load_dataset("squad")
-        if len(squad["train"]) < train_samples:
-            raise ValueError(f"SQuAD has {len(squad['train'])} training records, the run needs {train_samples}")
-        train = [dict(row) for row in squad["train"].select(range(train_samples))]
-        validation = squad["validation"]
+        train_split, validation = load_squad_splits(data)
+        if len(train_split) < train_samples:
+            raise ValueError(f"{squad_location(data)}: {len(train_split)} training records, the run needs "
+                             f"{train_samples}")
+        train = [dict(row) for row in train_split.select(range(train_samples))]
         evaluation = [dict(row) for row in validation.select(range(min(eval_samples, len(validation))))]
         return train, evaluation
     raise ValueError(f"unknown data.source {source!r}")
@@ -226,7 +247,7 @@ def _corpus_identity(data: Mapping[str, Any]) -> dict[str, Any]:
     if source == "file":
         digest = hashlib.sha256(Path(data["path"]).read_bytes()).hexdigest()
         return {"source": source, "sha256": digest}
-    return {"source": source}
+    return {"source": source, "location": squad_location(data)}
 
 
 def _corpus_texts(data: Mapping[str, Any]) -> list[str]:
@@ -236,9 +257,7 @@ def _corpus_texts(data: Mapping[str, Any]) -> list[str]:
     elif source == "file":
         records = load_squad_file(Path(data["path"]))[:TOKENIZER_CORPUS_RECORDS]
     else:
-        from datasets import load_dataset
-
-        squad_train = load_dataset("squad", split="train")
+        squad_train, _ = load_squad_splits(data)
         records = [dict(row) for row in squad_train.select(range(min(TOKENIZER_CORPUS_RECORDS, len(squad_train))))]
     return [format_example(record) for record in records]
 
@@ -315,7 +334,9 @@ def load_tokenizer(model: Mapping[str, Any], data: Mapping[str, Any], model_voca
         return build_local_tokenizer(data, model_vocab_size, cache_dir, max_length)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model["name"])
+    from .modeling import pretrained_source
+
+    tokenizer = AutoTokenizer.from_pretrained(pretrained_source(model["name"], required_file=None))
     tokenizer.pad_token = tokenizer.eos_token  # as the workshop: BLOOM pads with eos
     tokenizer.padding_side = "right"
     return tokenizer

@@ -31,13 +31,27 @@ def load_architecture(name: str) -> dict[str, Any]:
     return architecture
 
 
+def pretrained_source(name: str, required_file: str | None = "config.json") -> str:
+    """model.name as from_pretrained takes it: a Hub id (`bigscience/bloom-560m`, served from the Hub cache under
+    HF_HUB_OFFLINE=1) or a local directory written by save_pretrained (absolute, or starting with . or ~), which
+    is checked here so that a typo is named instead of being looked up on the Hub."""
+    if not (name.startswith((".", "~")) or Path(name).is_absolute()):
+        return name
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"model.name {name!r}: no such directory (a directory written by save_pretrained)")
+    if required_file and not (path / required_file).is_file():
+        raise ValueError(f"model.name {name!r}: no {required_file} in it (a directory written by save_pretrained)")
+    return str(path)
+
+
 def model_config_dict(model: Mapping[str, Any]) -> dict[str, Any]:
     """The model's architecture as a plain dict, without building the model (FLOPs, tokenizer vocab)."""
     if model["weights"] == "random":
         return load_architecture(model["architecture"])
     from transformers import AutoConfig
 
-    config: dict[str, Any] = AutoConfig.from_pretrained(model["name"]).to_dict()
+    config: dict[str, Any] = AutoConfig.from_pretrained(pretrained_source(model["name"])).to_dict()
     return config
 
 
@@ -54,7 +68,7 @@ def build_model(model: Mapping[str, Any], seed: int, init_device: str | None = N
     if model["weights"] == "pretrained":
         # fp32 explicitly: transformers 5 loads the checkpoint's dtype by default, and fp16 master weights
         # break AMP's gradient unscaling.
-        return AutoModelForCausalLM.from_pretrained(model["name"], dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(pretrained_source(model["name"]), dtype=torch.float32)
     torch.manual_seed(seed)
     config = BloomConfig(**load_architecture(model["architecture"]))
     with torch.device(init_device or "cpu"):
