@@ -216,8 +216,8 @@ def compare_rows(row_runs: Sequence[StepStatistics], reference_runs: Sequence[St
     row = [run for run in row_runs if run.samples_per_second is not None]
     reference = [run for run in reference_runs if run.samples_per_second is not None]
     if len(row) >= 2 and len(reference) >= 2:
-        return verdict_from_runs([run.samples_per_second for run in row],
-                                 [run.samples_per_second for run in reference], words)  # type: ignore[misc]
+        return verdict_from_runs([float(run.samples_per_second or 0) for run in row],
+                                 [float(run.samples_per_second or 0) for run in reference], words)
     pooled_row = [x for run in row for x in run.step_throughputs]
     pooled_reference = [x for run in reference for x in run.step_throughputs]
     return verdict_from_steps(pooled_row, pooled_reference, words)
