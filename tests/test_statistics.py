@@ -115,7 +115,10 @@ def test_summary_of_known_step_times() -> None:
     assert stats.samples_per_second_ci_low == pytest.approx(16 / 0.504)
     assert stats.samples_per_second_ci_high == pytest.approx(16 / 0.495)
     assert stats.step_seconds_cv == pytest.approx(np.std(0.5 + offsets, ddof=1) / np.mean(0.5 + offsets))
-    assert len(stats.step_throughputs) == 20 and "step_throughputs" not in stats.fields()
+    assert len(stats.step_throughputs) == 20
+    assert type(stats).from_record(json.loads(json.dumps(stats.record()))) == stats  # through summary.json
+    with pytest.raises(ValueError, match="lacks"):
+        type(stats).from_record({"steady_steps": 3})
 
 
 def test_summary_without_steady_steps_is_empty_not_an_error() -> None:

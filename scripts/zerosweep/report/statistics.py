@@ -26,7 +26,7 @@ Rules (the tables and summary.md state them as given here):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,11 +73,21 @@ class StepStatistics:
     confidence: float
     step_throughputs: tuple[float, ...]  # samples / seconds of each steady step (for verdicts)
 
-    def fields(self) -> dict[str, Any]:
-        """The record's flat fields (without the per-step series)."""
+    def record(self) -> dict[str, Any]:
+        """As stored in the per-run record (summary.json's `throughput` section); from_record reads it back."""
         values = asdict(self)
-        values.pop("step_throughputs")
+        values["step_throughputs"] = list(self.step_throughputs)
         return values
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> StepStatistics:
+        """From a per-run record's `throughput` section (the tables' input: no steps.csv needed)."""
+        missing = [name for name in cls.__dataclass_fields__ if name not in record]
+        if missing:
+            raise ValueError(f"throughput record lacks {missing}")
+        values = {name: record[name] for name in cls.__dataclass_fields__}
+        values["step_throughputs"] = tuple(float(x) for x in record["step_throughputs"] or ())
+        return cls(**values)
 
 
 def summarise_step_times(steps: Sequence[int], seconds: Sequence[float], samples: Sequence[int],
