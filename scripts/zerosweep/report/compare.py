@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ..plan.repeats import split_repeat
-from .statistics import StepStatistics, aggregate_repeats, compare_rows, verdict_from_runs
+from .statistics import StepStatistics, compare_rows, row_throughput, verdict_from_runs
 
 SUMMARY = "summary.json"
 
@@ -59,17 +59,9 @@ def _peak_mib(summary: dict[str, Any]) -> float | None:
 
 
 def _side(runs: list[tuple[dict[str, Any], StepStatistics | None]], prefix: str) -> dict[str, Any]:
-    medians = [stats.samples_per_second for _, stats in runs if stats and stats.samples_per_second is not None]
-    row: dict[str, Any] = {f"{prefix} runs": len(runs)}
-    if not medians:
-        return {**row, f"{prefix} samples/s": None, f"{prefix} low": None, f"{prefix} high": None}
-    if len(medians) == 1:  # one run: its own interval
-        only = next(stats for _, stats in runs if stats and stats.samples_per_second is not None)
-        return {**row, f"{prefix} samples/s": only.samples_per_second,
-                f"{prefix} low": only.samples_per_second_ci_low, f"{prefix} high": only.samples_per_second_ci_high}
-    aggregate = aggregate_repeats(medians)  # repeats: median of run medians, min-max
-    return {**row, f"{prefix} samples/s": aggregate.median, f"{prefix} low": aggregate.low,
-            f"{prefix} high": aggregate.high}
+    figure = row_throughput([stats for _, stats in runs if stats is not None])
+    return {f"{prefix} runs": len(runs), f"{prefix} samples/s": figure.median if figure else None,
+            f"{prefix} low": figure.low if figure else None, f"{prefix} high": figure.high if figure else None}
 
 
 def compare_results(a: Path, b: Path) -> pd.DataFrame:

@@ -141,6 +141,38 @@ def aggregate_repeats(run_medians: Sequence[float]) -> RepeatAggregate:
 
 
 @dataclass(frozen=True)
+class RowThroughput:
+    """A table row's steady samples/s: one run's median with its 95 % interval, or, with repeats, the median
+    of the run medians with min-max (`spread` says which)."""
+
+    median: float
+    low: float | None
+    high: float | None
+    n: int
+    spread: str  # "95 % CI" | "min-max"
+    cv: float | None  # of the run medians (repeats only)
+
+    def text(self, digits: int = 1) -> str:
+        """'42.7 ± 1.3' (half the interval's width), for Markdown tables; CSV keeps low and high apart."""
+        if self.low is None or self.high is None:
+            return f"{self.median:.{digits}f}"
+        return f"{self.median:.{digits}f} ± {(self.high - self.low) / 2:.{digits}f}"
+
+
+def row_throughput(runs: Sequence[StepStatistics]) -> RowThroughput | None:
+    """The row figure from its runs' statistics (runs without steady steps are left out); None when none has."""
+    measured = [run for run in runs if run.samples_per_second is not None]
+    if not measured:
+        return None
+    if len(measured) == 1:
+        only = measured[0]
+        return RowThroughput(float(only.samples_per_second or 0), only.samples_per_second_ci_low,
+                             only.samples_per_second_ci_high, 1, "95 % CI", None)
+    aggregate = aggregate_repeats([float(run.samples_per_second or 0) for run in measured])
+    return RowThroughput(aggregate.median, aggregate.low, aggregate.high, aggregate.n, "min-max", aggregate.cv)
+
+
+@dataclass(frozen=True)
 class Verdict:
     """A row against the reference row: ratio = row / reference, with its interval."""
 
