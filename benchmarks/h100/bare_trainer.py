@@ -80,7 +80,7 @@ def main() -> None:
         num_train_epochs=args.epochs, max_steps=args.max_steps, learning_rate=5e-5, weight_decay=0.01, fp16=True, seed=42,
         disable_tqdm=True, deepspeed=args.ds_config, logging_steps=args.logging_steps,
     )
-    architecture = json.loads((REPO / "scripts/zerosweep/architectures" / f"{args.architecture}.json").read_text())
+    architecture = json.loads((REPO / "scripts/zerosweep/run/architectures" / f"{args.architecture}.json").read_text())
     data_settings = {"source": "synthetic", "seed": 0, "samples_per_gpu": args.samples,
                      "eval_samples": args.eval_samples, "max_length": args.max_length}
     tokenizer = zdata.load_tokenizer({"tokenizer": "local"}, data_settings, architecture["vocab_size"],
