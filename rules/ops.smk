@@ -1,5 +1,5 @@
 # DeepSpeed's optimizer ops (FusedAdam, CPUAdam), JIT-compiled once before any training job, so that no run's
-# timings or CPU peak include the compiler (zerosweep.run.ops). On CPU: CPUAdam only, on the submitting host.
+# timings or CPU peak include the compiler (zerosweep.run.ops). On CPU a local no-op that records so.
 
 if config["runtime"]["device"] == "cuda":
 

@@ -12,16 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO
+from zerosweep.report.throughput import summarise_throughput
 from zerosweep.run.steps import StepLayout, StepRecord, StepRow
 
 
 def write_run(results: Path, run_id: str, step_seconds: float, peak_mib: float, seed: int, steps: int = 30) -> None:
-    """A run directory as the pipeline leaves it: run_spec.json, summary.json and steps.csv (real writer)."""
+    """A run directory as the pipeline leaves it: steps.csv (the training side's writer) and summary.json with
+    its throughput section (the report's summariser)."""
     run_dir = results / "runs" / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "run_spec.json").write_text(json.dumps({"run_id": run_id, "training": {"warmup_steps": 2}}))
-    (run_dir / "summary.json").write_text(json.dumps(
-        {"run_id": run_id, "status": "ok", "label": run_id.split("-")[0], "nvml": {"peak_mib": peak_mib}}))
     rng = np.random.default_rng(seed)
     record = StepRecord(layout=StepLayout(4, 4, 1, 500), warmup_steps=2, max_length=512)
     clock = 1.0e9
@@ -30,6 +29,10 @@ def write_run(results: Path, run_id: str, step_seconds: float, peak_mib: float, 
         record.rows.append(StepRow(step, clock, clock + seconds, seconds, 16, 16 * 512, step == 15))
         clock += seconds
     record.write_csv(run_dir / "steps.csv")
+    metrics = {"stop_reason": "max_steps", "recorded_steps": steps}
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"run_id": run_id, "status": "ok", "label": run_id.split("-")[0], "nvml": {"peak_mib": peak_mib},
+         "throughput": summarise_throughput(run_dir, metrics, warmup_steps=2)}))
 
 
 def compare(a: Path, b: Path, out: Path) -> tuple[subprocess.CompletedProcess[str], pd.DataFrame | None]:

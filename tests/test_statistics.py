@@ -15,8 +15,10 @@ from conftest import REPO
 from test_training_run import launch, make_spec, results_dir, torch_extensions_dir
 from zerosweep.plan.matrix import MatrixPoint
 from zerosweep.report.statistics import (
+    StepStatistics,
     aggregate_repeats,
     compare_rows,
+    row_throughput,
     summarise_step_times,
     verdict_from_runs,
     verdict_from_steps,
@@ -115,7 +117,10 @@ def test_summary_of_known_step_times() -> None:
     assert stats.samples_per_second_ci_low == pytest.approx(16 / 0.504)
     assert stats.samples_per_second_ci_high == pytest.approx(16 / 0.495)
     assert stats.step_seconds_cv == pytest.approx(np.std(0.5 + offsets, ddof=1) / np.mean(0.5 + offsets))
-    assert len(stats.step_throughputs) == 20 and "step_throughputs" not in stats.fields()
+    assert len(stats.step_throughputs) == 20
+    assert type(stats).from_record(json.loads(json.dumps(stats.record()))) == stats  # through summary.json
+    with pytest.raises(ValueError, match="lacks"):
+        type(stats).from_record({"steady_steps": 3})
 
 
 def test_summary_without_steady_steps_is_empty_not_an_error() -> None:
@@ -133,6 +138,21 @@ def test_repeats_aggregate_to_the_median_of_run_medians() -> None:
     assert aggregate_repeats([42.0]).cv is None
     with pytest.raises(ValueError, match="finite"):
         aggregate_repeats([])
+
+
+def test_a_row_shows_one_runs_interval_or_its_repeats_min_max() -> None:
+    def run(step_s: float) -> StepStatistics:
+        seconds = np.concatenate([[9.0], step_s + np.arange(-10, 10) * 0.001])
+        return summarise_step_times(np.arange(1, 22), seconds, [16] * 21, [False] * 21, 1)
+
+    single = row_throughput([run(0.5)])
+    assert single is not None and single.spread == "95 % CI" and single.n == 1
+    assert single.text() == f"{16 / 0.4995:.1f} ± {(16 / 0.495 - 16 / 0.504) / 2:.1f}"
+    repeated = row_throughput([run(0.5), run(0.4), run(0.8)])
+    assert repeated is not None and repeated.spread == "min-max" and repeated.n == 3
+    assert (repeated.median, repeated.low, repeated.high) == pytest.approx((16 / 0.4995, 16 / 0.7995, 16 / 0.3995))
+    assert repeated.text(2) == f"{16 / 0.4995:.2f} ± {(16 / 0.3995 - 16 / 0.7995) / 2:.2f}"
+    assert row_throughput([summarise_step_times([1], [2.0], [16], [False], 2)]) is None
 
 
 def test_run_level_verdict_on_known_ratios() -> None:

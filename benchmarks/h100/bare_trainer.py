@@ -6,7 +6,9 @@ DeepSpeed config as a pipeline run. Started by hand on the device, e.g.:
 
     torchrun --nproc_per_node 1 benchmarks/h100/bare_trainer.py --ds-config results/runs/<run>/ds_config.json
 
-Prints one JSON line: {"steady_samples_per_second": ..., "train_samples_per_second": ..., ...}.
+Prints one JSON line: {"steady_samples_per_second": ..., "train_samples_per_second": ..., ...}. With
+--steps-dir it also writes every optimizer step's time in the pipeline's steps.csv format (the same clock:
+zerosweep.run.steps, cuda synchronize before each reading), so both sides go through the same statistics.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.run import data as zdata
+from zerosweep.run.steps import MeasureSettings, StepLayout, StepRecord, make_step_callback
 
 
 class StepClock(TrainerCallback):  # type: ignore[misc]
@@ -67,15 +70,17 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=-1)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--cache-dir", default="results/cache")
+    parser.add_argument("--logging-steps", type=int, default=500, help="Trainer logging_steps (its default: 500)")
+    parser.add_argument("--steps-dir", type=Path, default=None, help="write the per-step record <dir>/steps.csv")
     args = parser.parse_args()
 
     training_args = TrainingArguments(
         output_dir="/tmp/bare-trainer", eval_strategy="epoch", save_strategy="no", report_to="none",
         per_device_train_batch_size=4, per_device_eval_batch_size=4, gradient_accumulation_steps=4,
         num_train_epochs=args.epochs, max_steps=args.max_steps, learning_rate=5e-5, weight_decay=0.01, fp16=True, seed=42,
-        disable_tqdm=True, deepspeed=args.ds_config,
+        disable_tqdm=True, deepspeed=args.ds_config, logging_steps=args.logging_steps,
     )
-    architecture = json.loads((REPO / "scripts/zerosweep/architectures" / f"{args.architecture}.json").read_text())
+    architecture = json.loads((REPO / "scripts/zerosweep/run/architectures" / f"{args.architecture}.json").read_text())
     data_settings = {"source": "synthetic", "seed": 0, "samples_per_gpu": args.samples,
                      "eval_samples": args.eval_samples, "max_length": args.max_length}
     tokenizer = zdata.load_tokenizer({"tokenizer": "local"}, data_settings, architecture["vocab_size"],
@@ -85,7 +90,11 @@ def main() -> None:
     model = BloomForCausalLM(BloomConfig(**architecture))
     global_batch = 4 * 4 * training_args.world_size
     clock = StepClock(args.warmup, steps_per_epoch=-(-args.samples * training_args.world_size // global_batch))
-    trainer = Trainer(model=model, args=training_args, data_collator=default_data_collator, callbacks=[clock],
+    callbacks = [clock]
+    if args.steps_dir is not None:
+        record = StepRecord(StepLayout(4, 4, training_args.world_size, args.samples), args.warmup, args.max_length)
+        callbacks.append(make_step_callback(record, MeasureSettings(), cuda=True, run_dir=args.steps_dir))
+    trainer = Trainer(model=model, args=training_args, data_collator=default_data_collator, callbacks=callbacks,
                       train_dataset=zdata.tokenize_records(train, tokenizer, args.max_length),
                       eval_dataset=zdata.tokenize_records(evaluation, tokenizer, args.max_length))
     output = trainer.train()

@@ -1,7 +1,8 @@
 """`python -m zerosweep compare A B`: two results directories side by side, per matching run.
 
 For two result sets (two GPU types, before/after a change): every run id in both `A/runs/*/summary.json` and
-`B/runs/*/summary.json` (repeats `-r<k>` grouped under their run id) becomes one row with A's and B's median
+`B/runs/*/summary.json` (repeats `-r<k>` grouped under their run id; their `throughput` sections, see
+report/throughput.py) becomes one row with A's and B's median
 steady samples/s and interval, the ratio B / A with its interval, and the verdict of report/statistics.py
 (Welch on log run medians with >= 2 runs each, else Mann-Whitney U on per-step throughputs), and the same for
 the exact GPU memory peak (a verdict only with >= 2 runs each). Written as CSV and Markdown.
@@ -18,8 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ..plan.repeats import split_repeat
-from .statistics import StepStatistics, aggregate_repeats, compare_rows, verdict_from_runs
-from .throughput import step_statistics
+from .statistics import StepStatistics, compare_rows, row_throughput, verdict_from_runs
 
 SUMMARY = "summary.json"
 
@@ -29,7 +29,7 @@ class CompareError(ValueError):
 
 
 def load_runs(results: Path) -> dict[str, list[tuple[dict[str, Any], StepStatistics | None]]]:
-    """Run id (repeats grouped) -> [(summary.json, StepStatistics from steps.csv or None), ...]."""
+    """Run id (repeats grouped) -> [(summary.json, its throughput section as StepStatistics or None), ...]."""
     runs_dir = results / "runs"
     if not runs_dir.is_dir():
         raise CompareError(f"{results}: no runs/ directory (expected a zerosweep results directory)")
@@ -41,10 +41,12 @@ def load_runs(results: Path) -> dict[str, list[tuple[dict[str, Any], StepStatist
             raise CompareError(f"{path}: not valid JSON: {error.msg}") from None
         if summary.get("status") != "ok":
             continue
-        spec_path = path.parent / "run_spec.json"
-        warmup = json.loads(spec_path.read_text(encoding="utf-8"))["training"].get("warmup_steps", 0) \
-            if spec_path.is_file() else 0
-        grouped[split_repeat(summary["run_id"])[0]].append((summary, step_statistics(path.parent, int(warmup))))
+        throughput = summary.get("throughput")
+        try:
+            stats = StepStatistics.from_record(throughput) if throughput else None
+        except ValueError as error:
+            raise CompareError(f"{path}: {error}") from None
+        grouped[split_repeat(summary["run_id"])[0]].append((summary, stats))
     return dict(grouped)
 
 
@@ -57,17 +59,9 @@ def _peak_mib(summary: dict[str, Any]) -> float | None:
 
 
 def _side(runs: list[tuple[dict[str, Any], StepStatistics | None]], prefix: str) -> dict[str, Any]:
-    medians = [stats.samples_per_second for _, stats in runs if stats and stats.samples_per_second is not None]
-    row: dict[str, Any] = {f"{prefix} runs": len(runs)}
-    if not medians:
-        return {**row, f"{prefix} samples/s": None, f"{prefix} low": None, f"{prefix} high": None}
-    if len(medians) == 1:  # one run: its own interval
-        only = next(stats for _, stats in runs if stats and stats.samples_per_second is not None)
-        return {**row, f"{prefix} samples/s": only.samples_per_second,
-                f"{prefix} low": only.samples_per_second_ci_low, f"{prefix} high": only.samples_per_second_ci_high}
-    aggregate = aggregate_repeats(medians)  # repeats: median of run medians, min-max
-    return {**row, f"{prefix} samples/s": aggregate.median, f"{prefix} low": aggregate.low,
-            f"{prefix} high": aggregate.high}
+    figure = row_throughput([stats for _, stats in runs if stats is not None])
+    return {f"{prefix} runs": len(runs), f"{prefix} samples/s": figure.median if figure else None,
+            f"{prefix} low": figure.low if figure else None, f"{prefix} high": figure.high if figure else None}
 
 
 def compare_results(a: Path, b: Path) -> pd.DataFrame:

@@ -26,7 +26,7 @@ Rules (the tables and summary.md state them as given here):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,11 +73,21 @@ class StepStatistics:
     confidence: float
     step_throughputs: tuple[float, ...]  # samples / seconds of each steady step (for verdicts)
 
-    def fields(self) -> dict[str, Any]:
-        """The record's flat fields (without the per-step series)."""
+    def record(self) -> dict[str, Any]:
+        """As stored in the per-run record (summary.json's `throughput` section); from_record reads it back."""
         values = asdict(self)
-        values.pop("step_throughputs")
+        values["step_throughputs"] = list(self.step_throughputs)
         return values
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> StepStatistics:
+        """From a per-run record's `throughput` section (the tables' input: no steps.csv needed)."""
+        missing = [name for name in cls.__dataclass_fields__ if name not in record]
+        if missing:
+            raise ValueError(f"throughput record lacks {missing}")
+        values = {name: record[name] for name in cls.__dataclass_fields__}
+        values["step_throughputs"] = tuple(float(x) for x in record["step_throughputs"] or ())
+        return cls(**values)
 
 
 def summarise_step_times(steps: Sequence[int], seconds: Sequence[float], samples: Sequence[int],
@@ -128,6 +138,38 @@ def aggregate_repeats(run_medians: Sequence[float]) -> RepeatAggregate:
         raise ValueError(f"aggregate_repeats: needs finite run medians, got {list(run_medians)}")
     cv = float(stats.variation(values, ddof=1)) if len(values) >= 2 else None
     return RepeatAggregate(float(np.median(values)), float(values.min()), float(values.max()), len(values), cv)
+
+
+@dataclass(frozen=True)
+class RowThroughput:
+    """A table row's steady samples/s: one run's median with its 95 % interval, or, with repeats, the median
+    of the run medians with min-max (`spread` says which)."""
+
+    median: float
+    low: float | None
+    high: float | None
+    n: int
+    spread: str  # "95 % CI" | "min-max"
+    cv: float | None  # of the run medians (repeats only)
+
+    def text(self, digits: int = 1) -> str:
+        """'42.7 ± 1.3' (half the interval's width), for Markdown tables; CSV keeps low and high apart."""
+        if self.low is None or self.high is None:
+            return f"{self.median:.{digits}f}"
+        return f"{self.median:.{digits}f} ± {(self.high - self.low) / 2:.{digits}f}"
+
+
+def row_throughput(runs: Sequence[StepStatistics]) -> RowThroughput | None:
+    """The row figure from its runs' statistics (runs without steady steps are left out); None when none has."""
+    measured = [run for run in runs if run.samples_per_second is not None]
+    if not measured:
+        return None
+    if len(measured) == 1:
+        only = measured[0]
+        return RowThroughput(float(only.samples_per_second or 0), only.samples_per_second_ci_low,
+                             only.samples_per_second_ci_high, 1, "95 % CI", None)
+    aggregate = aggregate_repeats([float(run.samples_per_second or 0) for run in measured])
+    return RowThroughput(aggregate.median, aggregate.low, aggregate.high, aggregate.n, "min-max", aggregate.cv)
 
 
 @dataclass(frozen=True)
@@ -216,8 +258,8 @@ def compare_rows(row_runs: Sequence[StepStatistics], reference_runs: Sequence[St
     row = [run for run in row_runs if run.samples_per_second is not None]
     reference = [run for run in reference_runs if run.samples_per_second is not None]
     if len(row) >= 2 and len(reference) >= 2:
-        return verdict_from_runs([run.samples_per_second for run in row],
-                                 [run.samples_per_second for run in reference], words)  # type: ignore[misc]
+        return verdict_from_runs([float(run.samples_per_second or 0) for run in row],
+                                 [float(run.samples_per_second or 0) for run in reference], words)
     pooled_row = [x for run in row for x in run.step_throughputs]
     pooled_reference = [x for run in reference for x in run.step_throughputs]
     return verdict_from_steps(pooled_row, pooled_reference, words)

@@ -57,15 +57,17 @@ def step_statistics(run_dir: Path, warmup_steps: int) -> StepStatistics | None:
 
 
 def summarise_throughput(run_dir: Path, metrics: dict[str, Any], warmup_steps: int) -> dict[str, Any] | None:
-    """Flat fields: samples_per_second (median), samples_per_second_ci_low/high, step_seconds_*, cv,
-    warmup_steps_detected, warmup_settled, steady_steps, stop_reason, hit_cap, recorded_steps."""
+    """Flat fields: samples_per_second (median), samples_per_second_ci_low/high, step_seconds_* (median, CI,
+    cv), warmup_steps_detected, warmup_settled, steady_steps, samples_per_step, confidence, step_throughputs
+    (per steady step, for verdicts: StepStatistics.from_record reads the section back), stop_reason,
+    hit_cap, recorded_steps."""
     statistics = step_statistics(run_dir, warmup_steps)
     if statistics is None:
         return None
     stop_reason = metrics.get("stop_reason")
     return {
-        **statistics.fields(),
-        "recorded_steps": len(read_steps(run_dir / STEPS_FILE)),
+        **statistics.record(),
+        "recorded_steps": metrics.get("recorded_steps"),
         "stop_reason": stop_reason,
         "hit_cap": stop_reason in CAP_REASONS,
     }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# On the device machine (one H100), after run_pipeline.sh in the same session (compiled ops, tokenizer cache):
+#   bash benchmarks/h100/run_method.sh fidelity [method_bench.py options]    pipeline vs bare Trainer
+#   bash benchmarks/h100/run_method.sh overhead [method_bench.py options]    monitors on/off, logging_steps 1/500
+# Carry .whl. Returns $OUT/<kind>.tgz (per-run steps.csv, logs, runs.jsonl). A call cut by BENCH_TIMEOUT_S
+# keeps what finished; the same command again resumes (results/bench stays on the warm machine).
+set -u
+kind=$1; shift
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+export TORCH_CUDA_ARCH_LIST=9.0 TORCH_EXTENSIONS_DIR=$PWD/results/cache/torch_extensions
+python3 -c "import scipy" || { echo "scipy is missing on this image: add its wheel to .whl (benchmarks/h100/README.md)"; exit 1; }
+mkdir -p $OUT results/bench
+timeout -k 20 ${BENCH_TIMEOUT_S:-500} python3 benchmarks/h100/method_bench.py "$kind" --out results/bench/$kind "$@"
+echo "method_bench rc=$?"
+tar czf $OUT/$kind.tgz -C results/bench $kind
+ls -la $OUT
