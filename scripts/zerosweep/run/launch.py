@@ -44,7 +44,7 @@ LOCAL_HOST = "127.0.0.1"
 
 # Files of an earlier attempt that must not leak into this one's records.
 STALE_ENTRIES = ("records", "monitor", "model", "metrics.json", "env.json", "status.json", "ds_config.json",
-                 "srun.log")
+                 "srun.log", "steps.csv")
 
 
 def free_port(host: str = "") -> int:

@@ -27,8 +27,7 @@ MEASURED_FIELDS: tuple[str, ...] = (
     "epochs_completed", "steps_per_epoch", "train_loss", "train_runtime",
     "train_samples_per_second", "train_steps_per_second", "eval_loss", "eval_losses", "eval_runtime",
     "eval_samples_per_second", "train_losses", "steady_steps", "steady_seconds", "steady_samples_per_second",
-    "steady_tokens_per_second", "flops_per_token", "tflops_per_gpu", "peak_tflops_per_gpu", "peak_tflops_source",
-    "mfu", "gpu_name", "phase_seconds",
+    "steady_tokens_per_second", "flops_per_token", "gpu_name", "phase_seconds", "stop_reason", "recorded_steps",
 )
 
 

@@ -38,7 +38,7 @@ def ops_for(points: list[dict[str, Any]], device: str) -> list[str]:
 
 def _environment(device: str, extensions_dir: Path) -> None:
     """The build-relevant part of the training ranks' environment (run.launch.torchrun_environment)."""
-    from .launch import cuda_arch_list
+    from .node import cuda_arch_list
 
     os.environ["TORCH_EXTENSIONS_DIR"] = str(extensions_dir)
     os.environ["DS_ACCELERATOR"] = device
