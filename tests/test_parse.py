@@ -368,6 +368,7 @@ TOLERATED = [
     ("empty NVML", NVML, "", 1, "empty log", 0),
     ("NVML truncated", NVML, NVML_HEADER + NVML_ROW * 50 + "1795511198.4,0,140", 52,
      "truncated last line (3 of 4 fields)", 50),
+    ("NVML blank line", NVML, NVML_HEADER + NVML_ROW * 2 + "\n" + NVML_ROW, 4, "blank line", 3),
     ("NVML [N/A]", NVML, NVML_HEADER + NVML_ROW * 3 + NVML_ROW.replace("14087.5", "[N/A]"), 5,
      "memory_used_mib is [N/A]", 3),
     ("empty psrecord", CPU, "", 1, "empty log", 0),

@@ -347,9 +347,9 @@ def test_matrix_through_sbatch_killed_and_recovered(tmp_path: Path, env: dict[st
         markdown = (results / "tables" / f"{study}.md").read_text(encoding="utf-8")
         assert all(f"| ok | {run} |" in markdown for run in runs), markdown
         assert sorted(path.name for path in (results / "plots" / study).glob("*.png")), study
-    assert [row["Nodes"] for row in _read_csv(results / "tables" / "slurm_nodes.csv")] == ["1", "4"]
-    assert [row["Nodes"] for row in _read_csv(results / "tables" / "slurm_nodes_2gpu.csv")] == ["1", "2"]
-    assert [row["GPUs per Node"] for row in _read_csv(results / "tables" / "slurm_ranks.csv")] == ["1", "2"]
+    assert [row["nodes"] for row in _read_csv(results / "tables" / "slurm_nodes.csv")] == ["1", "4"]
+    assert [row["nodes"] for row in _read_csv(results / "tables" / "slurm_nodes_2gpu.csv")] == ["1", "2"]
+    assert [row["gpus_per_node"] for row in _read_csv(results / "tables" / "slurm_ranks.csv")] == ["1", "2"]
     for run in E2E_SHAPES:
         assert (results / "plots" / "runs" / f"{run}.png").stat().st_size > 0
     assert (results / "summary.md").stat().st_size > 0

@@ -32,13 +32,12 @@ class TorchMemory(TypedDict, total=False):
     max_rss_mib: float | None
 
 
-class MetricsJson(TypedDict, total=False):
-    """The keys of metrics.json that the report layer reads (the launcher writes more)."""
+class Measured(TypedDict, total=False):
+    """Measurements of a finished run, in metrics.json and, by the same names, in the run record's `metrics`."""
 
-    status: RunStatus
     train_loss: float | None
-    eval_loss: float | None
-    eval_losses: list[EvalLoss] | None
+    eval_loss: float | None  # final evaluation
+    eval_losses: list[EvalLoss] | None  # per evaluation
     train_samples_per_second: float | None
     eval_samples_per_second: float | None
     steps_per_epoch: int | None
@@ -46,8 +45,15 @@ class MetricsJson(TypedDict, total=False):
     steady_samples_per_second: float | None
     steady_tokens_per_second: float | None
     world_size: int | None
-    # raw inputs of the derived TFLOP/s and MFU (report/derived.py)
+    # raw input of the derived TFLOP/s and MFU (report/derived.py); in the record: counted from the
+    # architecture when metrics.json lacks it
     flops_per_token: float | None
+
+
+class MetricsJson(Measured, total=False):
+    """The keys of metrics.json that the report layer reads (the launcher writes more)."""
+
+    status: RunStatus
     n_params: int | None
     tokens_per_sample: int | None
     gpu_name: str | None
@@ -68,19 +74,8 @@ class EnvJson(TypedDict, total=False):
     gpu_model: str | None
 
 
-# Metrics copied from metrics.json into the per-run record, by the same name.
-RECORD_METRICS: Final = (
-    "train_loss",
-    "eval_loss",  # final evaluation
-    "eval_losses",  # per evaluation
-    "train_samples_per_second",
-    "eval_samples_per_second",
-    "steps_per_epoch",
-    "train_runtime",
-    "steady_samples_per_second",
-    "steady_tokens_per_second",
-    "world_size",
-)
+# Measurements copied from metrics.json into the per-run record as they are (flops_per_token is resolved).
+RECORD_METRICS: Final = tuple(name for name in Measured.__annotations__ if name != "flops_per_token")
 
 # --- report side: the per-run record (summary.json) ---------------------------------------------------
 
@@ -108,20 +103,6 @@ class Setup(TypedDict):
     per_device_batch_size: int | None
     gradient_accumulation_steps: int | None
     precision: str | None
-
-
-class Metrics(TypedDict, total=False):
-    train_loss: float | None
-    eval_loss: float | None
-    eval_losses: list[EvalLoss] | None
-    train_samples_per_second: float | None
-    eval_samples_per_second: float | None
-    steps_per_epoch: int | None
-    train_runtime: float | None
-    steady_samples_per_second: float | None
-    steady_tokens_per_second: float | None
-    world_size: int | None
-    flops_per_token: float | None  # from metrics.json, else counted from the architecture
 
 
 class GpuMemory(TypedDict, total=False):
@@ -166,7 +147,7 @@ class RunRecord(TypedDict):
     status: RunStatus
     point: Point
     setup: Setup
-    metrics: Metrics
+    metrics: Measured
     gpu: GpuMemory | None
     nvml: NvmlMemory | None
     torch: TorchPeaks | None

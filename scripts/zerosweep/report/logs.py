@@ -10,6 +10,7 @@ zero.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -237,13 +238,15 @@ def read_numeric_log(path: Path, fmt: LogFormat) -> tuple[np.ndarray, ParsedLog 
     import numpy as np
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline()
-        if fmt.header_ok(_split(first.rstrip("\n"), fmt)):
-            with open(path, encoding="utf-8") as handle:
-                data = np.loadtxt(handle, delimiter=fmt.separator, skiprows=1, ndmin=2, dtype=np.float64, comments=None)
+        raw = path.read_bytes()
+        first = raw[: raw.find(b"\n")].decode("utf-8")
+        if fmt.header_ok(_split(first, fmt)):
+            data = np.loadtxt(
+                io.BytesIO(raw), delimiter=fmt.separator, skiprows=1, ndmin=2, dtype=np.float64, comments=None
+            )
             if (
-                data.shape[0] > 0
+                # one row per line: loadtxt passes over blank lines, which the line reader reports
+                0 < data.shape[0] == raw.count(b"\n") - 1
                 and data.shape[1] == len(fmt.columns)
                 and np.isfinite(data).all()
                 and (data[:, 1:] >= 0).all()

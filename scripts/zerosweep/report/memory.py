@@ -255,7 +255,7 @@ def summarise_cpu(monitor: Path, warnings: list[str]) -> records.CpuMemory | Non
 
 def extract_metrics(
     metrics: records.MetricsJson, spec: dict[str, Any], status: str, warnings: list[str]
-) -> records.Metrics:
+) -> records.Measured:
     if status != "ok":
         return {**dict.fromkeys(records.RECORD_METRICS), "flops_per_token": None}  # type: ignore[typeddict-item]
     values: dict[str, Any] = {name: metrics.get(name) for name in records.RECORD_METRICS}
