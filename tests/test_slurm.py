@@ -10,8 +10,9 @@ rule's resources; the ranks train bloom-tiny on CPU over gloo. Workflows (marked
   2. a job cancelled by `scancel`, a job killed at its time limit and a 2-node job whose second node is set DOWN
      are all retried (the profile's `retries: 1`), with twice the time limit; the killed attempts' records are
      kept under results/failed/, and each run completes once;
-  3. `snakemake --executor slurm <table>` exactly as typed in a clone, without slurmdbd (where a status check that
-     cannot work is refused at once) and with slurmdbd (a second cluster).
+  3. `snakemake --executor slurm ...` exactly as typed in a clone: workflow 1 on the cluster without slurmdbd
+     (where a status check that cannot work is refused at once, before any submission), and one table on a
+     second cluster with slurmdbd.
 Needs root (daemons, namespaces); about 7 minutes on 2 cores. Without a cluster, a dry run checks that every run
 of the shipped matrix asks SLURM for one task per node (the plugin's own sbatch command builder), and the
 tracking check is tested on canned `scontrol show config` output.
@@ -264,13 +265,25 @@ E2E_TABLES = {"slurm_ranks": ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g2n1"],
 @pytest.mark.slow
 def test_matrix_through_sbatch_killed_and_recovered(tmp_path: Path, env: dict[str, str],
                                                      extensions_dir: Path) -> None:
-    workdir = make_workdir(tmp_path / "wd", E2E_STUDIES, extensions_dir)
+    """In a clone, as a user types it (issue 16's cluster: no slurmdbd): a status check that cannot work is refused
+    at once; the matrix is submitted, Snakemake SIGKILLed, recovered with scripts/slurm_recover.sh, and finished
+    by `snakemake --executor slurm all`."""
+    workdir = make_clone(tmp_path / "clone", E2E_STUDIES, extensions_dir)
     assert {study: workdir.study_runs(study) for study in E2E_STUDIES} == E2E_TABLES
+
+    started = time.monotonic()
+    code, refused = run_snakemake(workdir, env, tmp_path / "refused.log", limit_s=120, command=as_typed(
+        "--executor", "slurm", "--slurm-status-command", "sacct", "all"))
+    assert code != 0 and time.monotonic() - started < 120, refused[-3000:]
+    assert "cannot track jobs on this cluster: --slurm-status-command sacct" in refused, refused[-3000:]
+    assert "AccountingStorageType=accounting_storage/none" in refused
+    assert not submissions(refused) and not workflow_jobs(env, workdir)
 
     # First invocation: SIGKILL it (a lost login node) once a run has finished and another one is training. One
     # job at a time makes that moment certain (together, the four runs share the 2 cores and end within seconds).
     first_log = tmp_path / "first.log"
-    process = start_snakemake(workdir, env, first_log, "--jobs", "1")
+    process = start_snakemake(workdir, env, first_log, command=as_typed(
+        "--executor", "slurm", "--jobs", "1", "--slurm-init-seconds-before-status-checks", "1", "all"))
     try:
         def killable() -> tuple[set[str], list[str]] | None:
             text = first_log.read_text(encoding="utf-8", errors="replace")
@@ -295,10 +308,8 @@ def test_matrix_through_sbatch_killed_and_recovered(tmp_path: Path, env: dict[st
     assert orphans, "the killed Snakemake's running job should still be in the queue"
 
     # The documented recovery: cancel this workflow's jobs, wait for them to leave the queue, unlock.
-    recover = subprocess.run(["bash", str(conftest.REPO / "scripts" / "slurm_recover.sh"), "--snakefile",
-                              str(conftest.REPO / "Snakefile"), "--configfile", str(workdir.overlay_file)],
-                             cwd=workdir.path, env=env,
-                             capture_output=True, text=True, timeout=400, check=False)
+    recover = subprocess.run(["bash", "scripts/slurm_recover.sh"], cwd=workdir.path, env=env, capture_output=True,
+                             text=True, timeout=400, check=False)
     assert recover.returncode == 0, recover.stdout + recover.stderr
     assert all(job in recover.stdout for job in orphans), recover.stdout
     states = _latest_states(env, first_jobs)
@@ -314,8 +325,11 @@ def test_matrix_through_sbatch_killed_and_recovered(tmp_path: Path, env: dict[st
     assert all("metrics.json" in files and "status.json" in files for files in before.values()), before
 
     # Second invocation: only what is missing runs; finished runs are not touched.
-    code, second = run_snakemake(workdir, env, tmp_path / "second.log", limit_s=900)
+    code, second = run_snakemake(workdir, env, tmp_path / "second.log", limit_s=900,
+                                 command=as_typed("--executor", "slurm", "all"))
     assert code == 0, second[-5000:]
+    assert "Using workflow specific profile profiles/default" in second
+    assert "Provided remote nodes: 50" in second  # the profile's job limit, set for --executor slurm only
     second_jobs = train_submissions(second)
     completed = {run for run, state in states.items() if state == "COMPLETED"}  # finished but maybe not seen
     assert not set(second_jobs) & finished, (second_jobs, finished)
@@ -499,23 +513,6 @@ def _run_as_typed(tmp_path: Path, env: dict[str, str], extensions_dir: Path) -> 
     rows = _read_csv(workdir.results / "tables" / "slurm_typed.csv")
     assert [(row["Run"], row["Status"]) for row in rows] == [(run, "ok")]
     return workdir, run, job
-
-
-@pytest.mark.slurm
-@pytest.mark.slow
-def test_executor_slurm_as_typed_without_accounting(tmp_path: Path, env: dict[str, str],
-                                                     extensions_dir: Path) -> None:
-    """The cluster of issue 16: no slurmdbd. A status check that cannot work is refused before any submission,
-    naming the setting; the command as typed runs to the end."""
-    workdir = make_clone(tmp_path / "refused", TYPED_STUDY, extensions_dir)
-    started = time.monotonic()
-    code, text = run_snakemake(workdir, env, tmp_path / "refused.log", limit_s=120, command=as_typed(
-        "--executor", "slurm", "--slurm-status-command", "sacct", TYPED_TARGET))
-    assert code != 0 and time.monotonic() - started < 120, text[-3000:]
-    assert "cannot track jobs on this cluster: --slurm-status-command sacct" in text, text[-3000:]
-    assert "AccountingStorageType=accounting_storage/none" in text
-    assert not submissions(text) and not workflow_jobs(env, workdir)
-    _run_as_typed(tmp_path, env, extensions_dir)
 
 
 @pytest.mark.slurm
