@@ -195,6 +195,32 @@ def test_train_resources_become_one_task_per_node(tmp_path: Path) -> None:
         assert command.endswith(f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1 -D w"), command
 
 
+def test_constraint_expression_reaches_sbatch_as_one_word(tmp_path: Path) -> None:
+    """SLURM feature expressions use & | ( ): the plugin runs sbatch through a shell, so the train rule quotes the
+    constraint; the shell hands sbatch exactly the configured expression."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+
+    constraint = "a100&(ib|eth)"
+    overlay = tmp_path / "constraint.yaml"
+    overlay.write_text(f"slurm:\n  constraint: '{constraint}'\n  reservation: maint\n", encoding="utf-8")
+    result = conftest.run_snakemake("-n", "--forceall", "results/runs/base-g1n1/metrics.json", "--configfile",
+                                    str(overlay))
+    assert result.returncode == 0, result.stderr[-2000:]
+    (_, threads, text), = RESOURCES.findall(result.stdout + result.stderr)
+    extra = re.search(r"slurm_extra=(.*?)(?:, \w+=|$)", text)
+    assert extra, text
+    resources = _Resources(slurm_extra=extra.group(1), nodes=1, tasks=1, cpus_per_task=8)
+    job = type("Job", (), {"resources": resources, "threads": int(threads or 1)})()
+    command = get_submit_command(job, {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c", "account": "",
+                                       "partition": "", "workdir": "w"})
+    assert command.startswith("sbatch "), command
+    # what the shell would hand sbatch: the same command with sbatch replaced by printf, one word per line
+    shown = subprocess.run(["bash", "-c", "printf '%s\\n' " + command[len("sbatch "):]], capture_output=True,
+                           text=True, timeout=30, check=False)
+    words = shown.stdout.splitlines()
+    assert f"--constraint={constraint}" in words and "--reservation=maint" in words, (command, shown)
+
+
 # --- can Snakemake track jobs on a cluster? (canned `scontrol show config`, no cluster) -----------------------
 
 SCONTROL_NO_DBD = """Configuration data as of 2026-11-24T10:00:00
