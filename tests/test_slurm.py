@@ -10,25 +10,23 @@ rule's resources; the ranks train bloom-tiny on CPU over gloo. Workflows (marked
   2. a job cancelled by `scancel`, a job killed at its time limit and a 2-node job whose second node is set DOWN
      are all retried (the profile's `retries: 1`), with twice the time limit; the killed attempts' records are
      kept under results/failed/, and each run completes once;
-  3. `snakemake --executor slurm <table>` exactly as typed in a clone, without slurmdbd (where a status check that
-     cannot work is refused at once) and with slurmdbd (a second cluster).
-Needs root (daemons, namespaces); about 7 minutes on 2 cores. Without a cluster, a dry run checks that every run
-of the shipped matrix asks SLURM for one task per node (the plugin's own sbatch command builder), and the
-tracking check is tested on canned `scontrol show config` output.
+  3. `snakemake --executor slurm ...` exactly as typed in a clone: workflow 1 on the cluster without slurmdbd
+     (where a status check that cannot work is refused at once, before any submission), and one table on a
+     second cluster with slurmdbd.
+Needs root (daemons, namespaces); 6 min 42 s on a busy 2-core machine. What the workflow hands SLURM is checked
+without a cluster in tests/test_slurm_offline.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import conftest
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
@@ -53,7 +51,6 @@ from workflow import (
     wait_for,
     workflow_jobs,
 )
-from zerosweep.plan.tracking import parse_scontrol_config, untrackable_reason
 
 TRAINING_STARTED = "[zerosweep] training started"  # zerosweep.run.train.TRAINING_STARTED_MARKER
 NODES = ("n1", "n2", "n3", "n4")
@@ -148,97 +145,6 @@ def _assert_records(workdir: Workdir, run_id: str, nodes: int, gpus_per_node: in
         ["train.log", *[f"train_{host}.log" for host in hosts[1:]], *(["srun.log"] if nodes > 1 else [])])
 
 
-# --- the train rule's resources, as the SLURM executor turns them into sbatch options (no cluster) ---------
-
-RESOURCES = re.compile(r"^\s+wildcards: run=(\S+)\n(?:\s+threads: (\d+)\n)?\s+resources: (.+)$", re.MULTILINE)
-
-
-class _Resources(dict):  # type: ignore[type-arg]
-    """What the plugin reads of a job's resources: .get() and attribute access."""
-
-    def __getattr__(self, name: str) -> Any:
-        return self[name]
-
-
-def test_train_resources_become_one_task_per_node(tmp_path: Path) -> None:
-    """Every run of the shipped matrix: 1-node runs have no `mpi` (the plugin refuses mpi with tasks=1 and runs
-    them in `srun -n1` on one node); multi-node runs have mpi, tasks = nodes, one task and G GPUs per node. The
-    plugin's own submit-string builder accepts each of them."""
-    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
-
-    result = conftest.run_snakemake("-n", "--forceall")
-    assert result.returncode == 0, result.stderr
-    train = {}
-    for run, threads, text in RESOURCES.findall(result.stdout + result.stderr):
-        values: dict[str, Any] = {}
-        for item in re.split(r", (?=\w+=)", text):
-            key, _, value = item.partition("=")
-            values[key] = int(value) if value.isdigit() else value
-        if "nodes" in values:
-            train[run] = (int(threads or 1), values)
-    assert len(train) == 21, sorted(train)
-    shipped = make_workdir(tmp_path, {}, tmp_path).plan()
-    for run, (threads, resources) in train.items():
-        point = shipped.runs[run].point
-        assert (resources["nodes"], resources["tasks"]) == (point.nodes, point.nodes), run
-        assert resources.get("mpi") == ("srun" if point.nodes > 1 else None), (run, resources)
-        assert resources["runtime"] == 60  # slurm.time_min x attempt 1
-        assert resources["slurm_extra"] == f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1"
-        job = type("Job", (), {"resources": _Resources(resources), "threads": threads})()
-        command = get_submit_command(job, {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c",
-                                           "account": "", "partition": "", "workdir": "w"})
-        cpus = 8 * point.gpus_per_node  # slurm.cpus_per_gpu for each of the node's ranks
-        assert f"--nodes={point.nodes} --ntasks={point.nodes} --cpus-per-task={cpus} " in command, command
-        assert command.endswith(f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1 -D w"), command
-
-
-# --- can Snakemake track jobs on a cluster? (canned `scontrol show config`, no cluster) -----------------------
-
-SCONTROL_NO_DBD = """Configuration data as of 2026-11-24T10:00:00
-AccountingStorageType   = accounting_storage/none
-MinJobAge               = 300 sec
-SlurmctldPort           = 6817
-"""
-
-
-def test_tracking_check_refuses_what_would_hang_and_names_the_setting() -> None:
-    config = parse_scontrol_config(SCONTROL_NO_DBD)
-    assert config["MinJobAge"] == "300 sec" and config["AccountingStorageType"] == "accounting_storage/none"
-    # the profile's squeue with 20 s: fine (300 >= 60)
-    assert untrackable_reason("squeue", 20, config, sacct_on_path=True) is None
-    # sacct without slurmdbd: waits forever (issue 16)
-    reason = untrackable_reason("sacct", 20, config, sacct_on_path=True)
-    assert reason and "--slurm-status-command sacct" in reason and "squeue" in reason
-    # squeue, but finished jobs leave the queue before 3 x the first-check delay: the plugin would use sacct
-    reason = untrackable_reason("squeue", 120, config, sacct_on_path=True)
-    assert reason and "MinJobAge=300" in reason and "--slurm-init-seconds-before-status-checks 100" in reason
-    assert "switch back to sacct" in reason
-    assert "leave squeue" in (untrackable_reason("squeue", 120, config, sacct_on_path=False) or "")
-    # with slurmdbd everything is trackable
-    accounted = {**config, "AccountingStorageType": "accounting_storage/slurmdbd"}
-    assert untrackable_reason("sacct", 120, accounted, sacct_on_path=True) is None
-
-
-def test_profile_sets_the_job_limit_only_for_slurm() -> None:
-    """profiles/default: `jobs` makes Snakemake stop limiting local cores, so it is set for --executor slurm only."""
-    from snakemake.profiles import ProfileConfigFileParser
-
-    def parsed(*argv: str) -> dict[str, Any]:
-        saved = sys.argv
-        sys.argv = ["snakemake", *argv]
-        try:
-            with open(conftest.REPO / "profiles" / "default" / "config.yaml", encoding="utf-8") as handle:
-                return dict(ProfileConfigFileParser().parse(handle))
-        finally:
-            sys.argv = saved
-
-    for argv in (("--executor", "slurm", "all"), ("--executor=slurm",), ("-e", "slurm")):
-        assert (parsed(*argv).get("jobs"), parsed(*argv).get("retries")) == ("50", "1"), argv
-    local = parsed("--cores", "2", "all")
-    assert "jobs" not in local and "retries" not in local
-    assert local["slurm-status-command"] == "squeue" and local["cores"] == "all"
-
-
 # --- 1 + 3: the matrix through sbatch; interrupted and resumed --------------------------------------------
 
 # Four runs, (nodes, GPUs per node): 1 x 1, 1 x 2, 2 x 2 (the shipped multi-node shape: 2 GPUs per node) and
@@ -262,13 +168,25 @@ E2E_TABLES = {"slurm_ranks": ["z2-offnone-nopin-g1n1", "z2-offnone-nopin-g2n1"],
 @pytest.mark.slow
 def test_matrix_through_sbatch_killed_and_recovered(tmp_path: Path, env: dict[str, str],
                                                      extensions_dir: Path) -> None:
-    workdir = make_workdir(tmp_path / "wd", E2E_STUDIES, extensions_dir)
+    """In a clone, as a user types it (issue 16's cluster: no slurmdbd): a status check that cannot work is refused
+    at once; the matrix is submitted, Snakemake SIGKILLed, recovered with scripts/slurm_recover.sh, and finished
+    by `snakemake --executor slurm all`."""
+    workdir = make_clone(tmp_path / "clone", E2E_STUDIES, extensions_dir)
     assert {study: workdir.study_runs(study) for study in E2E_STUDIES} == E2E_TABLES
+
+    started = time.monotonic()
+    code, refused = run_snakemake(workdir, env, tmp_path / "refused.log", limit_s=120, command=as_typed(
+        "--executor", "slurm", "--slurm-status-command", "sacct", "all"))
+    assert code != 0 and time.monotonic() - started < 120, refused[-3000:]
+    assert "cannot track jobs on this cluster: --slurm-status-command sacct" in refused, refused[-3000:]
+    assert "AccountingStorageType=accounting_storage/none" in refused
+    assert not submissions(refused) and not workflow_jobs(env, workdir)
 
     # First invocation: SIGKILL it (a lost login node) once a run has finished and another one is training. One
     # job at a time makes that moment certain (together, the four runs share the 2 cores and end within seconds).
     first_log = tmp_path / "first.log"
-    process = start_snakemake(workdir, env, first_log, "--jobs", "1")
+    process = start_snakemake(workdir, env, first_log, command=as_typed(
+        "--executor", "slurm", "--jobs", "1", "--slurm-init-seconds-before-status-checks", "1", "all"))
     try:
         def killable() -> tuple[set[str], list[str]] | None:
             text = first_log.read_text(encoding="utf-8", errors="replace")
@@ -293,10 +211,8 @@ def test_matrix_through_sbatch_killed_and_recovered(tmp_path: Path, env: dict[st
     assert orphans, "the killed Snakemake's running job should still be in the queue"
 
     # The documented recovery: cancel this workflow's jobs, wait for them to leave the queue, unlock.
-    recover = subprocess.run(["bash", str(conftest.REPO / "scripts" / "slurm_recover.sh"), "--snakefile",
-                              str(conftest.REPO / "Snakefile"), "--configfile", str(workdir.overlay_file)],
-                             cwd=workdir.path, env=env,
-                             capture_output=True, text=True, timeout=400, check=False)
+    recover = subprocess.run(["bash", "scripts/slurm_recover.sh"], cwd=workdir.path, env=env, capture_output=True,
+                             text=True, timeout=400, check=False)
     assert recover.returncode == 0, recover.stdout + recover.stderr
     assert all(job in recover.stdout for job in orphans), recover.stdout
     states = _latest_states(env, first_jobs)
@@ -312,8 +228,11 @@ def test_matrix_through_sbatch_killed_and_recovered(tmp_path: Path, env: dict[st
     assert all("metrics.json" in files and "status.json" in files for files in before.values()), before
 
     # Second invocation: only what is missing runs; finished runs are not touched.
-    code, second = run_snakemake(workdir, env, tmp_path / "second.log", limit_s=900)
+    code, second = run_snakemake(workdir, env, tmp_path / "second.log", limit_s=900,
+                                 command=as_typed("--executor", "slurm", "all"))
     assert code == 0, second[-5000:]
+    assert "Using workflow specific profile profiles/default" in second
+    assert "Provided remote nodes: 50" in second  # the profile's job limit, set for --executor slurm only
     second_jobs = train_submissions(second)
     completed = {run for run, state in states.items() if state == "COMPLETED"}  # finished but maybe not seen
     assert not set(second_jobs) & finished, (second_jobs, finished)
@@ -497,23 +416,6 @@ def _run_as_typed(tmp_path: Path, env: dict[str, str], extensions_dir: Path) -> 
     rows = _read_csv(workdir.results / "tables" / "slurm_typed.csv")
     assert [(row["Run"], row["Status"]) for row in rows] == [(run, "ok")]
     return workdir, run, job
-
-
-@pytest.mark.slurm
-@pytest.mark.slow
-def test_executor_slurm_as_typed_without_accounting(tmp_path: Path, env: dict[str, str],
-                                                     extensions_dir: Path) -> None:
-    """The cluster of issue 16: no slurmdbd. A status check that cannot work is refused before any submission,
-    naming the setting; the command as typed runs to the end."""
-    workdir = make_clone(tmp_path / "refused", TYPED_STUDY, extensions_dir)
-    started = time.monotonic()
-    code, text = run_snakemake(workdir, env, tmp_path / "refused.log", limit_s=120, command=as_typed(
-        "--executor", "slurm", "--slurm-status-command", "sacct", TYPED_TARGET))
-    assert code != 0 and time.monotonic() - started < 120, text[-3000:]
-    assert "cannot track jobs on this cluster: --slurm-status-command sacct" in text, text[-3000:]
-    assert "AccountingStorageType=accounting_storage/none" in text
-    assert not submissions(text) and not workflow_jobs(env, workdir)
-    _run_as_typed(tmp_path, env, extensions_dir)
 
 
 @pytest.mark.slurm
