@@ -15,6 +15,7 @@ include: "rules/common.smk"
 include: "rules/train.smk"
 include: "rules/memory.smk"
 include: "rules/aggregate.smk"
+include: "rules/tune.smk"
 
 
 rule all:

@@ -9,16 +9,19 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from zerosweep.plan.matrix import (  # noqa: E402
+    POINT_ID_PATTERN,
     RUN_ID_PATTERN,
     STUDY_PATTERN,
     ConfigError,
     build_plan,
     matrix_table,
 )
+from zerosweep.plan.tune import boundary, build_tune_studies, find_run, next_probe  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 try:
     PLAN = build_plan(config)
+    TUNE = build_tune_studies(config, PLAN)
 except ConfigError as error:
     raise WorkflowError(f"workflow config: {error}") from None
 
@@ -32,6 +35,7 @@ ZEROSWEEP = f"PYTHONPATH={SCRIPTS_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}} python -
 wildcard_constraints:
     run=RUN_ID_PATTERN,
     study=STUDY_PATTERN,
+    point=POINT_ID_PATTERN,
 
 
 def print_matrix(log_path):
@@ -42,7 +46,16 @@ def print_matrix(log_path):
 
 
 def run_spec(wildcards):
-    return PLAN.runs[wildcards.run]
+    try:
+        return find_run(PLAN, TUNE, wildcards.run)
+    except KeyError as error:
+        raise WorkflowError(str(error)) from None
+
+
+def train_launch_options(wildcards):
+    """A tune study's host-memory cap (CPU ranks): the launcher's per-rank RLIMIT_DATA headroom."""
+    headroom = run_spec(wildcards).settings["runtime"].get("memory_headroom_mib")
+    return "" if headroom is None else f"--rank-memory-headroom-mb {headroom}"
 
 
 def run_spec_json(wildcards):
@@ -73,17 +86,65 @@ def study_timelines(wildcards):
     return expand("results/plots/runs/{run}.png", run=PLAN.studies[wildcards.study].run_ids)
 
 
+def table_studies():
+    return [name for name in PLAN.build if name not in TUNE]
+
+
 def built_tables():
-    return expand("results/tables/{study}.{ext}", study=PLAN.build, ext=("csv", "md"))
+    return expand("results/tables/{study}.{ext}", study=table_studies(), ext=("csv", "md"))
 
 
 def all_outputs():
     return [
         *built_tables(),
-        *expand("results/plots/{study}", study=PLAN.build),
-        *expand("results/plots/runs/{run}.png", run=PLAN.runs_of(PLAN.build)),
+        *expand("results/plots/{study}", study=table_studies()),
+        *expand("results/plots/runs/{run}.png", run=PLAN.runs_of(table_studies())),
         "results/summary.md",
+        *expand("results/tune/{study}/recommendation.md", study=[name for name in PLAN.build if name in TUNE]),
     ]
+
+
+# --- tune studies: the DAG grows one probe at a time (checkpoint tune_probe) -------------------------
+
+
+def tune_study_json(wildcards):
+    import json
+
+    return json.dumps(TUNE[wildcards.study].to_dict(), sort_keys=True)
+
+
+def _tune_probes(study, point):
+    """Replay the search over the finished probes; asking for an unfinished one schedules it (checkpoint)."""
+    import json
+
+    search = TUNE[study].searches[point]
+    outcomes, files = {}, []
+    while (micro_batch := next_probe(outcomes, search.start, search.upper)) is not None:
+        path = checkpoints.tune_probe.get(run=search.probe(micro_batch).run_id).output[0]
+        with open(path) as handle:
+            outcomes[micro_batch] = json.load(handle)["status"]
+        files.append(path)
+    return outcomes, files
+
+
+def tune_search_probes(wildcards):
+    return _tune_probes(wildcards.study, wildcards.point)[1]
+
+
+def tune_searches(wildcards):
+    return expand("results/tune/{study}/search/{point}.json", study=wildcards.study,
+                  point=list(TUNE[wildcards.study].searches))
+
+
+def tune_measurements(wildcards):
+    """Each point's measurement at its largest micro-batch (the boundary probe itself when settings agree)."""
+    paths = []
+    for point, search in TUNE[wildcards.study].searches.items():
+        outcomes, _ = _tune_probes(wildcards.study, point)
+        best = boundary(outcomes, search.start, search.upper).max_fit
+        if best:
+            paths.append(f"{RUNS_DIR}/{search.measurement(best).run_id}/summary.json")
+    return paths
 
 
 # --- resources of a training job, from its matrix point and the `slurm` section ---------------

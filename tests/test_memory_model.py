@@ -87,7 +87,7 @@ def printed_rows(function: object, *args: object, **kwargs: object) -> dict[str,
     with contextlib.redirect_stdout(out):
         assert function(*args, **kwargs) is None  # they return nothing: the table is the answer
     rows = {}
-    for cpu, gpu, options in re.findall(r"^\s*([\d.]+)GB \|\s*([\d.]+)GB \| (.+)$", out.getvalue(), re.M):
+    for cpu, gpu, options in re.findall(r"^\s*([\d.]+)GB \|\s*([\d.]+)GB \| (.+)$", out.getvalue(), re.MULTILINE):
         rows[re.sub(r"\s+|OffloadDeviceEnum\.", "", options)] = (float(cpu) * 2**30, float(gpu) * 2**30)
     assert rows, out.getvalue()
     return rows

@@ -27,7 +27,7 @@ def search(true_max: int, start: int, upper: int) -> tuple[dict[int, str], list[
 @pytest.mark.parametrize(("start", "upper"), [(1, 1), (1, 2), (1, 7), (1, 64), (1, 100), (3, 100), (4, 37),
                                               (8, 8), (5, 129)])
 def test_boundary_is_exact_for_every_true_maximum(start: int, upper: int) -> None:
-    for true_max in range(0, upper + 6):
+    for true_max in range(upper + 6):
         outcomes, order = search(true_max, start, upper)
         found = boundary(outcomes, start, upper)
         expected = min(true_max, upper)
@@ -76,6 +76,7 @@ def tune_config(config: dict[str, Any], **tune: Any) -> dict[str, Any]:
     study = copy.deepcopy(TUNE_STUDY)
     study["tune"].update(tune)
     config["studies"] = {"zero_stages": config["studies"]["zero_stages"], "tuned": study}
+    config["build_studies"] = ["zero_stages", "tuned"]
     return config
 
 

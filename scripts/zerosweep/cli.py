@@ -23,6 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plots": ("zerosweep.report.plots", "write one study's plots"),
     "timeline": ("zerosweep.report.plots", "write one run's memory timeline plot"),
     "summary": ("zerosweep.report.answers", "answer the workshop's questions from the tables"),
+    "tune-probe": ("zerosweep.report.tune_records", "one tune probe's outcome (status, peak, throughput)"),
+    "tune-search": ("zerosweep.report.tune_records", "one point's micro-batch search: the exact boundary"),
+    "recommend": ("zerosweep.report.recommend", "a tune study's recommendation per memory budget, memory model"),
 }
 
 
