@@ -122,3 +122,97 @@ def test_bad_tune_settings_are_refused_by_name(config: dict[str, Any]) -> None:
     misplaced["studies"]["zero_stages"]["tune"] = {"max_micro_batch": 4}
     with pytest.raises(ConfigError, match="study 'zero_stages': key 'tune'"):
         build_tune_studies(misplaced, build_plan(misplaced))
+
+
+# --- end to end: a real search on CPU through Snakemake ---------------------------------------------------
+
+# ZeRO-0 on bloom-tiny at sequence 512 (about 50 MiB per sample on a CPU rank), each rank capped at its
+# post-import data size + 650 MiB: micro-batch 2 fits, 4 runs out of memory (measured on the 2-core dev box).
+# Below ~600 MiB the cap already breaks the setup's threads (gloo, OpenMP): a failure, not an OOM.
+E2E_STUDY: dict[str, Any] = {
+    "table": "tune", "zero_stage": [0], "title": "Tune on CPU",
+    "data": {"max_length": 512, "samples_per_gpu": 2, "eval_samples": 2},
+    "training": {"gradient_accumulation_steps": 1, "warmup_steps": 1},
+    "tune": {"start_micro_batch": 1, "max_micro_batch": 8, "probe_steps": 2, "host_memory_cap_mib": 650,
+             "budgets_gib": [0.1, 8.0], "workshop_micro_batch": 16},
+}
+
+
+@pytest.mark.slow
+def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
+    import csv
+    import json
+    import sys
+    from pathlib import Path
+
+    from conftest import REPO, run_snakemake
+
+    sys.path.insert(0, str(REPO / "tests" / "slurm"))
+    from workflow import make_workdir
+
+    extensions = Path(REPO / "results" / "cache" / "torch_extensions")
+    workdir = make_workdir(tmp_path / "wd", {"tuned": E2E_STUDY}, extensions,
+                           overrides={"slurm": {"cpus_per_task": 1}})
+    args = ("--cores", "2", "--configfile", str(workdir.overlay_file))
+    target = "results/tune/tuned/recommendation.md"
+    result = run_snakemake(target, *args, cwd=workdir.path, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = workdir.results / "tune" / "tuned"
+
+    search = json.loads((out / "search" / "z0-offnone-nopin-g1n1.json").read_text())
+    probes = {probe["micro_batch"]: probe for probe in search["probes"]}
+    # the probes are exactly the search's sequence, replayed from the recorded outcomes
+    replay: dict[int, str] = {}
+    while (micro_batch := next_probe(replay, 1, 8)) is not None:
+        replay[micro_batch] = probes[micro_batch]["status"]
+    assert sorted(replay) == sorted(probes)
+    best = search["max_fit"]
+    assert 1 <= best < 8 and search["first_oom"] == best + 1 and search["consistent"]
+
+    def status(micro_batch: int) -> str:
+        metrics = workdir.results / "runs" / probes[micro_batch]["run_id"] / "metrics.json"
+        return json.loads(metrics.read_text())["status"]
+
+    # exact by witness, from the runs' own records: the boundary ran, the next micro-batch ran out of memory
+    assert status(best) == "ok" and status(best + 1) == "oom"
+    assert probes[best + 1]["peak_mib"] is not None  # an OOM probe is a recorded result
+
+    runs = [probe for probe in search["probes"] if probe["status"] == "ok"]
+    with open(out / "recommendation.csv", encoding="utf-8") as handle:
+        budgets = {float(row["Budget (GiB)"]): row for row in csv.DictReader(handle)}
+    assert budgets[0.1]["Configuration"] == "nothing measured fits"
+    fastest = max(runs, key=lambda run: run["samples_per_second"])
+    assert budgets[8.0]["Run"] == fastest["run_id"] and budgets[8.0]["Configuration"] == "ZeRO Stage 0"
+
+    with open(out / "memory_model.csv", encoding="utf-8") as handle:
+        model_rows = list(csv.DictReader(handle))
+    assert len(model_rows) == len(runs) >= 2
+    for row in model_rows:
+        assert abs(float(row["Error (%)"])) < 10, row
+    with open(out / "workshop_budget.csv", encoding="utf-8") as handle:
+        workshop = next(csv.DictReader(handle))
+    assert workshop["Basis"] == "predicted (memory model)" and float(workshop["Peak (GiB)"]) > 0
+    assert (out / "pareto.png").stat().st_size > 10_000
+    assert "Recommendation per memory budget" in (out / "recommendation.md").read_text()
+
+    # a rerun reuses every finished probe
+    again = run_snakemake("-n", target, *args, cwd=workdir.path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_pareto_front_and_budget_pick_from_known_runs() -> None:
+    from zerosweep.report.pareto_plot import pareto_front
+    from zerosweep.report.recommend import budget_table
+
+    assert pareto_front([(10, 5), (12, 4), (14, 9), (14, 7), (20, 9), (30, 12)]) == [(10, 5), (14, 9), (30, 12)]
+
+    def run(run_id: str, peak_gib: float, speed: float, status: str = "ok") -> dict[str, Any]:
+        return {"run_id": run_id, "label": run_id, "status": status, "micro_batch": 1,
+                "gradient_accumulation_steps": 1, "peak_mib": peak_gib * 1024, "samples_per_second": speed,
+                "samples_per_second_low": None, "samples_per_second_high": None, "tflops_per_gpu": None,
+                "mfu": None}
+
+    runs = [run("small", 10, 5), run("mid", 20, 9), run("big", 40, 12), run("oom", 5, 99, "oom")]
+    table = budget_table(runs, [16, 24, 8, 80]).set_index("Budget (GiB)")
+    assert table.loc[8.0, "Configuration"] == "nothing measured fits"  # the OOM run never counts
+    assert table.loc[16.0, "Run"] == "small" and table.loc[24.0, "Run"] == "mid" and table.loc[80.0, "Run"] == "big"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,15 +68,6 @@ class MemoryModel:
     def predict(self, point_id: str, micro_batch: int, world: tuple[int, int] | None = None) -> float | None:
         fit = self.fits.get(point_id)
         return None if fit is None else fit.predict(self.states_mib(point_id, world=world), micro_batch)
-
-
-def _interval(row: Mapping[str, Any]) -> str:
-    value, low, high = row["samples_per_second"], row["samples_per_second_low"], row["samples_per_second_high"]
-    if value is None:
-        return ""
-    if low is None or high is None:
-        return f"{value:.2f}"
-    return f"{value:.2f} ({low:.2f}-{high:.2f})"
 
 
 def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[str, Mapping[str, Any]],
@@ -184,12 +176,32 @@ def scaling_table(searches: Sequence[Mapping[str, Any]], model: MemoryModel, bud
     return pd.DataFrame(rows)
 
 
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # an empty cell
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) >= 1 else f"{value:.2f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """Samples/s with its interval in one cell ("low-high" in brackets; CSV keeps separate columns)."""
+    if frame.empty:
+        return "(no rows)"
+    shown = frame.copy()
+    if "Samples/s low" in shown:
+        shown["Samples/s"] = [_cell(value) + (f" ({_cell(low)}-{_cell(high)})" if _cell(low) and _cell(high) else "")
+                              for value, low, high in zip(shown["Samples/s"], shown["Samples/s low"],
+                                                          shown["Samples/s high"])]
+        shown = shown.drop(columns=["Samples/s low", "Samples/s high"])
+    body = shown.astype(object).map(_cell)
+    return str(body.to_markdown(index=False, disable_numparse=True))
+
+
 def markdown(title: str, sections: Sequence[tuple[str, str, pd.DataFrame]], plot_name: str) -> str:
     lines = [f"# {title}", ""]
     for heading, note, frame in sections:
-        lines += [f"## {heading}", "", note, ""]
-        lines.append(frame.to_markdown(index=False, floatfmt=".2f") if not frame.empty else "(no rows)")
-        lines.append("")
+        lines += [f"## {heading}", ""] + ([note, ""] if note else []) + [markdown_table(frame), ""]
     lines += ["## Throughput vs peak memory", "", f"![throughput vs peak memory]({plot_name})", ""]
     return "\n".join(lines)
 
