@@ -14,7 +14,7 @@ rm -rf .snakemake/locks  # a previous call on this warm machine may have been cu
 TARGET=results/tune/tune_bloom560m/recommendation.md
 t1=$(date +%s.%N)
 timeout -s INT -k 30 "${TUNE_TIMEOUT_S:-500}" python3 -m snakemake "$TARGET" --cores 16 --rerun-incomplete \
-  --keep-going --configfile workflow_config.yaml benchmarks/tune/h100_tune.yaml "$@"
+  --keep-going "$@" --configfile workflow_config.yaml benchmarks/tune/h100_tune.yaml
 rc=$?
 t2=$(date +%s.%N)
 python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f} rc=$rc\")" | tee -a "$OUT/timing.txt"
