@@ -65,6 +65,16 @@ class MemoryModel:
     def _sample(self, probe: Mapping[str, Any]) -> PeakSample:
         return PeakSample(int(probe["micro_batch"]), float(probe["peak_mib"]), self.states_mib(probe["point_id"]))
 
+    def predict_left_out(self, probe: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> float | None:
+        """The probe's peak predicted by a fit to the configuration's other probes (out of sample), if two remain."""
+        others = [self._sample(other) for other in probes
+                  if other["point_id"] == probe["point_id"] and other["run_id"] != probe["run_id"]
+                  and other["status"] == "ok" and other["peak_mib"] is not None]
+        if len({sample.micro_batch for sample in others}) < 2:
+            return None
+        fit = fit_peak(others, f"{probe['point_id']}'s other probes")
+        return fit.predict(self.states_mib(probe["point_id"]), int(probe["micro_batch"]))
+
     def predict(self, point_id: str, micro_batch: int, world: tuple[int, int] | None = None) -> float | None:
         fit = self.fits.get(point_id)
         return None if fit is None else fit.predict(self.states_mib(point_id, world=world), micro_batch)
@@ -146,6 +156,7 @@ def memory_table(probes: Sequence[Mapping[str, Any]], model: MemoryModel) -> pd.
             continue
         fit = model.fits.get(probe["point_id"])
         predicted = model.predict(probe["point_id"], probe["micro_batch"])
+        left_out = model.predict_left_out(probe, probes)
         rows.append({
             "Run": probe["run_id"], "Configuration": probe["label"], "Micro-batch": probe["micro_batch"],
             "Model states, ZeRO paper (MiB)": model.states_mib(probe["point_id"], "zero_paper"),
@@ -154,6 +165,8 @@ def memory_table(probes: Sequence[Mapping[str, Any]], model: MemoryModel) -> pd.
             "Fit from": fit.source if fit else "no fit (fewer than two micro-batches fit)",
             "Predicted peak (MiB)": predicted, "Measured peak (MiB)": probe["peak_mib"],
             "Error (%)": None if predicted is None else 100 * (predicted - probe["peak_mib"]) / probe["peak_mib"],
+            "Left-out prediction (MiB)": left_out,
+            "Left-out error (%)": None if left_out is None else 100 * (left_out - probe["peak_mib"]) / probe["peak_mib"],
         })
     return pd.DataFrame(rows)
 
@@ -241,7 +254,8 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
         (f"Memory needed at the workshop's micro-batch ({tune['workshop_micro_batch']})", "", tables["workshop_budget"]),
         ("Memory model: predicted vs measured peak",
          ("Predicted = model states (DeepSpeed's accounting) + fixed + per sample x micro-batch, fitted by least "
-         "squares to the configuration's probes (in-sample)."), tables["memory_model"]),
+         "squares to the configuration's probes (in sample). Left-out: the same fit without the probe itself "
+         "(out of sample; needs two other micro-batches that fit)."), tables["memory_model"]),
         ("Predictions for GPU counts not run",
          ("Model states sharded over the new world size; activations per sample unchanged (data parallel). "
          "Predictions, not measurements."), tables["memory_scaling"]),
