@@ -113,22 +113,50 @@ def tune_study_json(wildcards):
     return json.dumps(TUNE[wildcards.study].to_dict(), sort_keys=True)
 
 
-def _tune_probes(study, point):
-    """Replay the search over the finished probes; asking for an unfinished one schedules it (checkpoint)."""
+def _read_probe(path):
     import json
 
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _tune_start(study, point):
+    """(first micro-batch, gallop): the study's start, or with tune.start_from_model the boundary the memory
+    model predicts from the study's first point once that point's search is done (the first point waits)."""
+    tune_study = TUNE[study]
+    search = tune_study.searches[point]
+    first = next(iter(tune_study.searches))
+    if not search.tune["start_from_model"] or point == first:
+        return search.start, False
+    from zerosweep.report.memory_fit import guided_start
+
+    outcomes, files, start, gallop = _tune_probes(study, first)
+    found = boundary(outcomes, start, search.upper, gallop)
+    reference = {"point_id": first, "probes": [_read_probe(path) for path in files], "max_fit": found.max_fit,
+                 "first_oom": found.first_oom}
+    guess = guided_start(tune_study.to_dict(), reference, point)
+    return (search.start, False) if guess is None else (min(guess, search.upper), True)
+
+
+def _tune_probes(study, point):
+    """Replay the search over the finished probes; asking for an unfinished one schedules it (checkpoint)."""
     search = TUNE[study].searches[point]
+    start, gallop = _tune_start(study, point)
     outcomes, files = {}, []
-    while (micro_batch := next_probe(outcomes, search.start, search.upper)) is not None:
+    while (micro_batch := next_probe(outcomes, start, search.upper, gallop)) is not None:
         path = checkpoints.tune_probe.get(run=search.probe(micro_batch).run_id).output[0]
-        with open(path) as handle:
-            outcomes[micro_batch] = json.load(handle)["status"]
+        outcomes[micro_batch] = _read_probe(path)["status"]
         files.append(path)
-    return outcomes, files
+    return outcomes, files, start, gallop
 
 
 def tune_search_probes(wildcards):
     return _tune_probes(wildcards.study, wildcards.point)[1]
+
+
+def tune_search_start(wildcards):
+    start, gallop = _tune_start(wildcards.study, wildcards.point)
+    return f"--start {start}" + (" --gallop" if gallop else "")
 
 
 def tune_searches(wildcards):
@@ -140,8 +168,8 @@ def tune_measurements(wildcards):
     """Each point's measurement at its largest micro-batch (the boundary probe itself when settings agree)."""
     paths = []
     for point, search in TUNE[wildcards.study].searches.items():
-        outcomes, _ = _tune_probes(wildcards.study, point)
-        best = boundary(outcomes, search.start, search.upper).max_fit
+        outcomes, _, start, gallop = _tune_probes(wildcards.study, point)
+        best = boundary(outcomes, start, search.upper, gallop).max_fit
         if best:
             paths.append(f"{RUNS_DIR}/{search.measurement(best).run_id}/summary.json")
     return paths

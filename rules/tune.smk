@@ -24,13 +24,14 @@ rule tune_search:
         "results/tune/{study}/search/{point}.json",
     params:
         study=tune_study_json,
+        start=tune_search_start,
     log:
         "results/logs/tune/{study}/search/{point}.log",
     localrule: True
     conda:
         "../envs/analysis.yaml"
     shell:
-        f"{ZEROSWEEP} tune-search --study-json {{params.study:q}} --point {{wildcards.point}} --out {{output}} {{input}} > {{log}} 2>&1"
+        f"{ZEROSWEEP} tune-search --study-json {{params.study:q}} --point {{wildcards.point}} {{params.start}} --out {{output}} {{input}} > {{log}} 2>&1"
 
 
 rule tune_recommendation:

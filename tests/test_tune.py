@@ -218,3 +218,62 @@ def test_pareto_front_and_budget_pick_from_known_runs() -> None:
     table = budget_table(runs, [16, 24, 8, 80]).set_index("Budget (GiB)")
     assert table.loc[8.0, "Configuration"] == "nothing measured fits"  # the OOM run never counts
     assert table.loc[16.0, "Run"] == "small" and table.loc[24.0, "Run"] == "mid" and table.loc[80.0, "Run"] == "big"
+
+
+def gallop_search(true_max: int, guess: int, upper: int) -> tuple[dict[int, str], list[int]]:
+    outcomes: dict[int, str] = {}
+    order: list[int] = []
+    while (micro_batch := next_probe(outcomes, guess, upper, gallop=True)) is not None:
+        assert micro_batch not in outcomes and 1 <= micro_batch <= upper
+        order.append(micro_batch)
+        outcomes[micro_batch] = FIT if micro_batch <= true_max else OOM
+        assert len(order) <= 64
+    return outcomes, order
+
+
+@pytest.mark.parametrize("upper", [1, 2, 9, 64, 100])
+def test_galloping_from_a_guess_is_exact_for_every_guess_and_true_maximum(upper: int) -> None:
+    for guess in range(1, upper + 1):
+        for true_max in range(upper + 4):
+            outcomes, order = gallop_search(true_max, guess, upper)
+            found = boundary(outcomes, guess, upper, gallop=True)
+            expected = min(true_max, upper)
+            assert found.max_fit == expected, (guess, true_max, order)
+            if expected > 0:
+                assert outcomes[expected] == FIT
+            if true_max < upper:
+                assert outcomes[expected + 1] == OOM
+            else:
+                assert outcomes[upper] == FIT and found.capped
+            # cost grows with the guess's error, not with the range
+            assert len(order) <= 2 * (abs(expected - guess) + 1).bit_length() + 2, (guess, true_max, order)
+
+
+def test_a_right_guess_costs_two_probes() -> None:
+    assert gallop_search(true_max=27, guess=27, upper=64)[1] == [27, 28]
+    assert gallop_search(true_max=27, guess=30, upper=64)[1] == [30, 29, 27, 28]
+    assert gallop_search(true_max=27, guess=25, upper=64)[1] == [25, 26, 28, 27]
+
+
+def test_model_guided_start_from_a_searched_reference(config: dict[str, Any]) -> None:
+    from zerosweep.report.memory_fit import MemoryModel, guided_start
+
+    config = tune_config(config, start_from_model=True)
+    config["runtime"]["device"] = "cuda"
+    study = build_tune_studies(config, build_plan(config))["tuned"].to_dict()
+    model = MemoryModel(study, [])
+    reference_point, target = "z0-offnone-nopin-g1n1", "z2-offcpu-nopin-g1n1"
+    states = model.states_mib(reference_point)
+
+    def probe(micro_batch: int, status: str = "ok") -> dict[str, Any]:
+        return {"run_id": f"{reference_point}-b{micro_batch}", "point_id": reference_point, "status": status,
+                "micro_batch": micro_batch, "peak_mib": states + 3000 + 2500 * micro_batch}
+
+    reference = {"point_id": reference_point, "probes": [probe(16), probe(24), probe(25, "oom")], "max_fit": 24,
+                 "first_oom": 25}
+    capacity = states + 3000 + 2500 * 24.5
+    expected = int((capacity - model.states_mib(target) - 3000) // 2500)
+    assert guided_start(study, reference, target) == expected > 24  # offloading frees the optimizer state
+    assert guided_start(study, reference, reference_point) == 24
+    # no OOM in the reference: nothing says where the memory ends
+    assert guided_start(study, {**reference, "probes": reference["probes"][:2], "first_oom": None}, target) is None

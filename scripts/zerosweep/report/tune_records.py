@@ -84,19 +84,22 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def search_record(study: Mapping[str, Any], point: str, probes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The finished search of one point: every probe's outcome and the exact boundary."""
+def search_record(study: Mapping[str, Any], point: str, probes: Sequence[Mapping[str, Any]],
+                  start: int | None = None, gallop: bool = False) -> dict[str, Any]:
+    """The finished search of one point: every probe's outcome and the exact boundary. `start`/`gallop`: where
+    and how the search began (the study's start and doubling unless the memory model guessed a start)."""
     tune = study["tune"]
+    start = int(tune["start_micro_batch"]) if start is None else start
     foreign = [probe["run_id"] for probe in probes if probe["point_id"] != point]
     if foreign:
         raise ValueError(f"search {point}: probes of another point given: {foreign}")
     outcomes = {int(probe["micro_batch"]): str(probe["status"]) for probe in probes}
-    found = boundary(outcomes, int(tune["start_micro_batch"]), int(tune["max_micro_batch"]))
+    found = boundary(outcomes, start, int(tune["max_micro_batch"]), gallop)
     if found.max_fit is None:
         raise ValueError(f"search {point}: probes {outcomes} do not finish the search; the workflow gives them all")
     return {
         "study": study["name"], "point_id": point, "label": study["points"][point]["label"],
-        "start_micro_batch": tune["start_micro_batch"], "max_micro_batch": tune["max_micro_batch"],
+        "start_micro_batch": start, "started_from_model": gallop, "max_micro_batch": tune["max_micro_batch"],
         "max_fit": found.max_fit, "first_oom": found.first_oom, "capped": found.capped,
         "consistent": found.consistent,
         "probes": sorted(probes, key=lambda probe: probe["micro_batch"]),
@@ -110,6 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     else:
         parser.add_argument("--study-json", required=True, help="the tune study (rules/common.smk: tune_study_json)")
         parser.add_argument("--point", required=True, help="the matrix point searched")
+        parser.add_argument("--start", type=int, default=None, help="first micro-batch (default: the study's)")
+        parser.add_argument("--gallop", action="store_true", help="the start is the memory model's guess")
         parser.add_argument("probes", nargs="+", type=Path, help="probe outcome files (tune-probe)")
 
 
@@ -120,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{outcome['run_id']}: {outcome['status']} at micro-batch {outcome['micro_batch']}, "
               f"peak {outcome['peak_mib']} MiB ({outcome['peak_source']})")
         return 0
-    record = search_record(json.loads(args.study_json), args.point, [read_json(path) for path in args.probes])
+    record = search_record(json.loads(args.study_json), args.point, [read_json(path) for path in args.probes],
+                           args.start, args.gallop)
     write_json(args.out, record)
     print(f"{args.point}: largest micro-batch that fits {record['max_fit']}"
           f"{' (search cap)' if record['capped'] else ''}; first OOM {record['first_oom']}")
