@@ -277,3 +277,16 @@ def test_model_guided_start_from_a_searched_reference(config: dict[str, Any]) ->
     assert guided_start(study, reference, reference_point) == 24
     # no OOM in the reference: nothing says where the memory ends
     assert guided_start(study, {**reference, "probes": reference["probes"][:2], "first_oom": None}, target) is None
+
+
+def test_workshop_budget_says_out_of_memory_above_a_probe_that_ran_out(config: dict[str, Any]) -> None:
+    from zerosweep.report.memory_fit import MemoryModel
+    from zerosweep.report.recommend import workshop_table
+
+    config = tune_config(config)
+    study = build_tune_studies(config, build_plan(config))["tuned"].to_dict()
+    search = {"point_id": "z0-offnone-nopin-g1n1", "label": "ZeRO Stage 0", "first_oom": 1, "max_fit": 0,
+              "probes": [{"run_id": "r1", "micro_batch": 1, "status": "oom", "peak_mib": 900.0}]}
+    table = workshop_table([search], MemoryModel(study, []), 4, [16.0])
+    assert table.loc[0, "Basis"] == "out of memory (micro-batch 1 already ran out)"
+    assert table.loc[0, "Smallest budget that holds it (GiB)"] is None

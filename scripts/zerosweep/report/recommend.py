@@ -87,6 +87,8 @@ def workshop_table(searches: Sequence[Mapping[str, Any]], model: MemoryModel, mi
             peak, basis = ran["peak_mib"], f"measured ({ran['run_id']})"
         elif ran is not None and ran["status"] == "oom":
             peak, basis = None, f"ran out of memory ({ran['run_id']})"
+        elif search["first_oom"] is not None and micro_batch > search["first_oom"]:
+            peak, basis = None, f"out of memory (micro-batch {search['first_oom']} already ran out)"
         else:
             peak = model.predict(search["point_id"], micro_batch)
             basis = "predicted (memory model)" if peak is not None else "no data"
