@@ -174,7 +174,7 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
     tune = study["tune"]
     probes = [probe for search in searches for probe in search["probes"]]
     model = MemoryModel(study, probes)
-    measured: dict[str, dict[str, Any]] = {}
+    measured: dict[str, Mapping[str, Any]] = {}
     for search in searches:  # the measurement at the boundary; the boundary probe when they are the same run
         matches = [run for run in measurements
                    if run["point_id"] == search["point_id"] and run["micro_batch"] == search["max_fit"]]
@@ -199,7 +199,8 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
          (f"The fastest measured run whose measured peak per {unit} fits each budget (probes and measurements; "
          "short runs, steady samples/s)."), tables["recommendation"]),
         ("Largest micro-batch per configuration",
-         "Found by probing (doubling to the first OOM, then bisection); measured at that micro-batch.",
+         ("Found by probing (doubling to the first OOM, or stepping from the memory model's guess, then bisection); "
+         "measured at that micro-batch."),
          tables["candidates"]),
         (f"Memory needed at the workshop's micro-batch ({tune['workshop_micro_batch']})", "", tables["workshop_budget"]),
         ("Memory model: predicted vs measured peak",

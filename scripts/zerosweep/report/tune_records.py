@@ -33,10 +33,9 @@ def _dig(data: Mapping[str, Any] | None, *keys: str) -> Any:
 
 def device_peak(summary: Mapping[str, Any]) -> tuple[float | None, str | None]:
     """(MiB, where it came from): what one device of the run held at most."""
-    if summary["setup"]["device"] == "cuda":
-        candidates = (("nvml", "peak_mib"), ("gpu", "peak_mib"), ("torch", "max_reserved_mib"))
-    else:
-        candidates = (("torch", "max_rss_mib"),)
+    candidates: tuple[tuple[str, str], ...] = (
+        (("nvml", "peak_mib"), ("gpu", "peak_mib"), ("torch", "max_reserved_mib"))
+        if summary["setup"]["device"] == "cuda" else (("torch", "max_rss_mib"),))
     for section, key in candidates:
         value = _dig(summary, section, key)
         if value is not None:
