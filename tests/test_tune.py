@@ -193,7 +193,10 @@ def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
             assert abs(float(row["Left-out error (%)"])) < 10, row
     with open(out / "workshop_budget.csv", encoding="utf-8") as handle:
         workshop = next(csv.DictReader(handle))
-    assert workshop["Basis"] == "predicted (memory model)" and float(workshop["Peak (GiB)"]) > 0
+    # micro-batch 16 lies above the first OOM: said so, not predicted
+    assert workshop["Basis"] == f"out of memory (micro-batch {best + 1} already ran out)"
+    with open(out / "memory_scaling.csv", encoding="utf-8") as handle:
+        assert [row["GPUs"] for row in csv.DictReader(handle)] == ["2", "4", "8"]  # predictions for unrun counts
     assert (out / "pareto.png").stat().st_size > 10_000
     assert "Recommendation per memory budget" in (out / "recommendation.md").read_text()
 
@@ -290,3 +293,13 @@ def test_workshop_budget_says_out_of_memory_above_a_probe_that_ran_out(config: d
     table = workshop_table([search], MemoryModel(study, []), 4, [16.0])
     assert table.loc[0, "Basis"] == "out of memory (micro-batch 1 already ran out)"
     assert table.loc[0, "Smallest budget that holds it (GiB)"] is None
+
+    # not probed at 4 and below the first OOM: predicted from the line through the probes, and labelled so
+    point = "z2-offnone-nopin-g1n1"
+    probes = [{"run_id": f"r{mb}", "point_id": point, "micro_batch": mb, "status": "ok",
+               "peak_mib": 3000.0 + 1000.0 * mb} for mb in (1, 2)]
+    fitted = {"point_id": point, "label": "ZeRO Stage 2", "first_oom": 8, "max_fit": 7, "probes": probes}
+    table = workshop_table([fitted], MemoryModel(study, probes), 4, [4.0, 8.0])
+    assert table.loc[0, "Basis"] == "predicted (memory model)"
+    assert table.loc[0, "Peak (GiB)"] == pytest.approx(7000 / 1024)
+    assert table.loc[0, "Smallest budget that holds it (GiB)"] == 8.0
