@@ -52,11 +52,6 @@ def run_spec(wildcards):
         raise WorkflowError(str(error)) from None
 
 
-def train_launch_options(wildcards):
-    """A tune study's host-memory cap (CPU ranks): the launcher's per-rank RLIMIT_DATA headroom."""
-    headroom = run_spec(wildcards).settings["runtime"].get("memory_headroom_mib")
-    return "" if headroom is None else f"--rank-memory-headroom-mb {headroom}"
-
 
 def run_spec_json(wildcards):
     return run_spec(wildcards).to_json()

@@ -11,7 +11,6 @@ rule train:
     params:
         spec=run_spec_json,
         run_dir=lambda wildcards: f"{RUNS_DIR}/{wildcards.run}",
-        options=train_launch_options,
     conda:
         "../envs/train.yaml"
     threads: train_cpus
@@ -26,4 +25,4 @@ rule train:
         slurm_account=_slurm("account"),
         slurm_extra=train_slurm_extra,
     shell:
-        f"{ZEROSWEEP} launch --spec-json {{params.spec:q}} --run-dir {{params.run_dir}} --cpus-per-task {{resources.cpus_per_task}} {{params.options}} > {{log}} 2>&1"
+        f"{ZEROSWEEP} launch --spec-json {{params.spec:q}} --run-dir {{params.run_dir}} --cpus-per-task {{resources.cpus_per_task}} > {{log}} 2>&1"
