@@ -16,6 +16,7 @@ include: "rules/ops.smk"
 include: "rules/train.smk"
 include: "rules/memory.smk"
 include: "rules/aggregate.smk"
+include: "rules/tune.smk"
 
 
 rule all:

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from zerosweep.plan.checks import check_config  # noqa: E402
 from zerosweep.plan.matrix import (  # noqa: E402
+    POINT_ID_PATTERN,
     RUN_ID_PATTERN,
     STUDY_PATTERN,
     ConfigError,
@@ -20,10 +21,12 @@ from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.run.ops import ops_for  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
 from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
+from zerosweep.plan.tune import boundary, build_tune_studies, find_run, next_probe  # noqa: E402
 
 try:  # schema, then settings that contradict each other, then the matrix: before anything is scheduled
     check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
     PLAN = build_plan(config)
+    TUNE = build_tune_studies(config, PLAN)
 except ConfigError as error:
     raise WorkflowError(f"workflow config: {error}") from None
 
@@ -38,6 +41,7 @@ ZEROSWEEP = f"PYTHONPATH={SCRIPTS_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}} python -
 wildcard_constraints:
     run=RUN_ID_PATTERN,
     study=STUDY_PATTERN,
+    point=POINT_ID_PATTERN,
 
 
 def print_matrix(log_path):
@@ -48,7 +52,11 @@ def print_matrix(log_path):
 
 
 def run_spec(wildcards):
-    return PLAN.runs[wildcards.run]
+    try:
+        return find_run(PLAN, TUNE, wildcards.run)
+    except KeyError as error:
+        raise WorkflowError(str(error)) from None
+
 
 
 def run_spec_json(wildcards):
@@ -81,17 +89,93 @@ def study_timelines(wildcards):
     return expand("results/plots/runs/{run}.png", run=PLAN.studies[wildcards.study].run_ids)
 
 
+def table_studies():
+    return [name for name in PLAN.build if name not in TUNE]
+
+
 def built_tables():
-    return expand("results/tables/{study}.{ext}", study=PLAN.build, ext=("csv", "md"))
+    return expand("results/tables/{study}.{ext}", study=table_studies(), ext=("csv", "md"))
 
 
 def all_outputs():
     return [
         *built_tables(),
-        *expand("results/plots/{study}", study=PLAN.build),
-        *expand("results/plots/runs/{run}.png", run=PLAN.runs_of(PLAN.build)),
+        *expand("results/plots/{study}", study=table_studies()),
+        *expand("results/plots/runs/{run}.png", run=PLAN.runs_of(table_studies())),
         "results/summary.md",
+        *expand("results/tune/{study}/recommendation.md", study=[name for name in PLAN.build if name in TUNE]),
     ]
+
+
+# --- tune studies: the DAG grows one probe at a time (checkpoint tune_probe) -------------------------
+
+
+def tune_study_json(wildcards):
+    import json
+
+    return json.dumps(TUNE[wildcards.study].to_dict(), sort_keys=True)
+
+
+def _read_probe(path):
+    import json
+
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _tune_start(study, point):
+    """(first micro-batch, gallop): the study's start, or with tune.start_from_model the boundary the memory
+    model predicts from the study's first point once that point's search is done (the first point waits)."""
+    tune_study = TUNE[study]
+    search = tune_study.searches[point]
+    first = next(iter(tune_study.searches))
+    if not search.tune["start_from_model"] or point == first:
+        return search.start, False
+    from zerosweep.report.memory_fit import guided_start
+
+    outcomes, files, start, gallop = _tune_probes(study, first)
+    found = boundary(outcomes, start, search.upper, gallop)
+    reference = {"point_id": first, "probes": [_read_probe(path) for path in files], "max_fit": found.max_fit,
+                 "first_oom": found.first_oom}
+    guess = guided_start(tune_study.to_dict(), reference, point)
+    return (search.start, False) if guess is None else (min(guess, search.upper), True)
+
+
+def _tune_probes(study, point):
+    """Replay the search over the finished probes; asking for an unfinished one schedules it (checkpoint)."""
+    search = TUNE[study].searches[point]
+    start, gallop = _tune_start(study, point)
+    outcomes, files = {}, []
+    while (micro_batch := next_probe(outcomes, start, search.upper, gallop)) is not None:
+        path = checkpoints.tune_probe.get(run=search.probe(micro_batch).run_id).output[0]
+        outcomes[micro_batch] = _read_probe(path)["status"]
+        files.append(path)
+    return outcomes, files, start, gallop
+
+
+def tune_search_probes(wildcards):
+    return _tune_probes(wildcards.study, wildcards.point)[1]
+
+
+def tune_search_start(wildcards):
+    start, gallop = _tune_start(wildcards.study, wildcards.point)
+    return f"--start {start}" + (" --gallop" if gallop else "")
+
+
+def tune_searches(wildcards):
+    return expand("results/tune/{study}/search/{point}.json", study=wildcards.study,
+                  point=list(TUNE[wildcards.study].searches))
+
+
+def tune_measurements(wildcards):
+    """Each point's measurement at its largest micro-batch (the boundary probe itself when settings agree)."""
+    paths = []
+    for point, search in TUNE[wildcards.study].searches.items():
+        outcomes, _, start, gallop = _tune_probes(wildcards.study, point)
+        best = boundary(outcomes, start, search.upper, gallop).max_fit
+        if best:
+            paths.append(f"{RUNS_DIR}/{search.measurement(best).run_id}/summary.json")
+    return paths
 
 
 # --- resources of a training job, from its matrix point and the `slurm` section ---------------

@@ -76,6 +76,7 @@ def tune_config(config: dict[str, Any], **tune: Any) -> dict[str, Any]:
     study = copy.deepcopy(TUNE_STUDY)
     study["tune"].update(tune)
     config["studies"] = {"zero_stages": config["studies"]["zero_stages"], "tuned": study}
+    config["build_studies"] = ["zero_stages", "tuned"]
     return config
 
 
@@ -121,3 +122,184 @@ def test_bad_tune_settings_are_refused_by_name(config: dict[str, Any]) -> None:
     misplaced["studies"]["zero_stages"]["tune"] = {"max_micro_batch": 4}
     with pytest.raises(ConfigError, match="study 'zero_stages': key 'tune'"):
         build_tune_studies(misplaced, build_plan(misplaced))
+
+
+# --- end to end: a real search on CPU through Snakemake ---------------------------------------------------
+
+# ZeRO-0 on bloom-tiny at sequence 512 (about 50 MiB per sample on a CPU rank), each rank capped at its
+# post-import data size + 650 MiB: micro-batch 2 fits, 4 runs out of memory (measured on the 2-core dev box).
+# Below ~600 MiB the cap already breaks the setup's threads (gloo, OpenMP): a failure, not an OOM.
+E2E_STUDY: dict[str, Any] = {
+    "table": "tune", "zero_stage": [0], "title": "Tune on CPU",
+    "data": {"max_length": 512, "samples_per_gpu": 2, "eval_samples": 2},
+    "training": {"gradient_accumulation_steps": 1, "warmup_steps": 1},
+    "tune": {"start_micro_batch": 1, "max_micro_batch": 8, "probe_steps": 2, "host_memory_cap_mib": 650,
+             "budgets_gib": [0.1, 8.0], "workshop_micro_batch": 16},
+}
+
+
+@pytest.mark.slow
+def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
+    import csv
+    import json
+    import sys
+    from pathlib import Path
+
+    from conftest import REPO, run_snakemake
+
+    sys.path.insert(0, str(REPO / "tests" / "slurm"))
+    from workflow import make_workdir
+
+    extensions = Path(REPO / "results" / "cache" / "torch_extensions")
+    workdir = make_workdir(tmp_path / "wd", {"tuned": E2E_STUDY}, extensions,
+                           overrides={"slurm": {"cpus_per_task": 1}})
+    args = ("--cores", "2", "--configfile", str(workdir.overlay_file))
+    target = "results/tune/tuned/recommendation.md"
+    result = run_snakemake(target, *args, cwd=workdir.path, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = workdir.results / "tune" / "tuned"
+
+    search = json.loads((out / "search" / "z0-offnone-nopin-g1n1.json").read_text())
+    probes = {probe["micro_batch"]: probe for probe in search["probes"]}
+    # the probes are exactly the search's sequence, replayed from the recorded outcomes
+    replay: dict[int, str] = {}
+    while (micro_batch := next_probe(replay, 1, 8)) is not None:
+        replay[micro_batch] = probes[micro_batch]["status"]
+    assert sorted(replay) == sorted(probes)
+    best = search["max_fit"]
+    assert 1 <= best < 8 and search["first_oom"] == best + 1 and search["consistent"]
+
+    def status(micro_batch: int) -> str:
+        metrics = workdir.results / "runs" / probes[micro_batch]["run_id"] / "metrics.json"
+        return json.loads(metrics.read_text())["status"]
+
+    # exact by witness, from the runs' own records: the boundary ran, the next micro-batch ran out of memory
+    assert status(best) == "ok" and status(best + 1) == "oom"
+    assert probes[best + 1]["peak_mib"] is not None  # an OOM probe is a recorded result
+
+    runs = [probe for probe in search["probes"] if probe["status"] == "ok"]
+    with open(out / "recommendation.csv", encoding="utf-8") as handle:
+        budgets = {float(row["Budget (GiB)"]): row for row in csv.DictReader(handle)}
+    assert budgets[0.1]["Configuration"] == "nothing measured fits"
+    fastest = max(runs, key=lambda run: run["samples_per_second"])
+    assert budgets[8.0]["Run"] == fastest["run_id"] and budgets[8.0]["Configuration"] == "ZeRO Stage 0"
+
+    with open(out / "memory_model.csv", encoding="utf-8") as handle:
+        model_rows = list(csv.DictReader(handle))
+    assert len(model_rows) == len(runs) >= 2
+    for row in model_rows:
+        assert abs(float(row["Error (%)"])) < 10, row
+        if row["Left-out error (%)"]:  # out of sample, where two other micro-batches fit
+            assert abs(float(row["Left-out error (%)"])) < 10, row
+    with open(out / "workshop_budget.csv", encoding="utf-8") as handle:
+        workshop = next(csv.DictReader(handle))
+    # micro-batch 16 lies above the first OOM: said so, not predicted
+    assert workshop["Basis"] == f"out of memory (micro-batch {best + 1} already ran out)"
+    with open(out / "memory_scaling.csv", encoding="utf-8") as handle:
+        assert [row["GPUs"] for row in csv.DictReader(handle)] == ["2", "4", "8"]  # predictions for unrun counts
+    assert (out / "pareto.png").stat().st_size > 10_000
+    assert "Recommendation per memory budget" in (out / "recommendation.md").read_text()
+
+    # a rerun reuses every finished probe
+    again = run_snakemake("-n", target, *args, cwd=workdir.path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_pareto_front_and_budget_pick_from_known_runs() -> None:
+    from zerosweep.report.pareto_plot import pareto_front
+    from zerosweep.report.recommend import budget_table
+
+    assert pareto_front([(10, 5), (12, 4), (14, 9), (14, 7), (20, 9), (30, 12)]) == [(10, 5), (14, 9), (30, 12)]
+
+    def run(run_id: str, peak_gib: float, speed: float, status: str = "ok") -> dict[str, Any]:
+        return {"run_id": run_id, "label": run_id, "status": status, "micro_batch": 1,
+                "gradient_accumulation_steps": 1, "peak_mib": peak_gib * 1024, "samples_per_second": speed,
+                "samples_per_second_low": None, "samples_per_second_high": None, "tflops_per_gpu": None,
+                "mfu": None}
+
+    runs = [run("small", 10, 5), run("mid", 20, 9), run("big", 40, 12), run("oom", 5, 99, "oom")]
+    table = budget_table(runs, [16, 24, 8, 80]).set_index("Budget (GiB)")
+    assert table.loc[8.0, "Configuration"] == "nothing measured fits"  # the OOM run never counts
+    assert table.loc[16.0, "Run"] == "small" and table.loc[24.0, "Run"] == "mid" and table.loc[80.0, "Run"] == "big"
+
+
+def gallop_search(true_max: int, guess: int, upper: int) -> tuple[dict[int, str], list[int]]:
+    outcomes: dict[int, str] = {}
+    order: list[int] = []
+    while (micro_batch := next_probe(outcomes, guess, upper, gallop=True)) is not None:
+        assert micro_batch not in outcomes and 1 <= micro_batch <= upper
+        order.append(micro_batch)
+        outcomes[micro_batch] = FIT if micro_batch <= true_max else OOM
+        assert len(order) <= 64
+    return outcomes, order
+
+
+@pytest.mark.parametrize("upper", [1, 2, 9, 64, 100])
+def test_galloping_from_a_guess_is_exact_for_every_guess_and_true_maximum(upper: int) -> None:
+    for guess in range(1, upper + 1):
+        for true_max in range(upper + 4):
+            outcomes, order = gallop_search(true_max, guess, upper)
+            found = boundary(outcomes, guess, upper, gallop=True)
+            expected = min(true_max, upper)
+            assert found.max_fit == expected, (guess, true_max, order)
+            if expected > 0:
+                assert outcomes[expected] == FIT
+            if true_max < upper:
+                assert outcomes[expected + 1] == OOM
+            else:
+                assert outcomes[upper] == FIT and found.capped
+            # cost grows with the guess's error, not with the range
+            assert len(order) <= 2 * (abs(expected - guess) + 1).bit_length() + 2, (guess, true_max, order)
+
+
+def test_a_right_guess_costs_two_probes() -> None:
+    assert gallop_search(true_max=27, guess=27, upper=64)[1] == [27, 28]
+    assert gallop_search(true_max=27, guess=30, upper=64)[1] == [30, 29, 27, 28]
+    assert gallop_search(true_max=27, guess=25, upper=64)[1] == [25, 26, 28, 27]
+
+
+def test_model_guided_start_from_a_searched_reference(config: dict[str, Any]) -> None:
+    from zerosweep.report.memory_fit import MemoryModel, guided_start
+
+    config = tune_config(config, start_from_model=True)
+    config["runtime"]["device"] = "cuda"
+    study = build_tune_studies(config, build_plan(config))["tuned"].to_dict()
+    model = MemoryModel(study, [])
+    reference_point, target = "z0-offnone-nopin-g1n1", "z2-offcpu-nopin-g1n1"
+    states = model.states_mib(reference_point)
+
+    def probe(micro_batch: int, status: str = "ok") -> dict[str, Any]:
+        return {"run_id": f"{reference_point}-b{micro_batch}", "point_id": reference_point, "status": status,
+                "micro_batch": micro_batch, "peak_mib": states + 3000 + 2500 * micro_batch}
+
+    reference = {"point_id": reference_point, "probes": [probe(16), probe(24), probe(25, "oom")], "max_fit": 24,
+                 "first_oom": 25}
+    capacity = states + 3000 + 2500 * 24.5
+    expected = int((capacity - model.states_mib(target) - 3000) // 2500)
+    assert guided_start(study, reference, target) == expected > 24  # offloading frees the optimizer state
+    assert guided_start(study, reference, reference_point) == 24
+    # no OOM in the reference: nothing says where the memory ends
+    assert guided_start(study, {**reference, "probes": reference["probes"][:2], "first_oom": None}, target) is None
+
+
+def test_workshop_budget_says_out_of_memory_above_a_probe_that_ran_out(config: dict[str, Any]) -> None:
+    from zerosweep.report.memory_fit import MemoryModel
+    from zerosweep.report.recommend import workshop_table
+
+    config = tune_config(config)
+    study = build_tune_studies(config, build_plan(config))["tuned"].to_dict()
+    search = {"point_id": "z0-offnone-nopin-g1n1", "label": "ZeRO Stage 0", "first_oom": 1, "max_fit": 0,
+              "probes": [{"run_id": "r1", "micro_batch": 1, "status": "oom", "peak_mib": 900.0}]}
+    table = workshop_table([search], MemoryModel(study, []), 4, [16.0])
+    assert table.loc[0, "Basis"] == "out of memory (micro-batch 1 already ran out)"
+    assert table.loc[0, "Smallest budget that holds it (GiB)"] is None
+
+    # not probed at 4 and below the first OOM: predicted from the line through the probes, and labelled so
+    point = "z2-offnone-nopin-g1n1"
+    probes = [{"run_id": f"r{mb}", "point_id": point, "micro_batch": mb, "status": "ok",
+               "peak_mib": 3000.0 + 1000.0 * mb} for mb in (1, 2)]
+    fitted = {"point_id": point, "label": "ZeRO Stage 2", "first_oom": 8, "max_fit": 7, "probes": probes}
+    table = workshop_table([fitted], MemoryModel(study, probes), 4, [4.0, 8.0])
+    assert table.loc[0, "Basis"] == "predicted (memory model)"
+    assert table.loc[0, "Peak (GiB)"] == pytest.approx(7000 / 1024)
+    assert table.loc[0, "Smallest budget that holds it (GiB)"] == 8.0

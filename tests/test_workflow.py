@@ -20,7 +20,7 @@ def test_dry_run_previews_every_job_of_the_shipped_matrix() -> None:
         "train": 21, "parse_memory": 21, "timeline": 21, "study_table": 7, "study_plots": 7,
         "summary": 1, "all": 1, "build_ops": 1, "total": 80,
     }
-    assert "zerosweep: 21 runs in 7 studies" in output and "0 invalid combinations pruned" in output
+    assert "zerosweep: 21 runs in 8 studies" in output and "1 invalid combinations pruned" in output  # + tune study
     # each training job shows what it asks of SLURM
     assert re.search(r"run=z2-offcpu-pin-g2n4-x[0-9a-f]{6}\n.*\n\s+resources: .*nodes=4, tasks=4, cpus_per_task=16"
                      r".*slurm_extra=--gpus-per-node=2 --ntasks-per-node=1", output)

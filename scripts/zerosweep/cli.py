@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "timeline": ("zerosweep.report.plots", "write one run's memory timeline plot"),
     "summary": ("zerosweep.report.answers", "answer the workshop's questions from the tables"),
     "compare": ("zerosweep.report.compare", "put two results directories side by side per run: ratio and verdict"),
+    "tune-probe": ("zerosweep.report.tune_records", "one tune probe's outcome (status, peak, throughput)"),
+    "tune-search": ("zerosweep.report.tune_records", "one point's micro-batch search: the exact boundary"),
+    "recommend": ("zerosweep.report.recommend", "a tune study's recommendation per memory budget, memory model"),
 }
 
 

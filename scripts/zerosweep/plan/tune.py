@@ -41,6 +41,7 @@ TUNE_DEFAULTS: dict[str, Any] = {
     "host_memory_cap_mib": None,  # CPU runs: each rank may grow this far past its post-import size
     "budgets_gib": [16, 24, 40, 80],
     "workshop_micro_batch": 4,
+    "start_from_model": False,  # points after the first: start at the boundary the memory model predicts
 }
 
 
@@ -74,8 +75,13 @@ def _bracket(outcomes: Mapping[int, str]) -> tuple[int, int | None]:
     return (max(fits) if fits else 0), first_oom
 
 
-def next_probe(outcomes: Mapping[int, str], start: int, upper: int) -> int | None:
-    """The micro-batch to probe next, or None when the boundary is known."""
+def next_probe(outcomes: Mapping[int, str], start: int, upper: int, gallop: bool = False) -> int | None:
+    """The micro-batch to probe next, or None when the boundary is known.
+
+    gallop: `start` is a guess of the boundary (from the memory model): step away from it by 1, 2, 4, ... (up
+    while it fits, down while it runs out of memory) instead of doubling the micro-batch, then bisect. A good
+    guess costs two probes (the guess fits, guess + 1 does not).
+    """
     _check_bounds(start, upper)
     fit, oom = _bracket(outcomes)
     if oom is None:
@@ -83,15 +89,18 @@ def next_probe(outcomes: Mapping[int, str], start: int, upper: int) -> int | Non
             return start
         if fit >= upper:
             return None
-        return min(2 * fit, upper)  # clamp: the upper bound is probed, never skipped
+        step = fit - start + 1 if gallop else fit
+        return min(fit + step, upper)  # clamp: the upper bound is probed, never skipped
     if oom - fit <= 1:
         return None
+    if gallop and fit == 0:  # the guess ran out of memory: step down
+        return max(1, oom - (start - oom + 1))
     return (fit + oom) // 2
 
 
-def boundary(outcomes: Mapping[int, str], start: int, upper: int) -> Boundary:
+def boundary(outcomes: Mapping[int, str], start: int, upper: int, gallop: bool = False) -> Boundary:
     fit, oom = _bracket(outcomes)
-    done = next_probe(outcomes, start, upper) is None
+    done = next_probe(outcomes, start, upper, gallop) is None
     contradicted = oom is not None and any(mb > oom and out == FIT for mb, out in outcomes.items())
     return Boundary(max_fit=fit if done else None, first_oom=oom, capped=done and oom is None,
                     consistent=not contradicted, probes=dict(sorted(outcomes.items())))

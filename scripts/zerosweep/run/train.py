@@ -313,8 +313,11 @@ def run(args: argparse.Namespace) -> int:
     if spec["point"]["deepspeed"]:
         import deepspeed  # noqa: F401
     phases["imports_s"] = time.perf_counter() - started
-    if args.memory_headroom_mb is not None:
-        limit = limit_memory(args.memory_headroom_mb)
+    # A tune study's host-memory cap travels in the run's spec (runtime.memory_headroom_mib, plan.tune).
+    headroom = args.memory_headroom_mb if args.memory_headroom_mb is not None else spec["runtime"].get(
+        "memory_headroom_mib")
+    if headroom is not None:
+        limit = limit_memory(int(headroom))
         print(f"[zerosweep] rank {rank.rank}: RLIMIT_DATA set to {limit / MIB:.0f} MiB", flush=True)
 
     try:

@@ -1,0 +1,232 @@
+"""`recommend`: a tune study's answer. For each memory budget, the configuration and micro-batch with the highest
+measured throughput whose measured peak fits; each configuration's exact largest micro-batch and its
+measurement; the memory each configuration needs at the workshop's micro-batch (measured, or predicted and
+labelled so); the memory model's prediction beside every measured peak; the throughput-memory Pareto plot.
+
+Writes <out-dir>/recommendation.md (all sections) and one CSV per section (pandas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import pareto_plot
+from .memory_fit import MemoryModel
+from .tune_records import read_json, run_outcome
+
+GIB = 1024.0  # MiB per GiB
+
+
+def _gib(mib: float | None) -> float | None:
+    return None if mib is None else mib / GIB
+
+
+def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[str, Mapping[str, Any]],
+                     model: MemoryModel) -> pd.DataFrame:
+    rows = []
+    for search in searches:
+        run = measured.get(search["point_id"])
+        predicted = model.predict(search["point_id"], search["max_fit"]) if search["max_fit"] else None
+        peak = run["peak_mib"] if run else None
+        rows.append({
+            "Configuration": search["label"], "Point": search["point_id"],
+            "Largest micro-batch": search["max_fit"],
+            "Boundary": ("search cap: may fit more" if search["capped"] else
+                         f"exact ({search['first_oom']} ran out of memory)") + ("" if search["consistent"] else
+                                                                              "; outcomes not monotone"),
+            "Probes": len(search["probes"]), "Measured run": run["run_id"] if run else None,
+            "Status": run["status"] if run else ("nothing fits" if search["max_fit"] == 0 else "missing"),
+            "Gradient accumulation": run["gradient_accumulation_steps"] if run else None,
+            "Global batch": run["global_batch_size"] if run else None,
+            "Samples/s": run["samples_per_second"] if run else None,
+            "Samples/s low": run["samples_per_second_low"] if run else None,
+            "Samples/s high": run["samples_per_second_high"] if run else None,
+            "TFLOP/s per GPU": run["tflops_per_gpu"] if run else None,
+            "MFU": run["mfu"] if run else None,
+            "Peak (GiB)": _gib(peak), "Predicted peak (GiB)": _gib(predicted),
+            "Prediction error (%)": None if peak is None or predicted is None else 100 * (predicted - peak) / peak,
+        })
+    return pd.DataFrame(rows).sort_values("Samples/s", ascending=False, na_position="last")
+
+
+def budget_table(runs: Sequence[Mapping[str, Any]], budgets_gib: Sequence[float]) -> pd.DataFrame:
+    """Per budget: the fastest measured run whose measured peak fits it."""
+    usable = [run for run in runs if run["status"] == "ok" and run["peak_mib"] is not None
+              and run["samples_per_second"] is not None]
+    rows = []
+    for budget in sorted(budgets_gib):
+        fitting = [run for run in usable if run["peak_mib"] <= budget * GIB]
+        if not fitting:
+            rows.append({"Budget (GiB)": budget, "Configuration": "nothing measured fits"})
+            continue
+        best = max(fitting, key=lambda run: run["samples_per_second"])
+        rows.append({
+            "Budget (GiB)": budget, "Configuration": best["label"], "Micro-batch": best["micro_batch"],
+            "Gradient accumulation": best["gradient_accumulation_steps"], "Run": best["run_id"],
+            "Peak (GiB)": _gib(best["peak_mib"]), "Samples/s": best["samples_per_second"],
+            "Samples/s low": best["samples_per_second_low"], "Samples/s high": best["samples_per_second_high"],
+            "TFLOP/s per GPU": best["tflops_per_gpu"], "MFU": best["mfu"],
+        })
+    return pd.DataFrame(rows)
+
+
+def workshop_table(searches: Sequence[Mapping[str, Any]], model: MemoryModel, micro_batch: int,
+                   budgets_gib: Sequence[float]) -> pd.DataFrame:
+    """Which budget each configuration needs at the workshop's micro-batch: a probe's peak where one ran there."""
+    rows = []
+    for search in searches:
+        ran = next((probe for probe in search["probes"] if probe["micro_batch"] == micro_batch), None)
+        if ran is not None and ran["status"] == "ok" and ran["peak_mib"] is not None:
+            peak, basis = ran["peak_mib"], f"measured ({ran['run_id']})"
+        elif ran is not None and ran["status"] == "oom":
+            peak, basis = None, f"ran out of memory ({ran['run_id']})"
+        elif search["first_oom"] is not None and micro_batch > search["first_oom"]:
+            peak, basis = None, f"out of memory (micro-batch {search['first_oom']} already ran out)"
+        else:
+            peak = model.predict(search["point_id"], micro_batch)
+            basis = "predicted (memory model)" if peak is not None else "no data"
+        needed = next((budget for budget in sorted(budgets_gib) if peak is not None and peak <= budget * GIB), None)
+        rows.append({"Configuration": search["label"], "Point": search["point_id"], "Micro-batch": micro_batch,
+                     "Peak (GiB)": _gib(peak), "Basis": basis,
+                     "Smallest budget that holds it (GiB)": needed})
+    return pd.DataFrame(rows)
+
+
+def memory_table(probes: Sequence[Mapping[str, Any]], model: MemoryModel) -> pd.DataFrame:
+    rows = []
+    for probe in probes:
+        if probe["status"] != "ok" or probe["peak_mib"] is None:
+            continue
+        fit = model.fits.get(probe["point_id"])
+        predicted = model.predict(probe["point_id"], probe["micro_batch"])
+        left_out = model.predict_left_out(probe, probes)
+        rows.append({
+            "Run": probe["run_id"], "Configuration": probe["label"], "Micro-batch": probe["micro_batch"],
+            "Model states, ZeRO paper (MiB)": model.states_mib(probe["point_id"], "zero_paper"),
+            "Model states, DeepSpeed (MiB)": model.states_mib(probe["point_id"], "deepspeed"),
+            "Fixed (MiB)": fit.fixed_mib if fit else None, "Per sample (MiB)": fit.per_sample_mib if fit else None,
+            "Fit from": fit.source if fit else "no fit (fewer than two micro-batches fit)",
+            "Predicted peak (MiB)": predicted, "Measured peak (MiB)": probe["peak_mib"],
+            "Error (%)": None if predicted is None else 100 * (predicted - probe["peak_mib"]) / probe["peak_mib"],
+            "Left-out prediction (MiB)": left_out,
+            "Left-out error (%)": None if left_out is None else 100 * (left_out - probe["peak_mib"]) / probe["peak_mib"],
+        })
+    return pd.DataFrame(rows)
+
+
+def scaling_table(searches: Sequence[Mapping[str, Any]], model: MemoryModel, budgets_gib: Sequence[float],
+                  worlds: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """Predicted largest micro-batch per budget at GPU counts that were not run (labelled a prediction)."""
+    rows = []
+    for search in searches:
+        fit = model.fits.get(search["point_id"])
+        if fit is None or fit.per_sample_mib <= 0:
+            continue
+        for gpus, nodes in worlds:
+            states = model.states_mib(search["point_id"], world=(gpus, nodes))
+            row: dict[str, Any] = {"Configuration": search["label"], "GPUs": gpus * nodes,
+                                   "Model states (MiB, predicted)": states}
+            for budget in sorted(budgets_gib):
+                row[f"Micro-batch within {budget:g} GiB (predicted)"] = fit.largest_micro_batch(states, budget * GIB)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # an empty cell
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) >= 1 else f"{value:.2f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """Samples/s with its interval in one cell ("low-high" in brackets; CSV keeps separate columns)."""
+    if frame.empty:
+        return "(no rows)"
+    shown = frame.copy()
+    if "Samples/s low" in shown:
+        shown["Samples/s"] = [_cell(value) + (f" ({_cell(low)}-{_cell(high)})" if _cell(low) and _cell(high) else "")
+                              for value, low, high in zip(shown["Samples/s"], shown["Samples/s low"],
+                                                          shown["Samples/s high"])]
+        shown = shown.drop(columns=["Samples/s low", "Samples/s high"])
+    body = shown.astype(object).map(_cell)
+    return str(body.to_markdown(index=False, disable_numparse=True))
+
+
+def markdown(title: str, sections: Sequence[tuple[str, str, pd.DataFrame]], plot_name: str) -> str:
+    lines = [f"# {title}", ""]
+    for heading, note, frame in sections:
+        lines += [f"## {heading}", ""] + ([note, ""] if note else []) + [markdown_table(frame), ""]
+    lines += ["## Throughput vs peak memory", "", f"![throughput vs peak memory]({plot_name})", ""]
+    return "\n".join(lines)
+
+
+def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
+              measurements: Sequence[Mapping[str, Any]], out_dir: Path) -> dict[str, pd.DataFrame]:
+    tune = study["tune"]
+    probes = [probe for search in searches for probe in search["probes"]]
+    model = MemoryModel(study, probes)
+    measured: dict[str, Mapping[str, Any]] = {}
+    for search in searches:  # the measurement at the boundary; the boundary probe when they are the same run
+        matches = [run for run in measurements
+                   if run["point_id"] == search["point_id"] and run["micro_batch"] == search["max_fit"]]
+        if matches:
+            measured[search["point_id"]] = matches[0]
+    probe_ids = {probe["run_id"] for probe in probes}
+    all_runs = probes + [run for run in measured.values() if run["run_id"] not in probe_ids]
+    budgets = [float(budget) for budget in tune["budgets_gib"]]
+    unit = "GPU" if study["settings"]["runtime"]["device"] == "cuda" else "CPU rank (host memory)"
+    tables = {
+        "recommendation": budget_table(all_runs, budgets),
+        "candidates": candidates_table(searches, measured, model),
+        "workshop_budget": workshop_table(searches, model, int(tune["workshop_micro_batch"]), budgets),
+        "memory_model": memory_table(probes, model),
+        "memory_scaling": scaling_table(searches, model, budgets, [(2, 1), (4, 1), (8, 1)]),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_csv(out_dir / f"{name}.csv", index=False)
+    sections = [
+        ("Recommendation per memory budget",
+         (f"The fastest measured run whose measured peak per {unit} fits each budget (probes and measurements; "
+         "short runs, steady samples/s)."), tables["recommendation"]),
+        ("Largest micro-batch per configuration",
+         ("Found by probing (doubling to the first OOM, or stepping from the memory model's guess, then bisection); "
+         "measured at that micro-batch."),
+         tables["candidates"]),
+        (f"Memory needed at the workshop's micro-batch ({tune['workshop_micro_batch']})", "", tables["workshop_budget"]),
+        ("Memory model: predicted vs measured peak",
+         ("Predicted = model states (DeepSpeed's accounting) + fixed + per sample x micro-batch, fitted by least "
+         "squares to the configuration's probes (in sample). Left-out: the same fit without the probe itself "
+         "(out of sample; needs two other micro-batches that fit)."), tables["memory_model"]),
+        ("Predictions for GPU counts not run",
+         ("Model states sharded over the new world size; activations per sample unchanged (data parallel). "
+         "Predictions, not measurements."), tables["memory_scaling"]),
+    ]
+    (out_dir / "recommendation.md").write_text(markdown(study["title"], sections, "pareto.png"), encoding="utf-8")
+    pareto_plot.plot(all_runs, out_dir / "pareto.png", out_dir / "pareto.svg", unit)
+    return tables
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--study-json", required=True, help="the tune study (rules/common.smk: tune_study_json)")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--searches", type=Path, nargs="+", required=True, help="tune-search records")
+    parser.add_argument("--measurements", type=Path, nargs="*", default=[], help="measurement runs' summary.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    study = json.loads(args.study_json)
+    searches = [read_json(path) for path in args.searches]
+    measurements = [run_outcome(read_json(path)) for path in args.measurements]
+    tables = recommend(study, searches, measurements, args.out_dir)
+    print(tables["recommendation"].to_string(index=False))
+    return 0

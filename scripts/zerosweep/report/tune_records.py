@@ -1,0 +1,132 @@
+"""`tune-probe` (one probe run's outcome, the checkpoint the search reads) and `tune-search` (one point's boundary).
+
+The outcome of a run is its status (ok / oom), its per-device peak and its throughput, from the run's
+summary.json. Per-device peak: on a GPU the exact NVML peak of the fullest GPU (nvidia-smi's, then torch's
+reserved peak when that monitor is missing); on CPU ranks the largest rank's resident peak (getrusage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..jsonio import write_json
+from ..plan.matrix import MatrixPoint
+from ..plan.tune import boundary
+
+
+def point_id(point: Mapping[str, Any]) -> str:
+    fields = ("deepspeed", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")
+    return MatrixPoint(**{key: point[key] for key in fields}).point_id
+
+
+def _dig(data: Mapping[str, Any] | None, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def device_peak(summary: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    """(MiB, where it came from): what one device of the run held at most."""
+    candidates: tuple[tuple[str, str], ...] = (
+        (("nvml", "peak_mib"), ("gpu", "peak_mib"), ("torch", "max_reserved_mib"))
+        if summary["setup"]["device"] == "cuda" else (("torch", "max_rss_mib"),))
+    for section, key in candidates:
+        value = _dig(summary, section, key)
+        if value is not None:
+            return float(value), f"{section}.{key}"
+    return None, None
+
+
+def throughput(summary: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """Steady samples/s and its interval. The interval keys are the hook for the repeat/interval method
+    (issue 12): `metrics.steady_samples_per_second_low/_high` when a run records them, else None."""
+    metrics = summary.get("metrics") or {}
+    return (metrics.get("steady_samples_per_second"), metrics.get("steady_samples_per_second_low"),
+            metrics.get("steady_samples_per_second_high"))
+
+
+def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
+    setup, metrics = summary["setup"], summary.get("metrics") or {}
+    peak, source = device_peak(summary)
+    samples, low, high = throughput(summary)
+    point = summary["point"]
+    micro_batch = int(setup["per_device_batch_size"])
+    return {
+        "run_id": summary["run_id"],
+        "point_id": point_id(point),
+        "label": summary["label"],
+        "status": summary["status"],
+        "device": setup["device"],
+        "micro_batch": micro_batch,
+        "gradient_accumulation_steps": setup["gradient_accumulation_steps"],
+        "global_batch_size": micro_batch * int(setup["gradient_accumulation_steps"]) * int(point["world_size"]),
+        "world_size": point["world_size"],
+        "peak_mib": peak,
+        "peak_source": source,
+        "samples_per_second": samples,
+        "samples_per_second_low": low,
+        "samples_per_second_high": high,
+        "tflops_per_gpu": metrics.get("tflops_per_gpu"),
+        "mfu": metrics.get("mfu"),
+    }
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    return data
+
+
+def search_record(study: Mapping[str, Any], point: str, probes: Sequence[Mapping[str, Any]],
+                  start: int | None = None, gallop: bool = False) -> dict[str, Any]:
+    """The finished search of one point: every probe's outcome and the exact boundary. `start`/`gallop`: where
+    and how the search began (the study's start and doubling unless the memory model guessed a start)."""
+    tune = study["tune"]
+    start = int(tune["start_micro_batch"]) if start is None else start
+    foreign = [probe["run_id"] for probe in probes if probe["point_id"] != point]
+    if foreign:
+        raise ValueError(f"search {point}: probes of another point given: {foreign}")
+    outcomes = {int(probe["micro_batch"]): str(probe["status"]) for probe in probes}
+    found = boundary(outcomes, start, int(tune["max_micro_batch"]), gallop)
+    if found.max_fit is None:
+        raise ValueError(f"search {point}: probes {outcomes} do not finish the search; the workflow gives them all")
+    return {
+        "study": study["name"], "point_id": point, "label": study["points"][point]["label"],
+        "start_micro_batch": start, "started_from_model": gallop, "max_micro_batch": tune["max_micro_batch"],
+        "max_fit": found.max_fit, "first_oom": found.first_oom, "capped": found.capped,
+        "consistent": found.consistent,
+        "probes": sorted(probes, key=lambda probe: probe["micro_batch"]),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="JSON to write")
+    if command == "tune-probe":
+        parser.add_argument("--summary", type=Path, required=True, help="the probe run's summary.json")
+    else:
+        parser.add_argument("--study-json", required=True, help="the tune study (rules/common.smk: tune_study_json)")
+        parser.add_argument("--point", required=True, help="the matrix point searched")
+        parser.add_argument("--start", type=int, default=None, help="first micro-batch (default: the study's)")
+        parser.add_argument("--gallop", action="store_true", help="the start is the memory model's guess")
+        parser.add_argument("probes", nargs="+", type=Path, help="probe outcome files (tune-probe)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "tune-probe":
+        outcome = run_outcome(read_json(args.summary))
+        write_json(args.out, outcome)
+        print(f"{outcome['run_id']}: {outcome['status']} at micro-batch {outcome['micro_batch']}, "
+              f"peak {outcome['peak_mib']} MiB ({outcome['peak_source']})")
+        return 0
+    record = search_record(json.loads(args.study_json), args.point, [read_json(path) for path in args.probes],
+                           args.start, args.gallop)
+    write_json(args.out, record)
+    print(f"{args.point}: largest micro-batch that fits {record['max_fit']}"
+          f"{' (search cap)' if record['capped'] else ''}; first OOM {record['first_oom']}")
+    return 0
