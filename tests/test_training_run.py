@@ -24,7 +24,7 @@ from conftest import REPO, shipped_config
 from zerosweep.jsonio import write_json
 from zerosweep.plan.matrix import MatrixPoint, RunSpec, deep_merge
 from zerosweep.run.merge import MEASURED_FIELDS, metrics_skeleton
-from zerosweep.run.node import cuda_arch_list, node_log_name
+from zerosweep.run.node import cuda_arch_list, needs_hub, node_log_name
 from zerosweep.run.outcome import SRUN_OOM_EXIT, Deadline, Outcome, classify, exception_outcome
 from zerosweep.run.train import TRAINING_STARTED_MARKER
 
@@ -469,3 +469,16 @@ def test_a_rank_sigkilled_from_outside_is_a_crash_not_an_oom(results_dir: Path, 
     assert (status["status"], status["outcome"]) == ("failed", "crash"), status
     assert status["oom_evidence"] == []
     assert not (run_dir / "metrics.json").exists()
+
+
+def test_only_inputs_from_the_hub_keep_the_hub_switched_on() -> None:
+    def spec(name: str, weights: str, tokenizer: str, source: str, path: str | None = None) -> dict[str, Any]:
+        return {"model": {"name": name, "weights": weights, "tokenizer": tokenizer},
+                "data": {"source": source, "path": path}}
+
+    assert not needs_hub(spec("bigscience/bloom-560m", "random", "local", "synthetic"))
+    assert needs_hub(spec("bigscience/bloom-560m", "pretrained", "local", "synthetic"))
+    assert needs_hub(spec("bigscience/bloom-560m", "random", "hub", "synthetic"))
+    assert not needs_hub(spec("/models/bloom-tiny", "pretrained", "hub", "file", "/data/squad.json"))
+    assert not needs_hub(spec("./bloom-tiny", "pretrained", "hub", "squad", "/data/squad-copy"))
+    assert needs_hub(spec("./bloom-tiny", "pretrained", "hub", "squad"))  # load_dataset("squad") from the Hub

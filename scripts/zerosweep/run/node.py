@@ -75,9 +75,17 @@ def cuda_arch_list(visible: str | None, inherited: str | None) -> str | None:
     return None
 
 
+def _local_path(name: str | None) -> bool:
+    """How run/modeling.pretrained_source tells a local directory from a Hub id."""
+    return bool(name) and (str(name).startswith((".", "~")) or Path(str(name)).is_absolute())
+
+
 def needs_hub(spec: Mapping[str, Any]) -> bool:
+    """Whether any input comes from the Hugging Face Hub; if none does, the ranks run with the Hub switched off
+    (no time lost to an unreachable Hub). Local model directories and a local SQuAD copy need no Hub."""
     model, data = spec["model"], spec["data"]
-    return model["weights"] == "pretrained" or model["tokenizer"] == "hub" or data["source"] == "squad"
+    model_from_hub = (model["weights"] == "pretrained" or model["tokenizer"] == "hub") and not _local_path(model["name"])
+    return model_from_hub or (data["source"] == "squad" and not data.get("path"))
 
 
 # --- one node ---------------------------------------------------------------------------------------
