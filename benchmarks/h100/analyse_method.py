@@ -94,18 +94,19 @@ def runs_table(results: Path) -> list[str]:
 def repeats_table(results: Path) -> list[str]:
     lines = ["## Per configuration: repeats through the pipeline", "",
              ("| configuration | N | run medians, samples/s [95 % CI] | median of medians | min-max | CV of run medians "
-              f"| target CV <= {CV_TARGET:.0%} | stop reasons |"), "|" + "---|" * 8]
+              f"| target CV <= {CV_TARGET:.0%} | stop reasons | exact peaks, NVML 50 ms (MiB) |"), "|" + "---|" * 9]
     for run_id, runs in sorted(load_runs(results).items()):
         stats = [s for _, s in runs if s is not None and s.samples_per_second is not None]
         if not stats:
-            lines.append(f"| {run_id} | {len(runs)} | no steps.csv | | | | | |")
+            lines.append(f"| {run_id} | {len(runs)} | no steps.csv | | | | | | |")
             continue
         aggregate = aggregate_repeats([s.samples_per_second for s in stats])  # type: ignore[misc]
         target = "-" if run_id not in GPU_BOUND or aggregate.cv is None else (
             "met" if aggregate.cv <= CV_TARGET else "missed")
         reasons = ", ".join(str((summary.get("throughput") or {}).get("stop_reason")) for summary, _ in runs)
+        peaks = ", ".join(f"{(summary.get('nvml') or {}).get('peak_mib') or float('nan'):.0f}" for summary, _ in runs)
         lines.append(f"| {run_id} | {aggregate.n} | {'; '.join(_rate(s) for s in stats)} | {aggregate.median:.2f} | "
-                     f"{aggregate.low:.2f}-{aggregate.high:.2f} | {_pct(aggregate.cv)} | {target} | {reasons} |")
+                     f"{aggregate.low:.2f}-{aggregate.high:.2f} | {_pct(aggregate.cv)} | {target} | {reasons} | {peaks} |")
     return lines
 
 
