@@ -219,6 +219,11 @@ def timing_section(paths: list[Path], runs: list[dict[str, Any]]) -> list[str]:
         total += float(fields["setup_s"]) + float(fields["pipeline_s"])
         lines.append(f"| {path.name} | {fields['setup_s']} | {fields['pipeline_s']} | {fields['rc']} |")
     probe_s = sum(float(run["duration_s"] or 0) for run in runs)
+    per_point: dict[str, list[float]] = {}
+    for run in runs:
+        per_point.setdefault(run["point_id"], []).append(float(run["duration_s"] or 0))
+    lines += ["", "| configuration | probe runs | their durations together (s) |", "|---|---|---|"]
+    lines += [f"| {point} | {len(durations)} | {sum(durations):.1f} |" for point, durations in per_point.items()]
     lines += ["", (f"Commands' wall time together: {total:.1f} s ({total / 60:.1f} min); of it, the finished probe runs' "
               f"own durations (status.json): {probe_s:.1f} s over {len(runs)} runs.")]
     return lines
