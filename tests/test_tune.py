@@ -152,7 +152,7 @@ def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
 
     extensions = Path(REPO / "results" / "cache" / "torch_extensions")
     workdir = make_workdir(tmp_path / "wd", {"tuned": E2E_STUDY}, extensions,
-                           overrides={"slurm": {"cpus_per_task": 1}})
+                           overrides={"slurm": {"cpus_per_gpu": 1}})
     args = ("--cores", "2", "--configfile", str(workdir.overlay_file))
     target = "results/tune/tuned/recommendation.md"
     result = run_snakemake(target, *args, cwd=workdir.path, timeout=900)

@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..jsonio import read_json
 from . import pareto_plot
 from .memory_fit import MemoryModel
-from .tune_records import read_json, run_outcome
+from .tune_records import run_outcome
 
 GIB = 1024.0  # MiB per GiB
 

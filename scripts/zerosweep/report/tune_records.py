@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import write_json
+from ..jsonio import read_json, write_json
 from ..plan.matrix import MatrixPoint
 from ..plan.tune import boundary
+from . import derived
 
 
 def point_id(point: Mapping[str, Any]) -> str:
@@ -44,17 +45,19 @@ def device_peak(summary: Mapping[str, Any]) -> tuple[float | None, str | None]:
 
 
 def throughput(summary: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
-    """Steady samples/s and its interval. The interval keys are the hook for the repeat/interval method
-    (issue 12): `metrics.steady_samples_per_second_low/_high` when a run records them, else None."""
-    metrics = summary.get("metrics") or {}
-    return (metrics.get("steady_samples_per_second"), metrics.get("steady_samples_per_second_low"),
-            metrics.get("steady_samples_per_second_high"))
+    """Steady samples/s and its 95 % interval from the per-step record (summary.json's `throughput`, issue 12);
+    runs recorded before steps.csv existed give the whole-window figure and no interval."""
+    steps = summary.get("throughput")
+    if steps and steps.get("samples_per_second") is not None:
+        return steps["samples_per_second"], steps.get("samples_per_second_ci_low"), steps.get("samples_per_second_ci_high")
+    return (summary.get("metrics") or {}).get("steady_samples_per_second"), None, None
 
 
 def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
-    setup, metrics = summary["setup"], summary.get("metrics") or {}
+    setup = summary["setup"]
     peak, source = device_peak(summary)
     samples, low, high = throughput(summary)
+    achieved = derived.tflops_per_gpu(summary)
     point = summary["point"]
     micro_batch = int(setup["per_device_batch_size"])
     return {
@@ -72,15 +75,9 @@ def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
         "samples_per_second": samples,
         "samples_per_second_low": low,
         "samples_per_second_high": high,
-        "tflops_per_gpu": metrics.get("tflops_per_gpu"),
-        "mfu": metrics.get("mfu"),
+        "tflops_per_gpu": achieved,
+        "mfu": derived.mfu(summary, achieved, None),  # the peak looked up from the GPU's name
     }
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        data: dict[str, Any] = json.load(handle)
-    return data
 
 
 def search_record(study: Mapping[str, Any], point: str, probes: Sequence[Mapping[str, Any]],
