@@ -24,7 +24,7 @@ from zerosweep.report.statistics import (
     verdict_from_steps,
 )
 from zerosweep.report.throughput import read_steps, summarise_throughput
-from zerosweep.steady import detect_warmup, median_interval, steady_steps
+from zerosweep.steady import Warmup, detect_warmup, median_interval, steady_steps
 
 __all__ = ["results_dir", "torch_extensions_dir"]  # session fixtures shared with test_training_run's real runs
 
@@ -252,3 +252,15 @@ def test_training_stops_once_the_interval_is_tight(results_dir: Path, torch_exte
     assert throughput is not None and throughput["steady_steps"] >= 6
     halfwidth = (throughput["step_seconds_ci_high"] - throughput["step_seconds_ci_low"]) / 2
     assert halfwidth <= 0.5 * throughput["step_seconds_median"]
+
+
+def test_drift_later_in_a_run_is_not_warm_up() -> None:
+    """Seen on the H100: a run that settles after 3 slow steps, then drifts by 14 % in its last third. The old
+    rule (every later window in the band) called 60 steps warm-up; warm-up is where the series first settles."""
+    rng = np.random.default_rng(7)
+    seconds = np.concatenate([[2.0, 1.2, 0.8], 0.40 + rng.normal(0, 0.004, 57), 0.456 + rng.normal(0, 0.004, 30)])
+    warmup = detect_warmup(seconds, minimum=2)
+    assert warmup.settled and warmup.steps == 3
+    # a series that gets into the band only in its second half never settled
+    late = np.concatenate([np.linspace(2.0, 0.5, 60), np.full(30, 0.4)])
+    assert detect_warmup(late, minimum=0) == Warmup(steps=0, settled=False)

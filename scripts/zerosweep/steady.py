@@ -5,10 +5,13 @@ when the figure is tight enough to stop, and the report (report/statistics.py) c
 One rule for both, so a run stops exactly when the report would call its interval narrow enough.
 
 Warm-up rule (documented in README of benchmarks/h100 and report/statistics.py):
-    tail median M = median of the last half of the series;
+    reference M = median of the series after the minimum warm-up (warm-up is short: it barely moves M);
     rolling median m_i = median of steps i .. i+window-1;
-    warm-up ends at the first step i >= minimum such that every m_j, j >= i, lies within ±tolerance of M
-    and step i itself lies within it (a window's median would hide up to window//2 slow steps at its start).
+    warm-up ends at the first step i >= minimum whose window median m_i lies within ±tolerance of M and
+    which itself lies within it (a window's median would hide up to window//2 slow steps at its start), in the
+    first half of the series, and the window medians stay in the band for half of the steps left after i (a
+    trend only passes through it). Warm-up is where the series settles first: drift later in a run (seen on
+    the H100: ±14 % between thirds of a run) is part of the steady figure, visible in its spread, not warm-up.
     If no such step exists the series never settled: warm-up = minimum and `settled` is False.
 Median interval: the distribution-free order-statistic interval of the median (binomial, via
 `scipy.stats.quantile_test(...).confidence_interval`), which needs at least 6 values at 95 %.
@@ -23,7 +26,7 @@ import numpy as np
 
 CONFIDENCE = 0.95
 WARMUP_WINDOW = 5
-WARMUP_TOLERANCE = 0.10  # a window's median within ±10 % of the tail median counts as settled
+WARMUP_TOLERANCE = 0.10  # a window's median within ±10 % of the reference median counts as settled
 
 
 @dataclass(frozen=True)
@@ -59,17 +62,18 @@ def detect_warmup(seconds: Sequence[float] | np.ndarray, minimum: int = 0, windo
     n = len(values)
     if n - minimum < window:
         return Warmup(steps=min(minimum, n), settled=False)
-    tail = float(np.median(values[n // 2:]))
+    reference = float(np.median(values[minimum:]))
     windows = np.lib.stride_tricks.sliding_window_view(values, window)
     medians = np.median(windows, axis=1)  # medians[i] covers steps i .. i+window-1
-    # first i >= minimum after which no window's median is outside the band
-    last_outside = np.flatnonzero(np.abs(medians - tail) > tolerance * tail)
-    start = minimum if last_outside.size == 0 else max(minimum, int(last_outside[-1]) + 1)
-    # a window's median hides up to window//2 slow steps at its start: begin at a step that is itself inside
-    inside = np.flatnonzero(np.abs(values[start:len(medians)] - tail) <= tolerance * tail)
-    if inside.size == 0:
-        return Warmup(steps=minimum, settled=False)
-    return Warmup(steps=start + int(inside[0]), settled=True)
+    band = tolerance * reference
+    # the first i >= minimum whose window median and own step time are in the band, within the first half
+    entered = np.flatnonzero((np.abs(medians - reference) <= band) & (np.abs(values[:len(medians)] - reference) <= band))
+    in_band = np.abs(medians - reference) <= band
+    for start in entered[(entered >= minimum) & (entered <= max(minimum, n // 2))]:
+        # settled, not passing through: the band holds for half of what is left (a trend crosses it quickly)
+        if np.all(in_band[start:start + max(window, (n - start) // 2)]):
+            return Warmup(steps=int(start), settled=True)
+    return Warmup(steps=minimum, settled=False)
 
 
 def median_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> MedianInterval:
