@@ -128,7 +128,7 @@ def test_pretrained_model_hub_tokenizer_squad_file_and_local_squad_through_snake
         assert metrics["tokenizer_vocab_size"] == SAVED_VOCAB, study  # the saved tokenizer, not a local one
         assert (metrics["train_samples"], metrics["eval_samples"]) == (SAMPLES, EVAL), study
         assert metrics["optimizer_steps"] > 0 and metrics["eval_loss"] is not None, study
-        assert [(row["Run"], row["Status"]) for row in _rows(workdir.results / "tables" / f"{study}.csv")] == [
+        assert [(row["run_id"], row["status"]) for row in _rows(workdir.results / "tables" / f"{study}.csv")] == [
             (run, "ok")]
     # no local tokenizer was built: the hub path took the saved one
     assert not list((workdir.results / "cache").glob("tokenizers/*/tokenizer.json"))

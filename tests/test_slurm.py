@@ -414,7 +414,7 @@ def _run_as_typed(tmp_path: Path, env: dict[str, str], extensions_dir: Path) -> 
     assert "Provided remote nodes: 50" in text  # the profile's job limit, only for --executor slurm
     (job,) = train_submissions(text)[run]
     rows = _read_csv(workdir.results / "tables" / "slurm_typed.csv")
-    assert [(row["Run"], row["Status"]) for row in rows] == [(run, "ok")]
+    assert [(row["run_id"], row["status"]) for row in rows] == [(run, "ok")]
     return workdir, run, job
 
 

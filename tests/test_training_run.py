@@ -123,7 +123,7 @@ def check_ok_run(result: subprocess.CompletedProcess[str], run_dir: Path, spec: 
                                           for e in metrics["eval_losses"])
     assert metrics["eval_losses"][-1]["eval_loss"] == metrics["eval_loss"]
     assert len(metrics["train_losses"]) == 3
-    assert metrics["mfu"] is None and metrics["peak_tflops_per_gpu"] is None  # no GPU peak on CPU
+    assert not {"mfu", "tflops_per_gpu", "peak_tflops_per_gpu"} & set(metrics)  # derived in the report layer
     assert metrics["weights"] == "random" and "says nothing" in metrics["loss_note"]
     assert metrics["tokenizer_vocab_size"] <= metrics["model_vocab_size"]
     for phase in ("imports_s", "data_prep_s", "model_build_s", "train_s", "total_s"):
