@@ -64,7 +64,8 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "point": p,
         "setup": {"device": n["device"], "gpu_name": n["gpu_name"], "samples_per_gpu": 500},
         "metrics": metrics,
-        "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"]},
+        "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"],
+                                               "peak_min_mib": n.get("peak_min", n["peak"])},
         "nvml": None if n["exact"] is None else {"peak_mib": n["exact"]},
         "torch": None if n["reserved"] is None else {"max_reserved_mib": n["reserved"]},
         "cpu": None
@@ -145,10 +146,10 @@ def write_table(
 # --- comparison --------------------------------------------------------------------------------------------
 
 COMPARISON_COLUMNS = [
-    "config", "gpu_peak_mib", "gpu_average_mib", "cpu_peak_mib", "cpu_average_mib", "train_samples_per_second",
-    "nvml_peak_mib", "torch_max_reserved_mib", "steady_samples_per_second", "steady_tokens_per_second",
-    "tflops_per_gpu", "mfu", "train_runtime", "status", "run_id",
-    "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size",
+    "config", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib", "cpu_peak_mib", "cpu_average_mib",
+    "train_samples_per_second", "nvml_peak_mib", "torch_max_reserved_mib", "steady_samples_per_second",
+    "steady_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime", "gpus_counted", "status", "run_id",
+    "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size", "emulated_nodes",
 ]  # fmt: skip
 
 
@@ -175,12 +176,12 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
     oom = rows[-1]
     assert (oom["status"], oom["run_id"]) == ("oom", "z3-offcpu-nopin-g1n1")
     # The OOM row keeps its identity but no number, though its summary had a GPU peak.
-    numeric = COMPARISON_COLUMNS[1:13]
+    numeric = COMPARISON_COLUMNS[1:14]
     assert all(oom[column] == "" for column in numeric)
     md = (tmp_path / "zero.md").read_text()
     assert md.startswith("# Title of zero\n")
     assert (
-        "| ZeRO Stage 0 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 40.1 | 4.0 % |"
+        "| ZeRO Stage 0 | 21658 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 40.1 | 4.0 % |"
         in md
     )
     assert "| ZeRO Stage 3 + Offloading | – | – |" in md and "| oom | z3-offcpu-nopin-g1n1 |" in md
@@ -198,9 +199,9 @@ def test_comparison_labels_name_gpu_count_when_study_mixes_them() -> None:
 
 SCALING_COLUMNS = [
     "config", "world_size", "gpus_per_node", "nodes", "train_samples_per_second", "train_loss", "gpu_peak_mib",
-    "gpu_average_mib", "gpu_modes_mib", "speedup", "weak_scaling_efficiency",
+    "gpu_peak_min_mib", "gpu_average_mib", "gpu_modes_mib", "speedup", "weak_scaling_efficiency",
     "nvml_peak_mib", "steady_samples_per_second", "steady_weak_scaling_efficiency", "status", "run_id",
-    "zero_stage", "offload", "pin_memory",
+    "zero_stage", "offload", "pin_memory", "gpus_counted", "emulated_nodes",
 ]  # fmt: skip
 
 
@@ -238,7 +239,7 @@ BASELINE_COLUMNS = [
     "train_samples_per_second", "eval_samples_per_second", "steps_per_epoch", "gpu_peak_mib", "gpu_average_mib",
     "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib",
     "cpu_modes_mib", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes",
-    "world_size",
+    "world_size", "emulated_nodes",
 ]  # fmt: skip
 
 

@@ -79,7 +79,9 @@ RECORD_METRICS: Final = tuple(name for name in Measured.__annotations__ if name 
 
 # --- report side: the per-run record (summary.json) ---------------------------------------------------
 
-SCHEMA_VERSION: Final = 2  # 2: *_mb -> *_mib, derived TFLOP/s and MFU moved to the tables, `unusable`
+# 2: *_mb -> *_mib, derived TFLOP/s and MFU moved to the tables, `unusable`;
+# 3: GPU figures from the run's own GPUs only, per-GPU spread (peak_min_mib, gpus_counted), emulated_nodes
+SCHEMA_VERSION: Final = 3
 
 
 class Point(TypedDict):
@@ -110,7 +112,9 @@ class GpuMemory(TypedDict, total=False):
 
     gpus: list[dict[str, Any]]
     nodes: list[dict[str, Any]]
-    peak_mib: float
+    gpus_counted: int  # the run's own GPUs with samples, each once
+    peak_mib: float  # the highest GPU's peak
+    peak_min_mib: float  # the lowest GPU's peak: with peak_mib, the spread over GPUs (unbalanced sharding)
     average_mib: float
     modes_mib: list[float]
     mode_text: str
@@ -118,7 +122,9 @@ class GpuMemory(TypedDict, total=False):
 
 class NvmlMemory(TypedDict):
     gpus: list[dict[str, Any]]
+    gpus_counted: int
     peak_mib: float
+    peak_min_mib: float
 
 
 class TorchPeaks(TypedDict):
@@ -148,6 +154,8 @@ class RunRecord(TypedDict):
     point: Point
     setup: Setup
     metrics: Measured
+    emulated_nodes: bool  # several nodes emulated on one host (status.json launch_mode local-nodes)
+    gpu_map_source: str | None  # how GPU samples were tied to the run's ranks; None: not tied (all counted)
     gpu: GpuMemory | None
     nvml: NvmlMemory | None
     torch: TorchPeaks | None
@@ -170,6 +178,9 @@ NODES: Final = "nodes"
 WORLD_SIZE: Final = "world_size"
 GPU_PEAK_MIB: Final = "gpu_peak_mib"
 GPU_AVERAGE_MIB: Final = "gpu_average_mib"
+GPU_PEAK_MIN_MIB: Final = "gpu_peak_min_mib"  # the lowest GPU's peak: with gpu_peak_mib, the spread over GPUs
+GPUS_COUNTED: Final = "gpus_counted"  # GPUs whose samples count (the run's own, each once)
+EMULATED_NODES: Final = "emulated_nodes"  # nodes emulated on one host (launch mode local-nodes)
 GPU_MODES_MIB: Final = "gpu_modes_mib"
 NVML_PEAK_MIB: Final = "nvml_peak_mib"
 TORCH_MAX_RESERVED_MIB: Final = "torch_max_reserved_mib"
@@ -207,6 +218,8 @@ _FIELD_DTYPES: Final[dict[str, str]] = {
     WORLD_SIZE: "Int64",
     STEPS_PER_EPOCH: "Int64",
     PIN_MEMORY: "boolean",
+    GPUS_COUNTED: "Int64",
+    EMULATED_NODES: "boolean",
 }
 
 

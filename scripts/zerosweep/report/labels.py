@@ -15,6 +15,9 @@ LABELS: dict[str, str] = {
     f.GPU_PEAK_MIB: "Peak GPU Memory Used (MiB)",
     f.GPU_AVERAGE_MIB: "Average GPU Memory Used (MiB)",
     f.GPU_MODES_MIB: "Mode GPU Memory (MiB)",
+    f.GPU_PEAK_MIN_MIB: "Lowest GPU's Peak (MiB)",
+    f.GPUS_COUNTED: "GPUs Counted",
+    f.EMULATED_NODES: "Emulated Nodes",
     # psrecord's "MB" is rss / 1024**2: MiB.
     f.CPU_PEAK_MIB: "Peak CPU Memory Used (MiB)",
     f.CPU_AVERAGE_MIB: "Average CPU Memory Used (MiB)",
@@ -81,7 +84,7 @@ BASELINE_CATEGORIES: dict[str, str] = {
 
 # Markdown rendering per field (CSV keeps full precision): whole MiB, 2-decimal averages and rates, ...
 FORMATS: Final[dict[str, str]] = {
-    **dict.fromkeys((f.GPU_PEAK_MIB, f.CPU_PEAK_MIB, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB), "{:.0f}"),
+    **dict.fromkeys((f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.CPU_PEAK_MIB, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB), "{:.0f}"),
     **dict.fromkeys((f.STEADY_TOKENS_PER_SECOND, f.STEPS_PER_EPOCH), "{:.0f}"),
     **dict.fromkeys((f.GPU_AVERAGE_MIB, f.CPU_AVERAGE_MIB), "{:.2f}"),
     **dict.fromkeys(

@@ -110,6 +110,12 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
     ax.set_axisbelow(True)
 
 
+def _emulated_note(table: aggregate.Table) -> str:
+    """Scaling plots show GPU counts, not labels: say where the nodes were emulated."""
+    emulated = [row[f.WORLD_SIZE] for row in table.rows if row.get(f.EMULATED_NODES)]
+    return f"\n(nodes {aggregate.EMULATED} at {', '.join(map(str, emulated))} GPUs)" if emulated else ""
+
+
 def _rows(table: aggregate.Table) -> list[dict[str, Any]]:
     return [{**row, "_label": str(row[f.CONFIG])} for row in table.rows]
 
@@ -236,7 +242,7 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
         ax.set_xticks(all_gpus)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=10)
-    fig.suptitle(table.title)
+    fig.suptitle(table.title + _emulated_note(table))
     save(fig, out_dir / "scaling.png", out_dir / "scaling.svg")
 
     fig, ax = plt.subplots(figsize=SLIDE)
@@ -252,7 +258,7 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
     ax.set_xticks(all_gpus)
     ax.set_ylabel("GPU memory per GPU (MiB)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{table.title}: memory per GPU (constant under ideal weak scaling)")
+    ax.set_title(f"{table.title}: memory per GPU (constant under ideal weak scaling){_emulated_note(table)}")
     ax.grid(alpha=0.3)
     ax.legend()
     save(fig, out_dir / "memory.png", out_dir / "memory.svg")

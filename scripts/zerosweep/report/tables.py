@@ -30,15 +30,17 @@ MAX_MODES_SHOWN = 4
 MODES = (f.GPU_MODES_MIB, f.CPU_MODES_MIB)
 # What identifies a row; every other field is a measurement, emptied in rows of runs that did not finish.
 IDENTITY = frozenset(
-    {f.CONFIG, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE}
+    {f.CONFIG, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE,
+     f.EMULATED_NODES}
 )
-MACHINE = [f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE]
+MACHINE = [f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE, f.EMULATED_NODES]
+EMULATED = "emulated on one host"
 # Per kind: the columns of the CSV in order, and those the Markdown leaves out (machine-readable only).
 COLUMNS: dict[str, list[str]] = {
     "comparison": [
-        f.CONFIG, f.GPU_PEAK_MIB, f.GPU_AVERAGE_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.TRAIN_SAMPLES_PER_SECOND,
+        f.CONFIG, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.TRAIN_SAMPLES_PER_SECOND,
         f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_SAMPLES_PER_SECOND, f.STEADY_TOKENS_PER_SECOND,
-        f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME, f.STATUS, f.RUN_ID, *MACHINE,
+        f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME, f.GPUS_COUNTED, f.STATUS, f.RUN_ID, *MACHINE,
     ],
     "baseline": [
         f.CONFIG, f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS, f.TRAIN_SAMPLES_PER_SECOND,
@@ -47,15 +49,15 @@ COLUMNS: dict[str, list[str]] = {
     ],
     "scaling": [
         f.CONFIG, f.WORLD_SIZE, f.GPUS_PER_NODE, f.NODES, f.TRAIN_SAMPLES_PER_SECOND, f.TRAIN_LOSS, f.GPU_PEAK_MIB,
-        f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY, f.NVML_PEAK_MIB,
+        f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY, f.NVML_PEAK_MIB,
         f.STEADY_SAMPLES_PER_SECOND, f.STEADY_WEAK_SCALING_EFFICIENCY, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD,
-        f.PIN_MEMORY,
+        f.PIN_MEMORY, f.GPUS_COUNTED, f.EMULATED_NODES,
     ],
 }  # fmt: skip
 HIDDEN: dict[str, set[str]] = {
     "comparison": set(MACHINE),
     "baseline": set(MACHINE),
-    "scaling": {f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY},
+    "scaling": {f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES},
 }
 
 
@@ -152,7 +154,10 @@ def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) ->
         f.GPUS_PER_NODE: point["gpus_per_node"],
         f.NODES: point["nodes"],
         f.WORLD_SIZE: point["world_size"],
+        f.EMULATED_NODES: bool(record.get("emulated_nodes")),
         f.GPU_PEAK_MIB: _dig(gpu, "peak_mib"),
+        f.GPU_PEAK_MIN_MIB: _dig(gpu, "peak_min_mib"),
+        f.GPUS_COUNTED: _dig(gpu, "gpus_counted"),
         f.GPU_AVERAGE_MIB: _dig(gpu, "average_mib"),
         f.GPU_MODES_MIB: _dig(gpu, "modes_mib"),
         f.NVML_PEAK_MIB: _dig(record["nvml"], "peak_mib"),
@@ -180,13 +185,14 @@ def _labels(kind: str, runs: list[f.RunRecord]) -> list[str]:
     """The workshop's configuration labels; a study mixing GPU counts needs them named."""
     shapes = {(s["point"]["gpus_per_node"], s["point"]["nodes"]) for s in runs}
     if kind == "scaling" or len(shapes) <= 1:
-        return [s["label"] for s in runs]
+        return [s["label"] + (f" ({EMULATED})" if s.get("emulated_nodes") else "") for s in runs]
     named = []
     for summary in runs:
         p = summary["point"]
+        nodes = f" on {p['nodes']} nodes" if p["nodes"] > 1 else ""
         named.append(
             f"{summary['label']}, {p['world_size']} GPU{'s' * (p['world_size'] > 1)}"
-            + (f" on {p['nodes']} nodes" if p["nodes"] > 1 else "")
+            + (f"{nodes} ({EMULATED})" if summary.get("emulated_nodes") else nodes)
         )
     return named
 
@@ -215,6 +221,10 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
         ids = [run["run_id"] for run in runs if row_status(run) == status]
         if ids:
             notes.append(f"{what} (row kept, numbers empty): {', '.join(ids)}.")
+    emulated = [run["run_id"] for run in runs if run.get("emulated_nodes")]
+    if emulated:
+        notes.append(f"Nodes {EMULATED} (one launcher per node on the same machine, each with its own GPUs; "
+                     f"inter-node traffic never left the host): {', '.join(emulated)}.")
     notes += _definition_notes(kind, peak_tflops)
     for run in runs:
         notes += [f"{run['run_id']}: {warning}" for warning in run.get("warnings", [])]
@@ -224,8 +234,10 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
 def _definition_notes(kind: str, peak_tflops: float | None) -> list[str]:
     notes = [
         (
-            "GPU memory from nvidia-smi (5 s samples): peak = the highest GPU's maximum; average = mean of the "
-            "per-GPU averages; mode = most frequent value(s) over all GPUs' samples (all ties listed)."
+            "GPU memory from nvidia-smi (5 s samples) of the run's own GPUs only (each once; other GPUs the logs "
+            "hold are left out): peak = the highest GPU's maximum; lowest GPU's peak = the smallest per-GPU "
+            "maximum (peak minus it is the spread over GPUs: unbalanced sharding); average = mean of the "
+            "per-GPU averages; mode = most frequent value(s) over the run's GPUs' samples (all ties listed)."
         ),
         "Exact peak: maximum of the fast NVML samples (catches spikes between nvidia-smi samples).",
     ]
