@@ -43,7 +43,7 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "peak": None, "avg": None, "modes": None, "cpu_peak": None, "cpu_avg": None, "cpu_modes": None,
         "exact": None, "reserved": None, "rate": None, "steady": None, "tokens": None, "flops_per_token": None,
         "runtime": None, "loss": None, "eval_loss": None, "eval_losses": None, "eval_rate": None, "steps": None,
-        "device": "cuda", "gpu_name": "NVIDIA H100 80GB HBM3", "unusable": None,
+        "device": "cuda", "gpu_name": "NVIDIA H100 80GB HBM3", "unusable": None, "real": None,
     }  # fmt: skip
     n.update(numbers)
     fields = {key: value for key, value in p.items() if key != "world_size"}
@@ -52,7 +52,7 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "train_samples_per_second": n["rate"], "eval_samples_per_second": n["eval_rate"], "steps_per_epoch": n["steps"],
         "train_runtime": n["runtime"], "steady_samples_per_second": n["steady"],
         "steady_tokens_per_second": n["tokens"], "flops_per_token": n["flops_per_token"],
-        "world_size": p["world_size"],
+        "world_size": p["world_size"], "real_token_fraction": n["real"],
     }  # fmt: skip
     if status != "ok":
         metrics = dict.fromkeys(metrics)
@@ -96,7 +96,7 @@ def study(
 # The hand-written sets: the workshop's three kinds of table.
 STAGES = [
     make_summary(point(0), peak=21658, avg=18683.53, exact=21901.5, reserved=20480.0, cpu_peak=3892.1, cpu_avg=2276.06,
-                 rate=11.26, steady=12.5, tokens=6400.0, flops_per_token=6265625000.0, runtime=133.2),
+                 rate=11.26, steady=12.5, tokens=6400.0, flops_per_token=6265625000.0, runtime=133.2, real=0.25),
     make_summary(point(1), peak=19001, avg=16000.25, exact=19100.0, cpu_peak=3950.0, cpu_avg=2300.0, rate=11.0,
                  steady=12.0, runtime=136.4),
     make_summary(point(2), peak=17500, avg=15000.0, exact=17700.0, cpu_peak=4010.5, cpu_avg=2350.0, rate=10.8,
@@ -148,7 +148,8 @@ def write_table(
 COMPARISON_COLUMNS = [
     "config", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib", "cpu_peak_mib", "cpu_average_mib",
     "train_samples_per_second", "nvml_peak_mib", "torch_max_reserved_mib", "steady_samples_per_second",
-    "steady_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime", "gpus_counted", "status", "run_id",
+    "steady_tokens_per_second", "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime",
+    "gpus_counted", "status", "run_id",
     "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size", "emulated_nodes",
 ]  # fmt: skip
 
@@ -176,12 +177,13 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
     oom = rows[-1]
     assert (oom["status"], oom["run_id"]) == ("oom", "z3-offcpu-nopin-g1n1")
     # The OOM row keeps its identity but no number, though its summary had a GPU peak.
-    numeric = COMPARISON_COLUMNS[1:14]
+    numeric = COMPARISON_COLUMNS[1:15]
     assert all(oom[column] == "" for column in numeric)
     md = (tmp_path / "zero.md").read_text()
     assert md.startswith("# Title of zero\n")
     assert (
-        "| ZeRO Stage 0 | 21658 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 40.1 | 4.0 % |"
+        "| ZeRO Stage 0 | 21658 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 1600 | 40.1 "
+        "| 4.0 % |"
         in md
     )
     assert "| ZeRO Stage 3 + Offloading | – | – |" in md and "| oom | z3-offcpu-nopin-g1n1 |" in md
@@ -198,10 +200,11 @@ def test_comparison_labels_name_gpu_count_when_study_mixes_them() -> None:
 # --- scaling -----------------------------------------------------------------------------------------------
 
 SCALING_COLUMNS = [
-    "config", "world_size", "gpus_per_node", "nodes", "train_samples_per_second", "train_loss", "gpu_peak_mib",
-    "gpu_peak_min_mib", "gpu_average_mib", "gpu_modes_mib", "speedup", "weak_scaling_efficiency",
-    "nvml_peak_mib", "steady_samples_per_second", "steady_weak_scaling_efficiency", "status", "run_id",
-    "zero_stage", "offload", "pin_memory", "gpus_counted", "emulated_nodes",
+    "config", "world_size", "gpus_per_node", "nodes", "steady_samples_per_second", "steady_speedup",
+    "steady_weak_scaling_efficiency", "train_loss", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib",
+    "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib", "train_samples_per_second", "speedup",
+    "weak_scaling_efficiency", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_counted",
+    "emulated_nodes",
 ]  # fmt: skip
 
 
@@ -216,6 +219,7 @@ def test_scaling_speedup_and_efficiency(tmp_path: Path) -> None:
         assert float(row["speedup"]) == pytest.approx(speedup)
         assert float(row["weak_scaling_efficiency"]) == pytest.approx(efficiency)
         assert float(row["steady_weak_scaling_efficiency"]) == pytest.approx(steady)
+        assert float(row["steady_speedup"]) == pytest.approx(steady * int(row["world_size"]))
     assert rows[3]["gpu_modes_mib"] == "9008"
     md = (tmp_path / "weak.md").read_text()
     assert "| 6.40× | 80.0 % |" in md
@@ -230,6 +234,43 @@ def test_scaling_with_oom_reference_uses_smallest_finished() -> None:
     assert by_gpus[2]["speedup"] == pytest.approx(1.0)
     assert by_gpus[8]["weak_scaling_efficiency"] == pytest.approx((64 / 8) / (19 / 2))
     assert any("smallest configuration did not finish" in note for note in table.notes)
+
+
+def test_scaling_shows_cpu_memory_per_node_and_steady_figures_first() -> None:
+    runs = [make_summary(point(2, "cpu", True, gpn=g), cpu_peak=30000.0 + g, cpu_avg=20000.0 + g, steady=10.0 * g,
+                         rate=9.0 * g) for g in (1, 2)]
+    table = aggregate.build_table(study("weak", "scaling", runs, "gpus_per_node"), runs)
+    assert [row["cpu_peak_mib"] for row in table.rows] == [30001.0, 30002.0]
+    assert [row["cpu_average_mib"] for row in table.rows] == [20001.0, 20002.0]
+    header = aggregate.markdown(table).splitlines()[4]
+    assert "Peak CPU Memory per Node (MiB)" in header and "Average CPU Memory per Node (MiB)" in header
+    assert header.index("Steady Samples/sec") < header.index("Train Samples/sec (Trainer, whole run)")
+    assert "Speed-up (Trainer, whole run)" in header
+
+
+def test_eval_loss_of_epoch_1_is_the_epoch_end_evaluation_only() -> None:
+    losses = [{"epoch": 0.77, "eval_loss": 3.0}, {"epoch": 1.54, "eval_loss": 2.0}]
+    assert aggregate.eval_loss_at(losses, 1, 31) is None  # 0.77 used to be taken for epoch 1
+    assert aggregate.eval_loss_at(losses, 2, 31) is None
+    # 31 whole steps of 31.25: the epoch-end evaluation logs 0.99 (31 / 31.25 rounded), still epoch 1's
+    assert aggregate.eval_loss_at([{"epoch": 0.99, "eval_loss": 1.5}, {"epoch": 1.99, "eval_loss": 1.4}], 1, 31.25) == 1.5
+    assert aggregate.eval_loss_at([{"epoch": 0.99, "eval_loss": 1.5}], 1, None) is None  # nothing says it ended
+    assert aggregate.eval_loss_at([{"epoch": 1.0, "eval_loss": 1.2}, {"epoch": 2.0, "eval_loss": 1.1}], 2, 31) == 1.1
+    run = make_summary(point(None), rate=1.0, steps=31, eval_losses=losses)
+    row = aggregate.build_table(study("b", "baseline", [run]), [run]).rows[0]
+    assert row["eval_loss_epoch1"] is None and row["eval_loss_epoch2"] is None
+
+
+def test_padding_is_named_and_real_tokens_sit_beside() -> None:
+    table = aggregate.build_table(study("zero", "comparison", STAGES), STAGES)
+    by_run = {row["run_id"]: row for row in table.rows}
+    assert by_run["z0-offnone-nopin-g1n1"]["steady_real_tokens_per_second"] == pytest.approx(6400.0 * 0.25)
+    assert by_run["z1-offnone-nopin-g1n1"]["steady_real_tokens_per_second"] is None  # no fraction recorded
+    text = aggregate.markdown(table)
+    header = text.splitlines()[4]
+    assert "Tokens/Second (incl. padding)" in header and "MFU (incl. padding)" in header
+    assert header.index("Tokens/Second (incl. padding)") < header.index("Real Tokens/Second (no padding)")
+    assert "count padding" in text
 
 
 # --- baseline ----------------------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ class Measured(TypedDict, total=False):
     steps_per_epoch: int | None
     train_runtime: float | None
     steady_samples_per_second: float | None
-    steady_tokens_per_second: float | None
+    steady_tokens_per_second: float | None  # counts padding: every sample is max_length tokens
+    real_token_fraction: float | None  # non-padding share of the training tokens (optional in older records)
     world_size: int | None
     # raw input of the derived TFLOP/s and MFU (report/derived.py); in the record: counted from the
     # architecture when metrics.json lacks it
@@ -75,7 +76,10 @@ class EnvJson(TypedDict, total=False):
 
 
 # Measurements copied from metrics.json into the per-run record as they are (flops_per_token is resolved).
-RECORD_METRICS: Final = tuple(name for name in Measured.__annotations__ if name != "flops_per_token")
+# Expected in every finished run's metrics.json (a missing one is warned about); the optional ones are copied
+# when present.
+OPTIONAL_METRICS: Final = ("flops_per_token", "real_token_fraction")
+RECORD_METRICS: Final = tuple(name for name in Measured.__annotations__ if name not in OPTIONAL_METRICS)
 
 # --- report side: the per-run record (summary.json) ---------------------------------------------------
 
@@ -190,7 +194,8 @@ CPU_MODES_MIB: Final = "cpu_modes_mib"
 TRAIN_SAMPLES_PER_SECOND: Final = "train_samples_per_second"
 EVAL_SAMPLES_PER_SECOND: Final = "eval_samples_per_second"
 STEADY_SAMPLES_PER_SECOND: Final = "steady_samples_per_second"
-STEADY_TOKENS_PER_SECOND: Final = "steady_tokens_per_second"
+STEADY_TOKENS_PER_SECOND: Final = "steady_tokens_per_second"  # padding included
+STEADY_REAL_TOKENS_PER_SECOND: Final = "steady_real_tokens_per_second"  # x real_token_fraction: padding left out
 TFLOPS_PER_GPU: Final = "tflops_per_gpu"
 MFU: Final = "mfu"
 TRAIN_RUNTIME: Final = "train_runtime"
@@ -199,7 +204,8 @@ EVAL_LOSS_EPOCH1: Final = "eval_loss_epoch1"
 EVAL_LOSS_EPOCH2: Final = "eval_loss_epoch2"
 EVAL_LOSS: Final = "eval_loss"
 STEPS_PER_EPOCH: Final = "steps_per_epoch"
-SPEEDUP: Final = "speedup"
+SPEEDUP: Final = "speedup"  # from the Trainer's whole-run samples/s (secondary)
+STEADY_SPEEDUP: Final = "steady_speedup"  # from the steady samples/s (primary)
 WEAK_SCALING_EFFICIENCY: Final = "weak_scaling_efficiency"
 STEADY_WEAK_SCALING_EFFICIENCY: Final = "steady_weak_scaling_efficiency"
 

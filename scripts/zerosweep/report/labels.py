@@ -27,17 +27,19 @@ LABELS: dict[str, str] = {
     f.TRAIN_SAMPLES_PER_SECOND: "Train Samples/Second",
     f.EVAL_SAMPLES_PER_SECOND: "Eval Samples/sec",
     f.STEADY_SAMPLES_PER_SECOND: "Steady Samples/Second",
-    f.STEADY_TOKENS_PER_SECOND: "Tokens/Second",
-    f.TFLOPS_PER_GPU: "TFLOP/s per GPU",
-    f.MFU: "MFU",
+    f.STEADY_TOKENS_PER_SECOND: "Tokens/Second (incl. padding)",
+    f.STEADY_REAL_TOKENS_PER_SECOND: "Real Tokens/Second (no padding)",
+    f.TFLOPS_PER_GPU: "TFLOP/s per GPU (incl. padding)",
+    f.MFU: "MFU (incl. padding)",
     f.TRAIN_RUNTIME: "Train Runtime (s)",
     f.TRAIN_LOSS: "Train Loss",
     f.EVAL_LOSS_EPOCH1: "Eval Loss (Epoch 1)",
     f.EVAL_LOSS_EPOCH2: "Eval Loss (Epoch 2)",
     f.EVAL_LOSS: "Eval Loss (Final)",
     f.STEPS_PER_EPOCH: "Steps per Epoch",
-    f.SPEEDUP: "Speed-up",
-    f.WEAK_SCALING_EFFICIENCY: "Weak-Scaling Efficiency",
+    f.SPEEDUP: "Speed-up (Trainer, whole run)",
+    f.STEADY_SPEEDUP: "Steady Speed-up",
+    f.WEAK_SCALING_EFFICIENCY: "Weak-Scaling Efficiency (Trainer, whole run)",
     f.STEADY_WEAK_SCALING_EFFICIENCY: "Steady Weak-Scaling Efficiency",
     f.STATUS: "Status",
     f.RUN_ID: "Run",
@@ -64,7 +66,9 @@ KIND_LABELS: dict[str, dict[str, str]] = {
     },
     "scaling": {
         f.WORLD_SIZE: "GPUs",
-        f.TRAIN_SAMPLES_PER_SECOND: "Train Samples/sec",
+        f.TRAIN_SAMPLES_PER_SECOND: "Train Samples/sec (Trainer, whole run)",
+        f.CPU_PEAK_MIB: "Peak CPU Memory per Node (MiB)",
+        f.CPU_AVERAGE_MIB: "Average CPU Memory per Node (MiB)",
         f.GPU_PEAK_MIB: "Peak GPU Memory (MiB)",
         f.GPU_AVERAGE_MIB: "Average GPU Memory (MiB)",
         f.STEADY_SAMPLES_PER_SECOND: "Steady Samples/sec",
@@ -85,7 +89,7 @@ BASELINE_CATEGORIES: dict[str, str] = {
 # Markdown rendering per field (CSV keeps full precision): whole MiB, 2-decimal averages and rates, ...
 FORMATS: Final[dict[str, str]] = {
     **dict.fromkeys((f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.CPU_PEAK_MIB, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB), "{:.0f}"),
-    **dict.fromkeys((f.STEADY_TOKENS_PER_SECOND, f.STEPS_PER_EPOCH), "{:.0f}"),
+    **dict.fromkeys((f.STEADY_TOKENS_PER_SECOND, f.STEADY_REAL_TOKENS_PER_SECOND, f.STEPS_PER_EPOCH), "{:.0f}"),
     **dict.fromkeys((f.GPU_AVERAGE_MIB, f.CPU_AVERAGE_MIB), "{:.2f}"),
     **dict.fromkeys(
         (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND, f.TRAIN_RUNTIME), "{:.2f}"
@@ -93,7 +97,7 @@ FORMATS: Final[dict[str, str]] = {
     **dict.fromkeys((f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS), "{:.4f}"),
     f.TFLOPS_PER_GPU: "{:.1f}",
     **dict.fromkeys((f.MFU, f.WEAK_SCALING_EFFICIENCY, f.STEADY_WEAK_SCALING_EFFICIENCY), "percent"),
-    f.SPEEDUP: "{:.2f}×",
+    **dict.fromkeys((f.SPEEDUP, f.STEADY_SPEEDUP), "{:.2f}×"),
 }  # fmt: skip
 
 

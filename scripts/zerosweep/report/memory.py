@@ -125,7 +125,7 @@ def extract_metrics(
     metrics: records.MetricsJson, spec: dict[str, Any], status: str, warnings: list[str]
 ) -> records.Measured:
     if status != "ok":
-        return {**dict.fromkeys(records.RECORD_METRICS), "flops_per_token": None}  # type: ignore[typeddict-item]
+        return dict.fromkeys((*records.RECORD_METRICS, *records.OPTIONAL_METRICS))  # type: ignore[return-value]
     values: dict[str, Any] = {name: metrics.get(name) for name in records.RECORD_METRICS}
     missing = [name for name, value in values.items() if value is None]
     if missing:
@@ -142,6 +142,7 @@ def extract_metrics(
         if values["eval_loss"] is None and losses:
             values["eval_loss"] = values["eval_losses"][-1]["eval_loss"]
     values["flops_per_token"] = derived.flops_per_token(metrics, spec)
+    values["real_token_fraction"] = metrics.get("real_token_fraction")
     return values  # type: ignore[return-value]
 
 

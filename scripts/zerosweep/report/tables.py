@@ -38,9 +38,10 @@ EMULATED = "emulated on one host"
 # Per kind: the columns of the CSV in order, and those the Markdown leaves out (machine-readable only).
 COLUMNS: dict[str, list[str]] = {
     "comparison": [
-        f.CONFIG, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.TRAIN_SAMPLES_PER_SECOND,
-        f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_SAMPLES_PER_SECOND, f.STEADY_TOKENS_PER_SECOND,
-        f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME, f.GPUS_COUNTED, f.STATUS, f.RUN_ID, *MACHINE,
+        f.CONFIG, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB,
+        f.TRAIN_SAMPLES_PER_SECOND, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_SAMPLES_PER_SECOND,
+        f.STEADY_TOKENS_PER_SECOND, f.STEADY_REAL_TOKENS_PER_SECOND, f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME,
+        f.GPUS_COUNTED, f.STATUS, f.RUN_ID, *MACHINE,
     ],
     "baseline": [
         f.CONFIG, f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS, f.TRAIN_SAMPLES_PER_SECOND,
@@ -48,10 +49,11 @@ COLUMNS: dict[str, list[str]] = {
         f.NVML_PEAK_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.CPU_MODES_MIB, f.STATUS, f.RUN_ID, *MACHINE,
     ],
     "scaling": [
-        f.CONFIG, f.WORLD_SIZE, f.GPUS_PER_NODE, f.NODES, f.TRAIN_SAMPLES_PER_SECOND, f.TRAIN_LOSS, f.GPU_PEAK_MIB,
-        f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY, f.NVML_PEAK_MIB,
-        f.STEADY_SAMPLES_PER_SECOND, f.STEADY_WEAK_SCALING_EFFICIENCY, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD,
-        f.PIN_MEMORY, f.GPUS_COUNTED, f.EMULATED_NODES,
+        f.CONFIG, f.WORLD_SIZE, f.GPUS_PER_NODE, f.NODES, f.STEADY_SAMPLES_PER_SECOND, f.STEADY_SPEEDUP,
+        f.STEADY_WEAK_SCALING_EFFICIENCY, f.TRAIN_LOSS, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB,
+        f.GPU_MODES_MIB, f.NVML_PEAK_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP,
+        f.WEAK_SCALING_EFFICIENCY, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_COUNTED,
+        f.EMULATED_NODES,
     ],
 }  # fmt: skip
 HIDDEN: dict[str, set[str]] = {
@@ -124,14 +126,25 @@ def _dig(data: Mapping[str, Any] | None, key: str) -> Any:
     return None if data is None else data.get(key)
 
 
-def _eval_loss_at(losses: list[f.EvalLoss] | None, epoch: int) -> float | None:
-    """Eval loss of the evaluation closest to `epoch` (the Trainer logs 0.99 or 1.0), within a quarter epoch."""
-    near = [
-        (abs(item["epoch"] - epoch), item["eval_loss"])
-        for item in losses or []
-        if item["epoch"] is not None and abs(item["epoch"] - epoch) <= 0.25
-    ]
-    return min(near, key=lambda pair: pair[0])[1] if near else None
+# The Trainer logs the epoch rounded (to 2 decimals in older versions): this much off is still "at epoch N".
+EPOCH_LOG_ROUNDING = 0.005
+
+
+def eval_loss_at(losses: list[f.EvalLoss] | None, epoch: int, steps_per_epoch: float | None) -> float | None:
+    """Eval loss of the evaluation at the end of epoch `epoch`, none other. When an epoch's samples do not
+    fill its last optimizer step, the Trainer's epoch-end evaluation logs a fraction below N (31 of 31.25
+    steps: 0.99); it is still epoch N's if it lies after the epoch's last whole step. An evaluation inside
+    the epoch (0.77) is not epoch N's."""
+    earliest = epoch - (1 / steps_per_epoch if steps_per_epoch else 0) - EPOCH_LOG_ROUNDING
+    at = [item for item in losses or []
+          if item["epoch"] is not None and earliest < item["epoch"] <= epoch + EPOCH_LOG_ROUNDING]
+    return min(at, key=lambda item: abs(item["epoch"] - epoch))["eval_loss"] if at else None
+
+
+def real_tokens_per_second(metrics: f.Measured) -> float | None:
+    """Steady tokens/s without padding: the padded rate x the real (non-padding) token fraction."""
+    tokens, fraction = metrics.get("steady_tokens_per_second"), metrics.get("real_token_fraction")
+    return None if tokens is None or fraction is None else float(tokens) * float(fraction)
 
 
 def row_status(record: Mapping[str, Any]) -> str:
@@ -167,8 +180,9 @@ def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) ->
         f.CPU_MODES_MIB: _dig(cpu, "modes_mib"),
         f.TFLOPS_PER_GPU: tflops,
         f.MFU: derived.mfu(record, tflops, peak_tflops),
-        f.EVAL_LOSS_EPOCH1: _eval_loss_at(metrics.get("eval_losses"), 1),
-        f.EVAL_LOSS_EPOCH2: _eval_loss_at(metrics.get("eval_losses"), 2),
+        f.EVAL_LOSS_EPOCH1: eval_loss_at(metrics.get("eval_losses"), 1, metrics.get("steps_per_epoch")),
+        f.EVAL_LOSS_EPOCH2: eval_loss_at(metrics.get("eval_losses"), 2, metrics.get("steps_per_epoch")),
+        f.STEADY_REAL_TOKENS_PER_SECOND: real_tokens_per_second(metrics),
     }
     for name in (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND,
                  f.STEADY_TOKENS_PER_SECOND, f.TRAIN_RUNTIME, f.TRAIN_LOSS, f.EVAL_LOSS, f.STEPS_PER_EPOCH):  # fmt: skip
@@ -241,17 +255,20 @@ def _definition_notes(kind: str, peak_tflops: float | None) -> list[str]:
         ),
         "Exact peak: maximum of the fast NVML samples (catches spikes between nvidia-smi samples).",
     ]
-    if kind != "scaling":
-        notes.append(
-            "CPU memory from psrecord's Real column (process tree, per node): peak = the fullest node's; "
-            "average = mean of the node averages."
-        )
+    notes.append(
+        "CPU memory from psrecord's Real column (process tree, per node): peak = the fullest node's; "
+        "average = mean of the node averages."
+    )
     if kind == "comparison":
         peak = f"runtime.peak_tflops = {peak_tflops:g}" if peak_tflops else "looked up by GPU name"
         notes.append(
             "TFLOP/s per GPU = training FLOPs per token (6·N + 12·L·d·s) × steady tokens/s / GPUs; "
-            f"MFU = that / the GPU's dense fp16/bf16 peak ({peak}; empty on CPU)."
+            f"MFU = that / the GPU's dense fp16/bf16 peak ({peak}; empty on CPU). Tokens/s, TFLOP/s and MFU "
+            "count padding (every sample is max_length tokens); Real Tokens/s = steady tokens/s × the run's "
+            "real (non-padding) token fraction (empty where the record lacks it)."
         )
+    if kind == "baseline":
+        notes.append("Eval Loss (Epoch N): the evaluation at the end of epoch N only (empty if none was there).")
     return notes
 
 
