@@ -16,6 +16,7 @@ from zerosweep.report import answers as summary
 from zerosweep.report import labels
 from zerosweep.report import tables as aggregate
 from zerosweep.report.memory import summarise_run
+from zerosweep.report.table_fields import eval_loss_at
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -149,8 +150,11 @@ COMPARISON_COLUMNS = [
     "config", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib", "cpu_peak_mib", "cpu_average_mib",
     "train_samples_per_second", "nvml_peak_mib", "torch_max_reserved_mib", "steady_samples_per_second",
     "steady_tokens_per_second", "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime",
-    "gpus_counted", "status", "run_id",
+    "repeats", "throughput_verdict", "memory_verdict", "gpus_counted", "status", "run_id",
     "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size", "emulated_nodes",
+    "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap", "runs",
+    "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
+    "memory_ratio", "memory_ratio_low", "memory_ratio_high", "memory_p",
 ]  # fmt: skip
 
 
@@ -200,11 +204,12 @@ def test_comparison_labels_name_gpu_count_when_study_mixes_them() -> None:
 # --- scaling -----------------------------------------------------------------------------------------------
 
 SCALING_COLUMNS = [
-    "config", "world_size", "gpus_per_node", "nodes", "steady_samples_per_second", "steady_speedup",
+    "config", "world_size", "gpus_per_node", "nodes", "steady_samples_per_second", "repeats", "steady_speedup",
     "steady_weak_scaling_efficiency", "train_loss", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib",
     "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib", "train_samples_per_second", "speedup",
     "weak_scaling_efficiency", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_counted",
-    "emulated_nodes",
+    "emulated_nodes", "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
+    "hit_cap", "runs",
 ]  # fmt: skip
 
 
@@ -250,12 +255,12 @@ def test_scaling_shows_cpu_memory_per_node_and_steady_figures_first() -> None:
 
 def test_eval_loss_of_epoch_1_is_the_epoch_end_evaluation_only() -> None:
     losses = [{"epoch": 0.77, "eval_loss": 3.0}, {"epoch": 1.54, "eval_loss": 2.0}]
-    assert aggregate.eval_loss_at(losses, 1, 31) is None  # 0.77 used to be taken for epoch 1
-    assert aggregate.eval_loss_at(losses, 2, 31) is None
+    assert eval_loss_at(losses, 1, 31) is None  # 0.77 used to be taken for epoch 1
+    assert eval_loss_at(losses, 2, 31) is None
     # 31 whole steps of 31.25: the epoch-end evaluation logs 0.99 (31 / 31.25 rounded), still epoch 1's
-    assert aggregate.eval_loss_at([{"epoch": 0.99, "eval_loss": 1.5}, {"epoch": 1.99, "eval_loss": 1.4}], 1, 31.25) == 1.5
-    assert aggregate.eval_loss_at([{"epoch": 0.99, "eval_loss": 1.5}], 1, None) is None  # nothing says it ended
-    assert aggregate.eval_loss_at([{"epoch": 1.0, "eval_loss": 1.2}, {"epoch": 2.0, "eval_loss": 1.1}], 2, 31) == 1.1
+    assert eval_loss_at([{"epoch": 0.99, "eval_loss": 1.5}, {"epoch": 1.99, "eval_loss": 1.4}], 1, 31.25) == 1.5
+    assert eval_loss_at([{"epoch": 0.99, "eval_loss": 1.5}], 1, None) is None  # nothing says it ended
+    assert eval_loss_at([{"epoch": 1.0, "eval_loss": 1.2}, {"epoch": 2.0, "eval_loss": 1.1}], 2, 31) == 1.1
     run = make_summary(point(None), rate=1.0, steps=31, eval_losses=losses)
     row = aggregate.build_table(study("b", "baseline", [run]), [run]).rows[0]
     assert row["eval_loss_epoch1"] is None and row["eval_loss_epoch2"] is None
@@ -496,3 +501,98 @@ def test_unusable_run_keeps_its_row_and_says_so(tmp_path: Path) -> None:
     assert "- z1-offnone-nopin-g1n1: skipped gpu_memory_log_a.csv:1: empty log" in md
     text = summary.render(summary.load_tables([tmp_path / "zero.csv", tmp_path / "zero.md"]))
     assert "**ZeRO Stage 0** had the lowest peak GPU memory" in text
+
+
+# --- repeats, intervals and verdicts (issue 12) ---------------------------------------------------------------
+
+
+def repeat(p: dict[str, Any], k: int, rate: float, peak: float, *, cap: bool = False, wobble: float = 0.01,
+           status: str = "ok") -> dict[str, Any]:
+    """Repeat k of point p: 30 steady steps of 16 samples around `rate` samples/s (a fixed ±wobble pattern), its
+    `throughput` section computed by the real statistics code, and a GPU peak."""
+    from zerosweep.report.statistics import summarise_step_times
+
+    seconds = [16 / rate * (1 + wobble * ((i * 7) % 5 - 2) / 2) for i in range(30)]
+    stats = summarise_step_times(list(range(1, 31)), seconds, [16] * 30, [False] * 30, 0)
+    summary = make_summary(p, status=status, peak=peak, exact=peak + 0.5, rate=rate * 0.9, steady=rate * 1.02,
+                           tokens=rate * 1.02 * 512, flops_per_token=6e9, real=0.5)
+    summary["run_id"] = f"{run_id(p)}-r{k}"
+    summary["throughput"] = {**stats.record(), "hit_cap": cap, "stop_reason": "cap_steps" if cap else "width"}
+    return summary
+
+
+REFERENCE_RUNS = [repeat(point(0), k, rate, peak) for k, (rate, peak) in
+                  enumerate([(40.0, 20000), (40.6, 20010), (39.5, 19990)], 1)]
+FASTER_RUNS = [repeat(point(1), k, rate, peak) for k, (rate, peak) in
+               enumerate([(46.0, 24000), (46.5, 24020), (45.6, 23990)], 1)]
+SAME_RUNS = [repeat(point(2), k, rate, peak, cap=k == 2) for k, (rate, peak) in
+             enumerate([(40.4, 20005), (39.3, 19995), (40.9, 20000)], 1)]
+
+
+def test_repeats_make_one_row_per_point_with_median_min_max_and_n(tmp_path: Path) -> None:
+    runs = REFERENCE_RUNS + FASTER_RUNS + SAME_RUNS
+    header, rows = read_csv(write_table(tmp_path, "zero", "comparison", runs[::-1]))
+    assert [row["run_id"] for row in rows] == ["z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1",
+                                               "z2-offnone-nopin-g1n1"]
+    assert [row["repeats"] for row in rows] == ["3", "3", "3"]
+    assert rows[0]["runs"].split() == sorted(run["run_id"] for run in REFERENCE_RUNS)
+    medians = sorted(run["throughput"]["samples_per_second"] for run in FASTER_RUNS)
+    assert float(rows[1]["steady_samples_per_second"]) == pytest.approx(medians[1])
+    assert float(rows[1]["steady_samples_per_second_low"]) == pytest.approx(medians[0])
+    assert float(rows[1]["steady_samples_per_second_high"]) == pytest.approx(medians[2])
+    assert rows[1]["steady_spread"] == "min-max"
+    # tokens/s follow the step medians (same tokens per sample), not the launcher's whole-window figure
+    assert float(rows[1]["steady_tokens_per_second"]) == pytest.approx(medians[1] * 512)
+    assert float(rows[1]["gpu_peak_mib"]) == 24000  # median of the repeats' peaks
+    md = (tmp_path / "zero.md").read_text()
+    half = (medians[2] - medians[0]) / 2
+    assert f"| {medians[1]:.1f} ± {half:.1f} |" in md
+    assert [row["hit_cap"] for row in rows] == ["False", "False", "True"]
+    assert " † |" in md and "† stopped at the step or time cap" in md and "z2-offnone-nopin-g1n1" in md
+
+
+def test_verdicts_against_the_reference_row_name_the_test() -> None:
+    runs = REFERENCE_RUNS + FASTER_RUNS + SAME_RUNS
+    table = aggregate.build_table(study("zero", "comparison", runs), runs)
+    rows = {row["run_id"]: row for row in table.rows}
+    reference, faster, same = (rows[f"z{s}-offnone-nopin-g1n1"] for s in (0, 1, 2))
+    assert reference["throughput_verdict"] == reference["memory_verdict"] == "reference"
+    assert faster["throughput_verdict"] == "faster" and faster["memory_verdict"] == "more memory"
+    assert faster["throughput_ratio_low"] > 1 and faster["throughput_p"] < 0.05
+    assert faster["memory_ratio"] == pytest.approx(24000.5 / 20000.5, rel=1e-3)  # NVML peaks: all runs have one
+    assert same["throughput_verdict"] == "within noise" and same["memory_verdict"] == "within noise"
+    assert same["throughput_ratio_low"] < 1 < same["throughput_ratio_high"]
+    text = aggregate.markdown(table)
+    assert "faster (+" in text and "more memory (+" in text and "within noise (" in text
+    assert "Welch t on log run medians" in text and "exact peak (NVML)" in text
+    assert "Verdicts against the reference row ZeRO Stage 0 (`z0-offnone-nopin-g1n1`" in text
+
+
+def test_single_runs_get_a_step_level_verdict_and_a_confidence_interval() -> None:
+    single = [{**run, "run_id": run_id(run["point"])} for run in (REFERENCE_RUNS[0], FASTER_RUNS[0])]
+    table = aggregate.build_table(study("zero", "comparison", single), single)
+    reference, faster = table.rows
+    assert faster["throughput_verdict"] == "faster"
+    assert faster["memory_verdict"] == "untested"  # one peak each: no test of memory
+    assert reference["steady_spread"] == "95 % CI" and reference["repeats"] == 1
+    ci = REFERENCE_RUNS[0]["throughput"]
+    assert (reference["steady_samples_per_second_low"], reference["steady_samples_per_second_high"]) == (
+        ci["samples_per_second_ci_low"], ci["samples_per_second_ci_high"])
+    assert "Mann-Whitney U on per-step throughput" in aggregate.markdown(table)
+
+
+def test_records_without_steps_keep_the_old_steady_figure_without_interval() -> None:
+    table = aggregate.build_table(study("zero", "comparison", STAGES), STAGES)
+    row = table.rows[0]
+    assert row["steady_samples_per_second"] == 12.5 and row["steady_samples_per_second_low"] is None
+    assert row["steady_spread"] is None and row["hit_cap"] is None
+    assert "| 12.50 |" in aggregate.markdown(table)  # no "±" where nothing measured the spread
+    assert table.rows[1]["throughput_verdict"] == "untested"  # one launcher figure each: nothing to test
+
+
+def test_a_repeat_that_ran_out_of_memory_is_left_out_of_its_row() -> None:
+    runs = REFERENCE_RUNS[:2] + [repeat(point(0), 3, 10.0, 1.0, status="oom")]
+    table = aggregate.build_table(study("zero", "comparison", runs), runs)
+    (row,) = table.rows
+    assert row["status"] == "ok" and row["repeats"] == 2
+    assert any("left out of their row: z0-offnone-nopin-g1n1-r3 (oom)" in note for note in table.notes)

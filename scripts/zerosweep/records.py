@@ -164,6 +164,7 @@ class RunRecord(TypedDict):
     nvml: NvmlMemory | None
     torch: TorchPeaks | None
     cpu: CpuMemory | None
+    throughput: dict[str, Any] | None  # steady throughput from steps.csv (report/throughput.py); None without
     warnings: list[str]
     unusable: str | None  # why nothing valid was left in the run's logs; None when usable
 
@@ -193,7 +194,25 @@ CPU_AVERAGE_MIB: Final = "cpu_average_mib"
 CPU_MODES_MIB: Final = "cpu_modes_mib"
 TRAIN_SAMPLES_PER_SECOND: Final = "train_samples_per_second"
 EVAL_SAMPLES_PER_SECOND: Final = "eval_samples_per_second"
-STEADY_SAMPLES_PER_SECOND: Final = "steady_samples_per_second"
+STEADY_SAMPLES_PER_SECOND: Final = "steady_samples_per_second"  # a row: median of its runs' step medians
+# The row's interval: one run's 95 % CI of its median step, or min-max over a point's repeats (STEADY_SPREAD)
+STEADY_SAMPLES_PER_SECOND_LOW: Final = "steady_samples_per_second_low"
+STEADY_SAMPLES_PER_SECOND_HIGH: Final = "steady_samples_per_second_high"
+STEADY_SPREAD: Final = "steady_spread"  # "95 % CI" | "min-max"; empty without per-step records
+REPEATS: Final = "repeats"  # N: the point's runs in the row
+RUNS: Final = "runs"  # the row's run ids, space-separated
+HIT_CAP: Final = "hit_cap"  # a run stopped at the step/time cap before its interval was narrow enough
+# Verdict of the row against the study's reference row (report/statistics.py); ratio = row / reference
+THROUGHPUT_VERDICT: Final = "throughput_verdict"
+THROUGHPUT_RATIO: Final = "throughput_ratio"
+THROUGHPUT_RATIO_LOW: Final = "throughput_ratio_low"
+THROUGHPUT_RATIO_HIGH: Final = "throughput_ratio_high"
+THROUGHPUT_P: Final = "throughput_p"
+MEMORY_VERDICT: Final = "memory_verdict"
+MEMORY_RATIO: Final = "memory_ratio"
+MEMORY_RATIO_LOW: Final = "memory_ratio_low"
+MEMORY_RATIO_HIGH: Final = "memory_ratio_high"
+MEMORY_P: Final = "memory_p"
 STEADY_TOKENS_PER_SECOND: Final = "steady_tokens_per_second"  # padding included
 STEADY_REAL_TOKENS_PER_SECOND: Final = "steady_real_tokens_per_second"  # x real_token_fraction: padding left out
 TFLOPS_PER_GPU: Final = "tflops_per_gpu"
@@ -226,6 +245,12 @@ _FIELD_DTYPES: Final[dict[str, str]] = {
     PIN_MEMORY: "boolean",
     GPUS_COUNTED: "Int64",
     EMULATED_NODES: "boolean",
+    STEADY_SPREAD: "string",
+    REPEATS: "Int64",
+    RUNS: "string",
+    HIT_CAP: "boolean",
+    THROUGHPUT_VERDICT: "string",
+    MEMORY_VERDICT: "string",
 }
 
 

@@ -69,8 +69,27 @@ def _wrap(label: str, width: int = 18) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
+# A bar's interval columns (error bars): the steady figure's 95 % CI or min-max over repeats.
+ERRORS = {f.STEADY_SAMPLES_PER_SECOND: (f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECOND_HIGH)}
+
+
+def error_bars(rows: list[dict[str, Any]], column: str) -> list[list[float]] | None:
+    """matplotlib's yerr (distances below and above each bar) from the row's interval; None without any."""
+    if column not in ERRORS:
+        return None
+    low_name, high_name = ERRORS[column]
+    below, above = [], []
+    for row in rows:
+        value, low, high = row.get(column), row.get(low_name), row.get(high_name)
+        measured = isinstance(value, (int, float)) and low is not None and high is not None
+        below.append(value - low if measured else 0.0)
+        above.append(high - value if measured else 0.0)
+    return [below, above] if any(below) or any(above) else None
+
+
 def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str]], unit_fmt: str) -> None:
-    """Grouped bars, one group per configuration; an OOM configuration gets a label instead of bars."""
+    """Grouped bars, one group per configuration; an OOM configuration gets a label instead of bars; a steady
+    figure with an interval gets its error bar."""
     import numpy as np
 
     positions = np.arange(len(rows))
@@ -79,7 +98,7 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
         xs = positions - 0.4 + width * (offset + 0.5)
         values = [row.get(column) for row in rows]
         heights = [v if isinstance(v, (int, float)) else 0.0 for v in values]
-        bars = ax.bar(xs, heights, width, label=legend, color=color)
+        bars = ax.bar(xs, heights, width, label=legend, color=color, yerr=error_bars(rows, column), capsize=4)
         for bar, value in zip(bars, values):
             if isinstance(value, (int, float)):
                 ax.annotate(
@@ -193,9 +212,11 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
         (f.TRAIN_SAMPLES_PER_SECOND, "Trainer", COLORS["train"]),
         (f.STEADY_SAMPLES_PER_SECOND, "steady state", COLORS["steady"]),
     ):
-        points = [(row[gpus], row[column]) for row in rows if row[column] is not None]
+        measured = [row for row in rows if row[column] is not None]
+        points = [(row[gpus], row[column]) for row in measured]
         if points:
-            left.plot(*zip(*points), marker="o", color=color, label=legend)
+            left.errorbar(*zip(*points), yerr=error_bars(measured, column), marker="o", color=color, label=legend,
+                          capsize=4)
             gpus0, rate0 = points[0]
             xs = [gpus for gpus, _ in points]
             left.plot(
