@@ -532,6 +532,7 @@ SAME_RUNS = [repeat(point(2), k, rate, peak, cap=k == 2) for k, (rate, peak) in
 def test_repeats_make_one_row_per_point_with_median_min_max_and_n(tmp_path: Path) -> None:
     runs = REFERENCE_RUNS + FASTER_RUNS + SAME_RUNS
     header, rows = read_csv(write_table(tmp_path, "zero", "comparison", runs[::-1]))
+    assert header == COMPARISON_COLUMNS
     assert [row["run_id"] for row in rows] == ["z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1",
                                                "z2-offnone-nopin-g1n1"]
     assert [row["repeats"] for row in rows] == ["3", "3", "3"]
