@@ -8,6 +8,7 @@ missing is skipped, and the answer says so.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,38 @@ def _skip(what: str) -> list[str]:
     return [f"Skipped: no {what} was built in this run of the workflow."]
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _steady_text(row: dict[str, Any]) -> str:
+    """'42.7 ± 1.3' where the row has an interval, else the plain figure."""
+    value, low, high = row[f.STEADY_SAMPLES_PER_SECOND], row.get(f.STEADY_SAMPLES_PER_SECOND_LOW), \
+        row.get(f.STEADY_SAMPLES_PER_SECOND_HIGH)
+    if _number(low) and _number(high):
+        return f"{value:.1f} ± {(high - low) / 2:.1f}"
+    return f"{value:.2f}"
+
+
+def verdict_phrase(row: dict[str, Any], what: str) -> str | None:
+    """The table's verdict of `row` against its reference row, with the difference and its interval; words like
+    "faster" or "more memory" only where the test found a difference (table notes name the test)."""
+    names = {"throughput": (f.THROUGHPUT_VERDICT, f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH),
+             "memory": (f.MEMORY_VERDICT, f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH)}[what]
+    verdict, ratio, low, high = (row.get(name) for name in names)
+    if verdict is None or verdict == "reference":
+        return None
+    difference = "" if not _number(ratio) else f"{_pct(ratio - 1, sign=True)}"
+    interval = "" if not (_number(low) and _number(high)) else \
+        f", 95 % CI {_pct(low - 1, sign=True)} to {_pct(high - 1, sign=True)}"
+    detail = f" ({difference}{interval})" if difference else ""
+    if verdict == "within noise":
+        return f"{what} within the noise{detail}"
+    if verdict == "untested":
+        return f"{what} difference untested (too few runs or steps){detail}"
+    return f"**{verdict}**{detail}"
+
+
 def _oom_note(rows: list[dict[str, Any]]) -> str:
     oom = [row[f.CONFIG] for row in rows if row[f.STATUS] == "oom"]
     return f" Ran out of GPU memory: {', '.join(oom)}." if oom else ""
@@ -135,10 +168,20 @@ def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], 
         what = "ran out of memory" if failed[f.STATUS] == "oom" else "left no valid sample"
         return f"{subject}: {failed[f.CONFIG]} {what} ({failed[f.STATUS]}), no comparison."
     parts = []
+    tested = [phrase for what in ("throughput", "memory")
+              if before.get(f.THROUGHPUT_VERDICT) == "reference" and (phrase := verdict_phrase(after, what))]
+    verdicts = (": " + ", ".join(tested)) if tested else \
+        " (untested: the table tests each row against its reference row only)"
+    steady = f.STEADY_SAMPLES_PER_SECOND
+    if _number(before.get(steady)) and _number(after.get(steady)):
+        parts.append(f"steady throughput went from {_steady_text(before)} to {_steady_text(after)} samples/s "
+                     f"({_change(before[steady], after[steady])}){verdicts}")
+        verdicts = ""
     rate = f.TRAIN_SAMPLES_PER_SECOND
     if isinstance(before.get(rate), (int, float)) and isinstance(after.get(rate), (int, float)):
         parts.append(
-            f"throughput went from {before[rate]:.2f} to {after[rate]:.2f} samples/s ({_change(before[rate], after[rate])})"
+            f"the Trainer's whole-run throughput went from {before[rate]:.2f} to {after[rate]:.2f} samples/s "
+            f"({_change(before[rate], after[rate])}){verdicts}"
         )
     runtime = f.TRAIN_RUNTIME
     if isinstance(before.get(runtime), (int, float)) and isinstance(after.get(runtime), (int, float)):
@@ -186,11 +229,18 @@ def offload_effect(tables: list[Built]) -> list[str]:
         _pair_sentence(f"ZeRO Stage {on[f.ZERO_STAGE]} on {_shape(on)}", off, on, "with CPU offload,")
         for off, on in pairs
     ]
-    rate = f.TRAIN_SAMPLES_PER_SECOND
-    measured = [(off[rate], on[rate]) for off, on in pairs if _ok([off, on], rate) == [off, on]]
-    if measured:
-        slower = sum(after < before for before, after in measured)
-        answers.append(f"Overall, CPU offload lowered throughput in {slower} of {len(measured)} stage/GPU-count pairs.")
+    tested = [on.get(f.THROUGHPUT_VERDICT) for off, on in pairs
+              if off.get(f.THROUGHPUT_VERDICT) == "reference" and on.get(f.STATUS) == "ok"]
+    if tested:
+        counts = {verdict: tested.count(verdict) for verdict in ("slower", "faster", "within noise", "untested")}
+        answers.append(
+            f"Overall, of {len(tested)} pair(s) tested against the no-offload row: CPU offload was slower beyond the "
+            f"noise in {counts['slower']}, faster in {counts['faster']}, within the noise in "
+            f"{counts['within noise']}, untested in {counts['untested']}."
+        )
+    else:
+        answers.append("Overall: no pair's difference was tested (the tables test each row against their first "
+                       "row only), so no claim of faster or slower is made.")
     return answers
 
 
@@ -237,24 +287,34 @@ def weak_scaling(tables: list[Built]) -> list[str]:
         return _skip("scaling table")
     answers = []
     for table in scaling:
-        rows = _ok(table.rows, f.TRAIN_SAMPLES_PER_SECOND)
+        # Steady throughput is the primary figure (no compilation, no evaluation); the Trainer's whole-run one
+        # stands in for records without it.
+        steady = len(_ok(table.rows, f.STEADY_SAMPLES_PER_SECOND)) >= 2
+        rate, speedup, eff, other = (
+            (f.STEADY_SAMPLES_PER_SECOND, f.STEADY_SPEEDUP, f.STEADY_WEAK_SCALING_EFFICIENCY, f.WEAK_SCALING_EFFICIENCY)
+            if steady else
+            (f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY, f.STEADY_WEAK_SCALING_EFFICIENCY))
+        rows = _ok(table.rows, rate)
         if len(rows) < 2:
             answers.append(f"*{table.title}*: fewer than two configurations finished; nothing to compare.")
             continue
         rows.sort(key=lambda row: row[f.WORLD_SIZE])
         first, last = rows[0], rows[-1]
-        efficiency = last[f.WEAK_SCALING_EFFICIENCY]
+        efficiency = last[eff]
         verdict = "holds" if efficiency >= WEAK_SCALING_HOLDS else "does not hold"
+        name = "steady samples/s" if steady else "Train Samples/sec (the Trainer's whole run)"
+        low, high = (_steady_text(first), _steady_text(last)) if steady else (f"{first[rate]:.2f}", f"{last[rate]:.2f}")
         text = (
-            f"*{table.title}*: from {first[f.WORLD_SIZE]} to {last[f.WORLD_SIZE]} GPUs, Train Samples/sec went from "
-            f"{first[f.TRAIN_SAMPLES_PER_SECOND]:.2f} to {last[f.TRAIN_SAMPLES_PER_SECOND]:.2f}, a {last[f.SPEEDUP]:.2f}× speed-up "
+            f"*{table.title}*: from {first[f.WORLD_SIZE]} to {last[f.WORLD_SIZE]} GPUs, {name} went from "
+            f"{low} to {high}, a {last[speedup]:.2f}× speed-up "
             f"for {last[f.WORLD_SIZE] / first[f.WORLD_SIZE]:.0f}× the GPUs: weak-scaling efficiency {_pct(efficiency)}"
         )
-        steady = last.get(f.STEADY_WEAK_SCALING_EFFICIENCY)
-        if isinstance(steady, (int, float)):
-            text += f" ({_pct(steady)} in the steady state)"
+        secondary = last.get(other)
+        if isinstance(secondary, (int, float)):
+            where = "over the Trainer's whole run" if steady else "in the steady state"
+            text += f" ({_pct(secondary)} {where})"
         text += f", so weak scaling **{verdict}** (threshold {100 * WEAK_SCALING_HOLDS:.0f} %)"
-        per_gpu = [f"{row[f.WORLD_SIZE]}: {row[f.TRAIN_SAMPLES_PER_SECOND] / row[f.WORLD_SIZE]:.2f}" for row in rows]
+        per_gpu = [f"{row[f.WORLD_SIZE]}: {row[rate] / row[f.WORLD_SIZE]:.2f}" for row in rows]
         text += f". Samples/s per GPU: {', '.join(per_gpu)}."
         peaks = [
             row[f.GPU_PEAK_MIB] for row in rows if isinstance(row.get(f.GPU_PEAK_MIB), (int, float))
@@ -316,22 +376,43 @@ QUESTIONS = (
 )
 
 
-def render(tables: list[Built]) -> str:
+def recommendations(paths: Sequence[Path], out: Path | None) -> list[str]:
+    """One link per built tune study's recommendation (results/tune/<study>/recommendation.md), relative to
+    summary.md so the link works wherever results/ is copied."""
+    lines = []
+    for path in sorted(paths):
+        study = path.parent.name
+        target = path if out is None else Path(os.path.relpath(path, out.parent))
+        lines.append(f"- Tune study `{study}`: [recommendation]({target.as_posix()})")
+    return lines
+
+
+def render(tables: list[Built], tuned: Sequence[Path] = (), out: Path | None = None) -> str:
     lines = ["# DeepSpeed ZeRO benchmark: the workshop's questions, answered from the data", ""]
     built = ", ".join(f"`{t.study}` ({t.kind})" for t in tables) or "none"
     lines += [f"Tables read: {built}.", ""]
+    lines += [
+        ("Faster, slower, more or less memory are said only where the table's test (named in its notes) found "
+         "a difference beyond the noise, with the difference and its 95 % interval; otherwise the difference is "
+         "within the noise or untested."),
+        "",
+    ]
     for heading, answer in QUESTIONS:
         lines += [f"## {heading}", ""] + [f"- {sentence}" for sentence in answer(tables)] + [""]
+    if tuned:
+        lines += ["## Micro-batch recommendations (tune studies)", "", *recommendations(tuned, out), ""]
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="results/summary.md")
     parser.add_argument("tables", type=Path, nargs="*", help="the built tables (.csv, with their .md for titles)")
+    parser.add_argument("--recommendations", type=Path, nargs="*", default=[],
+                        help="results/tune/<study>/recommendation.md of each built tune study (linked)")
 
 
 def run(args: argparse.Namespace) -> int:
-    text = render(load_tables(args.tables))
+    text = render(load_tables(args.tables), args.recommendations, args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)
