@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from .. import records as f
 from .derived import WEAK_SCALING_HOLDS
@@ -78,7 +78,7 @@ def _skip(what: str) -> list[str]:
     return [f"Skipped: no {what} was built in this run of the workflow."]
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -136,12 +136,12 @@ def summarise_gpu(monitor: Path, warnings: list[str], own: RunGpus | None = None
     if not gpus:
         return None
     run_stats = memory_stats(pooled)
-    return {
+    return {  # type: ignore[return-value]
         "gpus": gpus,
         "nodes": nodes,
         # Run level: the highest and lowest GPU's peak; the mean of the per-GPU averages (each GPU weighs the
         # same, whatever its sample count); the modes of all the run's GPUs' samples pooled.
-        **_spread(gpus),  # type: ignore[typeddict-item]
+        **_spread(gpus),
         "average_mib": mean(gpu["average_mib"] for gpu in gpus),
         "modes_mib": run_stats["modes"],
         "mode_text": workshop.mode_text(run_stats["modes"]),
@@ -177,4 +177,4 @@ def summarise_nvml(monitor: Path, warnings: list[str], own: RunGpus | None = Non
     kept.note_dropped()
     if not gpus:
         return None
-    return {"gpus": gpus, **_spread(gpus)}  # type: ignore[typeddict-item]
+    return {"gpus": gpus, **_spread(gpus)}  # type: ignore[return-value]

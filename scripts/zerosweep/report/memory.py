@@ -241,7 +241,7 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
         "torch": summarise_torch(monitor, metrics, metrics_path),
         "cpu": cpu,
         # steady throughput with its interval, from steps.csv (report/throughput.py); None without one
-        "throughput": summarise_throughput(run_dir, metrics, int(spec.get("training", {}).get("warmup_steps", 0)))
+        "throughput": summarise_throughput(run_dir, dict(metrics), int(spec.get("training", {}).get("warmup_steps", 0)))
         if status == "ok" else None,
         "warnings": warnings,
         "unusable": unusable,

@@ -81,9 +81,12 @@ def error_bars(rows: list[dict[str, Any]], column: str) -> list[list[float]] | N
     below, above = [], []
     for row in rows:
         value, low, high = row.get(column), row.get(low_name), row.get(high_name)
-        measured = isinstance(value, (int, float)) and low is not None and high is not None
-        below.append(value - low if measured else 0.0)
-        above.append(high - value if measured else 0.0)
+        if all(isinstance(x, (int, float)) for x in (value, low, high)):
+            below.append(float(value) - float(low))  # type: ignore[arg-type]
+            above.append(float(high) - float(value))  # type: ignore[arg-type]
+        else:
+            below.append(0.0)
+            above.append(0.0)
     return [below, above] if any(below) or any(above) else None
 
 

@@ -30,9 +30,9 @@ def eval_loss_at(losses: list[f.EvalLoss] | None, epoch: int, steps_per_epoch: f
     steps: 0.99); it is still epoch N's if it lies after the epoch's last whole step. An evaluation inside
     the epoch (0.77) is not epoch N's."""
     earliest = epoch - (1 / steps_per_epoch if steps_per_epoch else 0) - EPOCH_LOG_ROUNDING
-    at = [item for item in losses or []
-          if item["epoch"] is not None and earliest < item["epoch"] <= epoch + EPOCH_LOG_ROUNDING]
-    return min(at, key=lambda item: abs(item["epoch"] - epoch))["eval_loss"] if at else None
+    at = [(abs(logged - epoch), item["eval_loss"]) for item in losses or []
+          if (logged := item["epoch"]) is not None and earliest < logged <= epoch + EPOCH_LOG_ROUNDING]
+    return min(at)[1] if at else None
 
 
 def real_tokens_per_second(metrics: f.Measured) -> float | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from .. import records as f
 from ..plan.repeats import split_repeat
@@ -48,7 +48,7 @@ class PointRuns:
         return [run for run in self.runs if row_status(run) == "ok"]
 
     def statistics(self) -> list[StepStatistics]:
-        return [StepStatistics.from_record(run["throughput"]) for run in self.finished if run.get("throughput")]
+        return [StepStatistics.from_record(section) for run in self.finished if (section := run.get("throughput"))]
 
 
 def group_repeats(runs: Sequence[f.RunRecord]) -> list[PointRuns]:
@@ -60,7 +60,7 @@ def group_repeats(runs: Sequence[f.RunRecord]) -> list[PointRuns]:
     return list(groups.values())
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -115,9 +115,9 @@ def _throughput(group: PointRuns, finished: list[dict[str, Any]]) -> dict[str, A
 
 
 def _peaks(group: PointRuns, field: str) -> list[float] | None:
-    section = "nvml" if field == "nvml" else "gpu"
-    peaks = [(run.get(section) or {}).get("peak_mib") for run in group.finished]  # type: ignore[union-attr]
-    return [float(peak) for peak in peaks] if peaks and all(_number(peak) for peak in peaks) else None
+    sections = [run.get("nvml") if field == "nvml" else run.get("gpu") for run in group.finished]
+    peaks = [peak for section in sections if section is not None and _number(peak := section.get("peak_mib"))]
+    return peaks if peaks and len(peaks) == len(sections) else None
 
 
 def throughput_verdict(group: PointRuns, reference: PointRuns) -> Verdict:
