@@ -8,13 +8,13 @@ missing is skipped, and the answer says so.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from .. import records as f
+from .answer_phrases import fmt_change, fmt_mib, fmt_pct, is_number, recommendations, steady_text, verdict_phrase
 from .derived import WEAK_SCALING_HOLDS
 from .tables import read_table
 
@@ -58,56 +58,12 @@ def load_tables(paths: Sequence[Path]) -> list[Built]:
     return tables
 
 
-def _mib(value: float) -> str:
-    return f"{value:,.0f} MiB"
-
-
-def _pct(fraction: float, sign: bool = False) -> str:
-    return f"{100 * fraction:{'+' if sign else ''}.1f} %"
-
-
-def _change(old: float, new: float) -> str:
-    return _pct((new - old) / old, sign=True)
-
-
 def _ok(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
     return [row for row in rows if row[f.STATUS] == "ok" and isinstance(row.get(column), (int, float))]
 
 
 def _skip(what: str) -> list[str]:
     return [f"Skipped: no {what} was built in this run of the workflow."]
-
-
-def _number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _steady_text(row: dict[str, Any]) -> str:
-    """'42.7 ± 1.3' where the row has an interval, else the plain figure."""
-    value, low, high = row[f.STEADY_SAMPLES_PER_SECOND], row.get(f.STEADY_SAMPLES_PER_SECOND_LOW), \
-        row.get(f.STEADY_SAMPLES_PER_SECOND_HIGH)
-    if _number(low) and _number(high):
-        return f"{value:.1f} ± {(high - low) / 2:.1f}"
-    return f"{value:.2f}"
-
-
-def verdict_phrase(row: dict[str, Any], what: str) -> str | None:
-    """The table's verdict of `row` against its reference row, with the difference and its interval; words like
-    "faster" or "more memory" only where the test found a difference (table notes name the test)."""
-    names = {"throughput": (f.THROUGHPUT_VERDICT, f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH),
-             "memory": (f.MEMORY_VERDICT, f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH)}[what]
-    verdict, ratio, low, high = (row.get(name) for name in names)
-    if verdict is None or verdict == "reference":
-        return None
-    difference = "" if not _number(ratio) else f"{_pct(ratio - 1, sign=True)}"
-    interval = "" if not (_number(low) and _number(high)) else \
-        f", 95 % CI {_pct(low - 1, sign=True)} to {_pct(high - 1, sign=True)}"
-    detail = f" ({difference}{interval})" if difference else ""
-    if verdict == "within noise":
-        return f"{what} within the noise{detail}"
-    if verdict == "untested":
-        return f"{what} difference untested (too few runs or steps){detail}"
-    return f"**{verdict}**{detail}"
 
 
 def _oom_note(rows: list[dict[str, Any]]) -> str:
@@ -137,12 +93,12 @@ def lowest_peak(tables: list[Built]) -> list[str]:
         peak = low[f.GPU_PEAK_MIB]
         exact = low.get(f.NVML_PEAK_MIB)
         text = (
-            f"*{table.title}*: **{low[f.CONFIG]}** had the lowest peak GPU memory, {_mib(peak)} (nvidia-smi"
+            f"*{table.title}*: **{low[f.CONFIG]}** had the lowest peak GPU memory, {fmt_mib(peak)} (nvidia-smi"
         )
-        text += f"; exact NVML peak {_mib(exact)})" if isinstance(exact, (int, float)) else ")"
+        text += f"; exact NVML peak {fmt_mib(exact)})" if isinstance(exact, (int, float)) else ")"
         if high is not low:
             top = high[f.GPU_PEAK_MIB]
-            text += f", {_pct((top - peak) / top)} below the highest, {high[f.CONFIG]} ({_mib(top)})"
+            text += f", {fmt_pct((top - peak) / top)} below the highest, {high[f.CONFIG]} ({fmt_mib(top)})"
         ordered = " < ".join(f"{row[f.CONFIG]} ({row[f.GPU_PEAK_MIB]:.0f})" for row in rows)
         answers.append(f"{text}. From lowest to highest: {ordered}.{_oom_note(table.rows)}")
     return answers
@@ -173,20 +129,20 @@ def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], 
     verdicts = (": " + ", ".join(tested)) if tested else \
         " (untested: the table tests each row against its reference row only)"
     steady = f.STEADY_SAMPLES_PER_SECOND
-    if _number(before.get(steady)) and _number(after.get(steady)):
-        parts.append(f"steady throughput went from {_steady_text(before)} to {_steady_text(after)} samples/s "
-                     f"({_change(before[steady], after[steady])}){verdicts}")
+    if is_number(before.get(steady)) and is_number(after.get(steady)):
+        parts.append(f"steady throughput went from {steady_text(before)} to {steady_text(after)} samples/s "
+                     f"({fmt_change(before[steady], after[steady])}){verdicts}")
         verdicts = ""
     rate = f.TRAIN_SAMPLES_PER_SECOND
     if isinstance(before.get(rate), (int, float)) and isinstance(after.get(rate), (int, float)):
         parts.append(
             f"the Trainer's whole-run throughput went from {before[rate]:.2f} to {after[rate]:.2f} samples/s "
-            f"({_change(before[rate], after[rate])}){verdicts}"
+            f"({fmt_change(before[rate], after[rate])}){verdicts}"
         )
     runtime = f.TRAIN_RUNTIME
     if isinstance(before.get(runtime), (int, float)) and isinstance(after.get(runtime), (int, float)):
         parts.append(
-            f"train runtime from {before[runtime]:.1f} s to {after[runtime]:.1f} s ({_change(before[runtime], after[runtime])})"
+            f"train runtime from {before[runtime]:.1f} s to {after[runtime]:.1f} s ({fmt_change(before[runtime], after[runtime])})"
         )
     for column, what in (
         (f.GPU_PEAK_MIB, "peak GPU memory"),
@@ -194,7 +150,7 @@ def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], 
     ):
         if isinstance(before.get(column), (int, float)) and isinstance(after.get(column), (int, float)):
             parts.append(
-                f"{what} from {_mib(before[column])} to {_mib(after[column])} ({_change(before[column], after[column])})"
+                f"{what} from {fmt_mib(before[column])} to {fmt_mib(after[column])} ({fmt_change(before[column], after[column])})"
             )
     if not parts:
         return f"{subject}: both runs finished but recorded no comparable numbers."
@@ -277,8 +233,8 @@ def pin_memory_effect(tables: list[Built]) -> list[str]:
 def _trend(first: float, last: float) -> str:
     change = (last - first) / first
     if abs(change) <= STABLE:
-        return f"stays stable ({_change(first, last)}, within ±{100 * STABLE:.0f} %)"
-    return f"{'increases' if change > 0 else 'decreases'} ({_change(first, last)})"
+        return f"stays stable ({fmt_change(first, last)}, within ±{100 * STABLE:.0f} %)"
+    return f"{'increases' if change > 0 else 'decreases'} ({fmt_change(first, last)})"
 
 
 def weak_scaling(tables: list[Built]) -> list[str]:
@@ -303,16 +259,16 @@ def weak_scaling(tables: list[Built]) -> list[str]:
         efficiency = last[eff]
         verdict = "holds" if efficiency >= WEAK_SCALING_HOLDS else "does not hold"
         name = "steady samples/s" if steady else "Train Samples/sec (the Trainer's whole run)"
-        low, high = (_steady_text(first), _steady_text(last)) if steady else (f"{first[rate]:.2f}", f"{last[rate]:.2f}")
+        low, high = (steady_text(first), steady_text(last)) if steady else (f"{first[rate]:.2f}", f"{last[rate]:.2f}")
         text = (
             f"*{table.title}*: from {first[f.WORLD_SIZE]} to {last[f.WORLD_SIZE]} GPUs, {name} went from "
             f"{low} to {high}, a {last[speedup]:.2f}× speed-up "
-            f"for {last[f.WORLD_SIZE] / first[f.WORLD_SIZE]:.0f}× the GPUs: weak-scaling efficiency {_pct(efficiency)}"
+            f"for {last[f.WORLD_SIZE] / first[f.WORLD_SIZE]:.0f}× the GPUs: weak-scaling efficiency {fmt_pct(efficiency)}"
         )
         secondary = last.get(other)
         if isinstance(secondary, (int, float)):
             where = "over the Trainer's whole run" if steady else "in the steady state"
-            text += f" ({_pct(secondary)} {where})"
+            text += f" ({fmt_pct(secondary)} {where})"
         text += f", so weak scaling **{verdict}** (threshold {100 * WEAK_SCALING_HOLDS:.0f} %)"
         per_gpu = [f"{row[f.WORLD_SIZE]}: {row[rate] / row[f.WORLD_SIZE]:.2f}" for row in rows]
         text += f". Samples/s per GPU: {', '.join(per_gpu)}."
@@ -321,7 +277,7 @@ def weak_scaling(tables: list[Built]) -> list[str]:
         ]
         if peaks:
             text += (
-                f" Peak GPU memory per GPU ranges {_mib(min(peaks))}–{_mib(max(peaks))}"
+                f" Peak GPU memory per GPU ranges {fmt_mib(min(peaks))}–{fmt_mib(max(peaks))}"
                 f" and {_trend(peaks[0], peaks[-1])} from the smallest to the largest configuration."
             )
         averages = [
@@ -356,10 +312,10 @@ def baseline(tables: list[Built]) -> list[str]:
                 f"final train loss {row[f.TRAIN_LOSS]:.4f}" if row.get(f.TRAIN_LOSS) is not None else None,
                 f"final eval loss {row[f.EVAL_LOSS]:.4f}" if row.get(f.EVAL_LOSS) is not None else None,
                 f"{row[f.TRAIN_SAMPLES_PER_SECOND]:.2f} train samples/s" if row.get(f.TRAIN_SAMPLES_PER_SECOND) is not None else None,
-                f"GPU peak {_mib(row[f.GPU_PEAK_MIB])}"
+                f"GPU peak {fmt_mib(row[f.GPU_PEAK_MIB])}"
                 if row.get(f.GPU_PEAK_MIB) is not None
                 else None,
-                f"CPU peak {_mib(row[f.CPU_PEAK_MIB])}"
+                f"CPU peak {fmt_mib(row[f.CPU_PEAK_MIB])}"
                 if row.get(f.CPU_PEAK_MIB) is not None
                 else None,
             ]
@@ -374,17 +330,6 @@ QUESTIONS = (
     ("3. What does pin_memory change with CPU offload?", pin_memory_effect),
     ("4. Does weak scaling hold (throughput per GPU and memory per GPU as GPUs are added)?", weak_scaling),
 )
-
-
-def recommendations(paths: Sequence[Path], out: Path | None) -> list[str]:
-    """One link per built tune study's recommendation (results/tune/<study>/recommendation.md), relative to
-    summary.md so the link works wherever results/ is copied."""
-    lines = []
-    for path in sorted(paths):
-        study = path.parent.name
-        target = path if out is None else Path(os.path.relpath(path, out.parent))
-        lines.append(f"- Tune study `{study}`: [recommendation]({target.as_posix()})")
-    return lines
 
 
 def render(tables: list[Built], tuned: Sequence[Path] = (), out: Path | None = None) -> str:

@@ -104,15 +104,8 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
         bars = ax.bar(xs, heights, width, label=legend, color=color, yerr=error_bars(rows, column), capsize=4)
         for bar, value in zip(bars, values):
             if isinstance(value, (int, float)):
-                ax.annotate(
-                    unit_fmt.format(value),
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=10,
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                )
+                ax.annotate(unit_fmt.format(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=10, xytext=(0, 2), textcoords="offset points")
     for position, row in zip(positions, rows):
         if row[f.STATUS] != "ok":
             ax.annotate(
@@ -247,16 +240,8 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
     )
     for row in failed:
         for ax in (left, right):
-            ax.annotate(
-                f"{row[f.STATUS].upper()}",
-                (row[gpus], 0),
-                color="#d62728",
-                fontweight="bold",
-                ha="center",
-                xycoords=("data", "axes fraction"),
-                xytext=(0, 6),
-                textcoords="offset points",
-            )
+            ax.annotate(f"{row[f.STATUS].upper()}", (row[gpus], 0), color="#d62728", fontweight="bold", ha="center",
+                        xycoords=("data", "axes fraction"), xytext=(0, 6), textcoords="offset points")
     left.set_ylabel("training samples / s (all GPUs)")
     left.set_ylim(bottom=0)
     right.set_ylabel("weak-scaling efficiency (%)")
