@@ -47,7 +47,8 @@ rule study_plots:
 
 rule summary:
     input:
-        built_tables(),
+        tables=built_tables(),
+        recommendations=built_recommendations(),
     output:
         report("results/summary.md", category="Summary", caption="../report/summary.rst"),
     log:
@@ -56,4 +57,4 @@ rule summary:
     conda:
         "../envs/analysis.yaml"
     shell:
-        f"{ZEROSWEEP} summary --out {{output}} {{input}} > {{log}} 2>&1"
+        f"{ZEROSWEEP} summary --out {{output}} {{input.tables}} --recommendations {{input.recommendations}} > {{log}} 2>&1"

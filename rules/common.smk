@@ -97,13 +97,17 @@ def built_tables():
     return expand("results/tables/{study}.{ext}", study=table_studies(), ext=("csv", "md"))
 
 
+def built_recommendations():
+    return expand("results/tune/{study}/recommendation.md", study=[name for name in PLAN.build if name in TUNE])
+
+
 def all_outputs():
     return [
         *built_tables(),
         *expand("results/plots/{study}", study=table_studies()),
         *expand("results/plots/runs/{run}.png", run=PLAN.runs_of(table_studies())),
         "results/summary.md",
-        *expand("results/tune/{study}/recommendation.md", study=[name for name in PLAN.build if name in TUNE]),
+        *built_recommendations(),
     ]
 
 

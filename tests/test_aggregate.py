@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from zerosweep.report import answers as summary
 from zerosweep.report import labels
 from zerosweep.report import tables as aggregate
 from zerosweep.report.memory import summarise_run
+from zerosweep.report.table_fields import eval_loss_at
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -43,7 +45,7 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "peak": None, "avg": None, "modes": None, "cpu_peak": None, "cpu_avg": None, "cpu_modes": None,
         "exact": None, "reserved": None, "rate": None, "steady": None, "tokens": None, "flops_per_token": None,
         "runtime": None, "loss": None, "eval_loss": None, "eval_losses": None, "eval_rate": None, "steps": None,
-        "device": "cuda", "gpu_name": "NVIDIA H100 80GB HBM3", "unusable": None,
+        "device": "cuda", "gpu_name": "NVIDIA H100 80GB HBM3", "unusable": None, "real": None,
     }  # fmt: skip
     n.update(numbers)
     fields = {key: value for key, value in p.items() if key != "world_size"}
@@ -52,7 +54,7 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "train_samples_per_second": n["rate"], "eval_samples_per_second": n["eval_rate"], "steps_per_epoch": n["steps"],
         "train_runtime": n["runtime"], "steady_samples_per_second": n["steady"],
         "steady_tokens_per_second": n["tokens"], "flops_per_token": n["flops_per_token"],
-        "world_size": p["world_size"],
+        "world_size": p["world_size"], "real_token_fraction": n["real"],
     }  # fmt: skip
     if status != "ok":
         metrics = dict.fromkeys(metrics)
@@ -64,7 +66,8 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "point": p,
         "setup": {"device": n["device"], "gpu_name": n["gpu_name"], "samples_per_gpu": 500},
         "metrics": metrics,
-        "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"]},
+        "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"],
+                                               "peak_min_mib": n.get("peak_min", n["peak"])},
         "nvml": None if n["exact"] is None else {"peak_mib": n["exact"]},
         "torch": None if n["reserved"] is None else {"max_reserved_mib": n["reserved"]},
         "cpu": None
@@ -95,7 +98,7 @@ def study(
 # The hand-written sets: the workshop's three kinds of table.
 STAGES = [
     make_summary(point(0), peak=21658, avg=18683.53, exact=21901.5, reserved=20480.0, cpu_peak=3892.1, cpu_avg=2276.06,
-                 rate=11.26, steady=12.5, tokens=6400.0, flops_per_token=6265625000.0, runtime=133.2),
+                 rate=11.26, steady=12.5, tokens=6400.0, flops_per_token=6265625000.0, runtime=133.2, real=0.25),
     make_summary(point(1), peak=19001, avg=16000.25, exact=19100.0, cpu_peak=3950.0, cpu_avg=2300.0, rate=11.0,
                  steady=12.0, runtime=136.4),
     make_summary(point(2), peak=17500, avg=15000.0, exact=17700.0, cpu_peak=4010.5, cpu_avg=2350.0, rate=10.8,
@@ -145,10 +148,14 @@ def write_table(
 # --- comparison --------------------------------------------------------------------------------------------
 
 COMPARISON_COLUMNS = [
-    "config", "gpu_peak_mib", "gpu_average_mib", "cpu_peak_mib", "cpu_average_mib", "train_samples_per_second",
-    "nvml_peak_mib", "torch_max_reserved_mib", "steady_samples_per_second", "steady_tokens_per_second",
-    "tflops_per_gpu", "mfu", "train_runtime", "status", "run_id",
-    "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size",
+    "config", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib", "cpu_peak_mib", "cpu_average_mib",
+    "train_samples_per_second", "nvml_peak_mib", "torch_max_reserved_mib", "steady_samples_per_second",
+    "steady_tokens_per_second", "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime",
+    "repeats", "throughput_verdict", "memory_verdict", "gpus_counted", "status", "run_id",
+    "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size", "emulated_nodes",
+    "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap", "runs",
+    "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
+    "memory_ratio", "memory_ratio_low", "memory_ratio_high", "memory_p",
 ]  # fmt: skip
 
 
@@ -175,12 +182,13 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
     oom = rows[-1]
     assert (oom["status"], oom["run_id"]) == ("oom", "z3-offcpu-nopin-g1n1")
     # The OOM row keeps its identity but no number, though its summary had a GPU peak.
-    numeric = COMPARISON_COLUMNS[1:13]
+    numeric = COMPARISON_COLUMNS[1:15]
     assert all(oom[column] == "" for column in numeric)
     md = (tmp_path / "zero.md").read_text()
     assert md.startswith("# Title of zero\n")
     assert (
-        "| ZeRO Stage 0 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 40.1 | 4.0 % |"
+        "| ZeRO Stage 0 | 21658 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 1600 | 40.1 "
+        "| 4.0 % |"
         in md
     )
     assert "| ZeRO Stage 3 + Offloading | – | – |" in md and "| oom | z3-offcpu-nopin-g1n1 |" in md
@@ -197,10 +205,12 @@ def test_comparison_labels_name_gpu_count_when_study_mixes_them() -> None:
 # --- scaling -----------------------------------------------------------------------------------------------
 
 SCALING_COLUMNS = [
-    "config", "world_size", "gpus_per_node", "nodes", "train_samples_per_second", "train_loss", "gpu_peak_mib",
-    "gpu_average_mib", "gpu_modes_mib", "speedup", "weak_scaling_efficiency",
-    "nvml_peak_mib", "steady_samples_per_second", "steady_weak_scaling_efficiency", "status", "run_id",
-    "zero_stage", "offload", "pin_memory",
+    "config", "world_size", "gpus_per_node", "nodes", "steady_samples_per_second", "repeats", "steady_speedup",
+    "steady_weak_scaling_efficiency", "train_loss", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib",
+    "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib", "train_samples_per_second", "speedup",
+    "weak_scaling_efficiency", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_counted",
+    "emulated_nodes", "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
+    "hit_cap", "runs",
 ]  # fmt: skip
 
 
@@ -215,6 +225,7 @@ def test_scaling_speedup_and_efficiency(tmp_path: Path) -> None:
         assert float(row["speedup"]) == pytest.approx(speedup)
         assert float(row["weak_scaling_efficiency"]) == pytest.approx(efficiency)
         assert float(row["steady_weak_scaling_efficiency"]) == pytest.approx(steady)
+        assert float(row["steady_speedup"]) == pytest.approx(steady * int(row["world_size"]))
     assert rows[3]["gpu_modes_mib"] == "9008"
     md = (tmp_path / "weak.md").read_text()
     assert "| 6.40× | 80.0 % |" in md
@@ -231,6 +242,43 @@ def test_scaling_with_oom_reference_uses_smallest_finished() -> None:
     assert any("smallest configuration did not finish" in note for note in table.notes)
 
 
+def test_scaling_shows_cpu_memory_per_node_and_steady_figures_first() -> None:
+    runs = [make_summary(point(2, "cpu", True, gpn=g), cpu_peak=30000.0 + g, cpu_avg=20000.0 + g, steady=10.0 * g,
+                         rate=9.0 * g) for g in (1, 2)]
+    table = aggregate.build_table(study("weak", "scaling", runs, "gpus_per_node"), runs)
+    assert [row["cpu_peak_mib"] for row in table.rows] == [30001.0, 30002.0]
+    assert [row["cpu_average_mib"] for row in table.rows] == [20001.0, 20002.0]
+    header = aggregate.markdown(table).splitlines()[4]
+    assert "Peak CPU Memory per Node (MiB)" in header and "Average CPU Memory per Node (MiB)" in header
+    assert header.index("Steady Samples/sec") < header.index("Train Samples/sec (Trainer, whole run)")
+    assert "Speed-up (Trainer, whole run)" in header
+
+
+def test_eval_loss_of_epoch_1_is_the_epoch_end_evaluation_only() -> None:
+    losses = [{"epoch": 0.77, "eval_loss": 3.0}, {"epoch": 1.54, "eval_loss": 2.0}]
+    assert eval_loss_at(losses, 1, 31) is None  # 0.77 used to be taken for epoch 1
+    assert eval_loss_at(losses, 2, 31) is None
+    # 31 whole steps of 31.25: the epoch-end evaluation logs 0.99 (31 / 31.25 rounded), still epoch 1's
+    assert eval_loss_at([{"epoch": 0.99, "eval_loss": 1.5}, {"epoch": 1.99, "eval_loss": 1.4}], 1, 31.25) == 1.5
+    assert eval_loss_at([{"epoch": 0.99, "eval_loss": 1.5}], 1, None) is None  # nothing says it ended
+    assert eval_loss_at([{"epoch": 1.0, "eval_loss": 1.2}, {"epoch": 2.0, "eval_loss": 1.1}], 2, 31) == 1.1
+    run = make_summary(point(None), rate=1.0, steps=31, eval_losses=losses)
+    row = aggregate.build_table(study("b", "baseline", [run]), [run]).rows[0]
+    assert row["eval_loss_epoch1"] is None and row["eval_loss_epoch2"] is None
+
+
+def test_padding_is_named_and_real_tokens_sit_beside() -> None:
+    table = aggregate.build_table(study("zero", "comparison", STAGES), STAGES)
+    by_run = {row["run_id"]: row for row in table.rows}
+    assert by_run["z0-offnone-nopin-g1n1"]["steady_real_tokens_per_second"] == pytest.approx(6400.0 * 0.25)
+    assert by_run["z1-offnone-nopin-g1n1"]["steady_real_tokens_per_second"] is None  # no fraction recorded
+    text = aggregate.markdown(table)
+    header = text.splitlines()[4]
+    assert "Tokens/Second (incl. padding)" in header and "MFU (incl. padding)" in header
+    assert header.index("Tokens/Second (incl. padding)") < header.index("Real Tokens/Second (no padding)")
+    assert "count padding" in text
+
+
 # --- baseline ----------------------------------------------------------------------------------------------
 
 BASELINE_COLUMNS = [
@@ -238,7 +286,7 @@ BASELINE_COLUMNS = [
     "train_samples_per_second", "eval_samples_per_second", "steps_per_epoch", "gpu_peak_mib", "gpu_average_mib",
     "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib",
     "cpu_modes_mib", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes",
-    "world_size",
+    "world_size", "emulated_nodes",
 ]  # fmt: skip
 
 
@@ -335,15 +383,21 @@ def test_summary_answers_every_question(tmp_path: Path) -> None:
     assert "ZeRO Stage 2 + Offloading (10000) < ZeRO Stage 1 + Offloading (12000)" in text
     assert "Ran out of GPU memory: ZeRO Stage 3 + Offloading." in text
     # Offload: stage 1 11.0 -> 5.5 samples/s is -50 %, runtime 136.4 -> 273.0 s.
-    assert "ZeRO Stage 1 on 1 GPU: with CPU offload, throughput went from 11.00 to 5.50 samples/s (-50.0 %)" in text
+    assert ("ZeRO Stage 1 on 1 GPU: with CPU offload, the Trainer's whole-run throughput went from 11.00 to 5.50 "
+            "samples/s (-50.0 %) (untested: the table tests each row against its reference row only)") in text
     assert "train runtime from 136.4 s to 273.0 s (+100.1 %)" in text
     assert "ZeRO Stage 3 on 1 GPU: ZeRO Stage 3 + Offloading ran out of memory (oom), no comparison." in text
-    assert "Overall, CPU offload lowered throughput in 2 of 2 stage/GPU-count pairs." in text
+    # One launcher figure per run and no reference pair: no claim of slower, though the numbers fell by half.
+    assert "Overall: no pair's difference was tested" in text and "lowered throughput" not in text
+    assert "**slower**" not in text and "**faster**" not in text
     # pin_memory: 5.0 -> 6.0 samples/s.
-    assert "with pin_memory, throughput went from 5.00 to 6.00 samples/s (+20.0 %)" in text
-    # Weak scaling: 64 samples/s on 8 GPUs against 10 on 1: 6.40x, 80 % -> does not hold.
-    assert "a 6.40× speed-up for 8× the GPUs: weak-scaling efficiency 80.0 % (90.9 % in the steady state)" in text
-    assert "so weak scaling **does not hold** (threshold 90 %)" in text
+    assert ("with pin_memory, the Trainer's whole-run throughput went from 5.00 to 6.00 samples/s (+20.0 %): "
+            "throughput difference untested (too few runs or steps)") in text
+    # Weak scaling from the steady figures (primary): 80 samples/s on 8 GPUs against 11 on 1: 7.27x, 90.9 % ->
+    # holds; the Trainer's whole run (64 against 10: 80 %) is the secondary figure.
+    assert ("steady samples/s went from 11.00 to 80.00, a 7.27× speed-up for 8× the GPUs: weak-scaling efficiency "
+            "90.9 % (80.0 % over the Trainer's whole run)") in text
+    assert "so weak scaling **holds** (threshold 90 %)" in text
     assert "Peak GPU memory per GPU ranges 10,001 MiB–10,008 MiB and stays stable (+0.1 %, within ±5 %)" in text
     assert "*Title of baseline*: No DeepSpeed (baseline): final train loss 0.7039, final eval loss 1.2871" in text
 
@@ -454,3 +508,140 @@ def test_unusable_run_keeps_its_row_and_says_so(tmp_path: Path) -> None:
     assert "- z1-offnone-nopin-g1n1: skipped gpu_memory_log_a.csv:1: empty log" in md
     text = summary.render(summary.load_tables([tmp_path / "zero.csv", tmp_path / "zero.md"]))
     assert "**ZeRO Stage 0** had the lowest peak GPU memory" in text
+
+
+# --- repeats, intervals and verdicts (issue 12) ---------------------------------------------------------------
+
+
+def repeat(p: dict[str, Any], k: int, rate: float, peak: float, *, cap: bool = False, wobble: float = 0.01,
+           status: str = "ok") -> dict[str, Any]:
+    """Repeat k of point p: 30 steady steps of 16 samples around `rate` samples/s (a fixed ±wobble pattern), its
+    `throughput` section computed by the real statistics code, and a GPU peak."""
+    from zerosweep.report.statistics import summarise_step_times
+
+    seconds = [16 / rate * (1 + wobble * ((i * 7) % 5 - 2) / 2) for i in range(30)]
+    stats = summarise_step_times(list(range(1, 31)), seconds, [16] * 30, [False] * 30, 0)
+    summary = make_summary(p, status=status, peak=peak, exact=peak + 0.5, rate=rate * 0.9, steady=rate * 1.02,
+                           tokens=rate * 1.02 * 512, flops_per_token=6e9, real=0.5)
+    summary["run_id"] = f"{run_id(p)}-r{k}"
+    summary["throughput"] = {**stats.record(), "hit_cap": cap, "stop_reason": "cap_steps" if cap else "width"}
+    return summary
+
+
+REFERENCE_RUNS = [repeat(point(0), k, rate, peak) for k, (rate, peak) in
+                  enumerate([(40.0, 20000), (40.6, 20010), (39.5, 19990)], 1)]
+FASTER_RUNS = [repeat(point(1), k, rate, peak) for k, (rate, peak) in
+               enumerate([(46.0, 24000), (46.5, 24020), (45.6, 23990)], 1)]
+SAME_RUNS = [repeat(point(2), k, rate, peak, cap=k == 2) for k, (rate, peak) in
+             enumerate([(40.4, 20005), (39.3, 19995), (40.9, 20000)], 1)]
+
+
+def test_repeats_make_one_row_per_point_with_median_min_max_and_n(tmp_path: Path) -> None:
+    runs = REFERENCE_RUNS + FASTER_RUNS + SAME_RUNS
+    header, rows = read_csv(write_table(tmp_path, "zero", "comparison", runs[::-1]))
+    assert header == COMPARISON_COLUMNS
+    assert [row["run_id"] for row in rows] == ["z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1",
+                                               "z2-offnone-nopin-g1n1"]
+    assert [row["repeats"] for row in rows] == ["3", "3", "3"]
+    assert rows[0]["runs"].split() == sorted(run["run_id"] for run in REFERENCE_RUNS)
+    medians = sorted(run["throughput"]["samples_per_second"] for run in FASTER_RUNS)
+    assert float(rows[1]["steady_samples_per_second"]) == pytest.approx(medians[1])
+    assert float(rows[1]["steady_samples_per_second_low"]) == pytest.approx(medians[0])
+    assert float(rows[1]["steady_samples_per_second_high"]) == pytest.approx(medians[2])
+    assert rows[1]["steady_spread"] == "min-max"
+    # tokens/s follow the step medians (same tokens per sample), not the launcher's whole-window figure
+    assert float(rows[1]["steady_tokens_per_second"]) == pytest.approx(medians[1] * 512)
+    assert float(rows[1]["gpu_peak_mib"]) == 24000  # median of the repeats' peaks
+    md = (tmp_path / "zero.md").read_text()
+    half = (medians[2] - medians[0]) / 2
+    assert f"| {medians[1]:.1f} ± {half:.1f} |" in md
+    assert [row["hit_cap"] for row in rows] == ["False", "False", "True"]
+    assert " † |" in md and "† stopped at the step or time cap" in md and "z2-offnone-nopin-g1n1" in md
+
+
+def test_verdicts_against_the_reference_row_name_the_test() -> None:
+    runs = REFERENCE_RUNS + FASTER_RUNS + SAME_RUNS
+    table = aggregate.build_table(study("zero", "comparison", runs), runs)
+    rows = {row["run_id"]: row for row in table.rows}
+    reference, faster, same = (rows[f"z{s}-offnone-nopin-g1n1"] for s in (0, 1, 2))
+    assert reference["throughput_verdict"] == reference["memory_verdict"] == "reference"
+    assert faster["throughput_verdict"] == "faster" and faster["memory_verdict"] == "more memory"
+    assert faster["throughput_ratio_low"] > 1 and faster["throughput_p"] < 0.05
+    assert faster["memory_ratio"] == pytest.approx(24000.5 / 20000.5, rel=1e-3)  # NVML peaks: all runs have one
+    assert same["throughput_verdict"] == "within noise" and same["memory_verdict"] == "within noise"
+    assert same["throughput_ratio_low"] < 1 < same["throughput_ratio_high"]
+    text = aggregate.markdown(table)
+    assert "faster (+" in text and "more memory (+" in text and "within noise (" in text
+    assert "Welch t on log run medians" in text and "exact peak (NVML)" in text
+    assert "Verdicts against the reference row ZeRO Stage 0 (`z0-offnone-nopin-g1n1`" in text
+
+
+def test_single_runs_get_a_step_level_verdict_and_a_confidence_interval() -> None:
+    single = [{**run, "run_id": run_id(run["point"])} for run in (REFERENCE_RUNS[0], FASTER_RUNS[0])]
+    table = aggregate.build_table(study("zero", "comparison", single), single)
+    reference, faster = table.rows
+    assert faster["throughput_verdict"] == "faster"
+    assert faster["memory_verdict"] == "untested"  # one peak each: no test of memory
+    assert reference["steady_spread"] == "95 % CI" and reference["repeats"] == 1
+    ci = REFERENCE_RUNS[0]["throughput"]
+    assert (reference["steady_samples_per_second_low"], reference["steady_samples_per_second_high"]) == (
+        ci["samples_per_second_ci_low"], ci["samples_per_second_ci_high"])
+    assert "Mann-Whitney U on per-step throughput" in aggregate.markdown(table)
+
+
+def test_records_without_steps_keep_the_old_steady_figure_without_interval() -> None:
+    table = aggregate.build_table(study("zero", "comparison", STAGES), STAGES)
+    row = table.rows[0]
+    assert row["steady_samples_per_second"] == 12.5 and row["steady_samples_per_second_low"] is None
+    assert row["steady_spread"] is None and row["hit_cap"] is None
+    assert "| 12.50 |" in aggregate.markdown(table)  # no "±" where nothing measured the spread
+    assert table.rows[1]["throughput_verdict"] == "untested"  # one launcher figure each: nothing to test
+
+
+def test_a_repeat_that_ran_out_of_memory_is_left_out_of_its_row() -> None:
+    runs = REFERENCE_RUNS[:2] + [repeat(point(0), 3, 10.0, 1.0, status="oom")]
+    table = aggregate.build_table(study("zero", "comparison", runs), runs)
+    (row,) = table.rows
+    assert row["status"] == "ok" and row["repeats"] == 2
+    assert any("left out of their row: z0-offnone-nopin-g1n1-r3 (oom)" in note for note in table.notes)
+
+
+def _pin_pair(tmp_path: Path, pinned_rates: list[float], pinned_peaks: list[float]) -> str:
+    plain = [repeat(point(2, "cpu", False), k, rate, peak) for k, (rate, peak) in
+             enumerate([(20.0, 9000), (20.3, 9010), (19.8, 8995)], 1)]
+    pinned = [repeat(point(2, "cpu", True), k, rate, peak) for k, (rate, peak) in
+              enumerate(zip(pinned_rates, pinned_peaks), 1)]
+    paths = [write_table(tmp_path, "pin_memory", "comparison", plain + pinned), tmp_path / "pin_memory.md"]
+    return summary.render(summary.load_tables(paths))
+
+
+def test_summary_says_faster_only_with_a_verdict_and_its_interval(tmp_path: Path) -> None:
+    text = _pin_pair(tmp_path / "a", [24.0, 24.4, 23.7], [9500, 9510, 9490])
+    sentence = next(line for line in text.splitlines() if "with pin_memory" in line)
+    assert "steady throughput went from 20.0 ± " in sentence
+    assert re.search(r": \*\*faster\*\* \(\+\d+\.\d %, 95 % CI \+\d+\.\d % to \+\d+\.\d %\)", sentence), sentence
+    assert re.search(r"\*\*more memory\*\* \(\+5\.\d %, 95 % CI", sentence), sentence
+
+
+def test_summary_says_within_the_noise_where_the_test_finds_nothing(tmp_path: Path) -> None:
+    text = _pin_pair(tmp_path / "b", [20.2, 19.7, 20.4], [9005, 8990, 9012])
+    sentence = next(line for line in text.splitlines() if "with pin_memory" in line)
+    assert "throughput within the noise (" in sentence and "memory within the noise (" in sentence
+    assert "faster" not in sentence and "slower" not in sentence and "more memory" not in sentence
+
+
+def test_summary_links_each_tune_studys_recommendation(tmp_path: Path) -> None:
+    tune = tmp_path / "results" / "tune"
+    recs = []
+    for name in ("tune_h100", "tune_cpu"):
+        (tune / name).mkdir(parents=True)
+        recs.append(tune / name / "recommendation.md")
+        recs[-1].write_text("# rec\n")
+    out = tmp_path / "results" / "summary.md"
+    tables = [write_table(tmp_path, "zero_stages", "comparison", STAGES)]
+    assert cli.main(["summary", "--out", str(out), *map(str, tables), "--recommendations", *map(str, recs)]) == 0
+    text = out.read_text()
+    assert "- Tune study `tune_cpu`: [recommendation](tune/tune_cpu/recommendation.md)" in text
+    assert "- Tune study `tune_h100`: [recommendation](tune/tune_h100/recommendation.md)" in text
+    assert cli.main(["summary", "--out", str(out), *map(str, tables)]) == 0
+    assert "Tune study" not in out.read_text()

@@ -41,6 +41,16 @@ def test_local_study_set_produces_tables_plots_summary_and_report(tmp_path: Path
         assert float(row["train_samples_per_second"]) > 0 and float(row["steady_samples_per_second"]) > 0
         assert float(row["cpu_peak_mib"]) >= float(row["cpu_average_mib"]) > 0
         assert row["gpu_peak_mib"] == ""  # CPU run: no GPU monitor, no invented zero
+        # one run per point; its steady figure is the median step's from steps.csv (summary.json `throughput`);
+        # 3 steps with 1 of warm-up leave too few steady steps for an interval or a test: none is invented
+        record = json.loads((results / "runs" / row["run_id"] / "summary.json").read_text())
+        assert float(row["steady_samples_per_second"]) == pytest.approx(record["throughput"]["samples_per_second"])
+        assert row["repeats"] == "1" and row["runs"] == row["run_id"]
+        assert record["throughput"]["steady_steps"] < 6 and row["steady_spread"] == ""
+        assert row["steady_samples_per_second_low"] == ""
+    assert rows[0]["throughput_verdict"] == "reference"
+    assert rows[1]["throughput_verdict"] == "untested"  # Mann-Whitney needs >= 3 steady steps each
+    assert rows[1]["memory_verdict"] == ""  # CPU runs: no GPU peak to test
     markdown = (results / "tables" / "pin_memory.md").read_text(encoding="utf-8")
     assert "| DeepSpeed Config | Peak GPU Memory Used (MiB) |" in markdown and "z2-offcpu-pin-g1n1" in markdown
 
@@ -63,7 +73,8 @@ def test_local_study_set_produces_tables_plots_summary_and_report(tmp_path: Path
         assert json.loads((results / "runs" / run / "summary.json").read_text())["status"] == "ok"
 
     summary = (results / "summary.md").read_text(encoding="utf-8")
-    assert "with pin_memory, throughput went from" in summary
+    assert "with pin_memory, steady throughput went from" in summary
+    assert "Verdicts against the reference row" in markdown and "throughput difference untested" in summary
 
     # a finished workflow has nothing left to do: no run is trained twice
     again = run_snakemake("-n", "all", *args, cwd=workdir.path)

@@ -119,3 +119,116 @@ def test_one_gpu_run_on_a_two_gpu_host_owns_only_gpu_0() -> None:
     gpus = run_gpus(H200X2 / "runs" / "z2-offnone-nopin-g1n1")
     assert gpus is not None and not gpus.emulated_nodes
     assert gpus.keeps("vm", 0) and not gpus.keeps("vm", 1)
+
+
+# --- the parser keeps the run's own GPUs only -----------------------------------------------------------
+
+HANDMADE = REPO / "tests" / "fixtures" / "handmade_gpus"
+
+
+def _smi_samples(path: Path) -> dict[int, list[int]]:
+    """Independent reading of an nvidia-smi CSV (csv module, not the parser): index -> memory.used samples."""
+    import csv
+
+    by_index: dict[int, list[int]] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle, skipinitialspace=True):
+            by_index.setdefault(int(row["index"]), []).append(int(row["memory.used [MiB]"]))
+    return by_index
+
+
+@needs_h200x2
+def test_one_gpu_run_counts_gpu_0_only_and_its_average_is_gpu_0s() -> None:
+    from zerosweep.report.memory import summarise_run
+
+    run = H200X2 / "runs" / "z2-offnone-nopin-g1n1"
+    samples = _smi_samples(run / "monitor" / "gpu_memory_log_vm.csv")
+    assert set(samples) == {0, 1}  # the log holds both GPUs of the host: the filter has something to drop
+    record = summarise_run(run)
+    gpu = record["gpu"]
+    assert gpu is not None and gpu["gpus_counted"] == 1 and [g["index"] for g in gpu["gpus"]] == [0]
+    assert gpu["average_mib"] == pytest.approx(sum(samples[0]) / len(samples[0]), rel=1e-12)
+    assert gpu["average_mib"] != pytest.approx(sum(samples[1]) / len(samples[1]))  # GPU 1 would differ
+    assert gpu["peak_mib"] == gpu["peak_min_mib"] == max(samples[0])
+    assert record["nvml"] is not None and [g["index"] for g in record["nvml"]["gpus"]] == [0]
+    assert not record["emulated_nodes"]
+    assert any("samples of GPU 1 left out" in warning for warning in record["warnings"])
+
+
+@needs_h200x2
+def test_emulated_two_node_run_counts_two_gpus_one_per_node_and_says_so() -> None:
+    from zerosweep.report.memory import summarise_run
+    from zerosweep.report.tables import build_table, markdown
+
+    run = H200X2 / "runs" / "z2-offnone-nopin-g1n2"
+    record = summarise_run(run)
+    gpu, nvml = record["gpu"], record["nvml"]
+    assert gpu is not None and nvml is not None
+    assert gpu["gpus_counted"] == nvml["gpus_counted"] == 2
+    assert sorted((g["host"], g["index"]) for g in gpu["gpus"]) == [("vm-node0", 0), ("vm-node1", 1)]
+    assert [node["gpus"] for node in gpu["nodes"]] == [1, 1]
+    assert record["emulated_nodes"] and not any("nvidia-smi logs show" in w for w in record["warnings"])
+    one = summarise_run(H200X2 / "runs" / "z2-offnone-nopin-g1n1")
+    study = {"name": "emulated_nodes", "table": "comparison", "runs": [one["run_id"], record["run_id"]]}
+    table = build_table(study, [one, record])
+    configs = dict(zip(table.frame["run_id"], table.frame["config"]))
+    assert configs["z2-offnone-nopin-g1n2"].endswith("2 GPUs on 2 nodes (emulated on one host)")
+    assert "emulated" not in configs["z2-offnone-nopin-g1n1"]
+    text = markdown(table)
+    assert "Nodes emulated on one host" in text and "z2-offnone-nopin-g1n2" in text
+    assert list(table.frame["gpus_counted"]) == [1, 2]
+
+
+def test_hand_made_4_gpus_on_a_shared_host_ignore_the_other_jobs_gpus() -> None:
+    from zerosweep.report.memory import summarise_run
+
+    run = HANDMADE / "g4_shared_host"
+    samples = _smi_samples(run / "monitor" / "gpu_memory_log_host8.csv")
+    own = [2, 3, 4, 5]
+    record = summarise_run(run)
+    gpu = record["gpu"]
+    assert gpu is not None and gpu["gpus_counted"] == 4 and [g["index"] for g in gpu["gpus"]] == own
+    assert max(max(values) for values in samples.values()) > gpu["peak_mib"]  # another job's memory, left out
+    assert gpu["peak_mib"] == max(max(samples[i]) for i in own)
+    assert gpu["peak_min_mib"] == min(max(samples[i]) for i in own) < gpu["peak_mib"]  # unbalanced: visible
+    assert gpu["average_mib"] == pytest.approx(sum(sum(samples[i]) / len(samples[i]) for i in own) / 4)
+    assert record["nvml"] is not None and record["nvml"]["peak_mib"] == pytest.approx(gpu["peak_mib"] + 0.5)
+    assert not record["emulated_nodes"]
+
+
+def test_hand_made_8_gpus_on_2_emulated_nodes_count_each_gpu_once() -> None:
+    from zerosweep.report.memory import summarise_run
+    from zerosweep.report.tables import build_table
+
+    run = HANDMADE / "g8_two_nodes"
+    record = summarise_run(run)
+    gpu = record["gpu"]
+    assert gpu is not None and gpu["gpus_counted"] == 8 and record["nvml"]["gpus_counted"] == 8
+    assert {(g["host"], g["index"]) for g in gpu["gpus"]} == {
+        *(("host8-node0", i) for i in range(4)), *(("host8-node1", i) for i in range(4, 8))}
+    node1 = _smi_samples(run / "monitor" / "gpu_memory_log_host8-node1.csv")
+    node0 = _smi_samples(run / "monitor" / "gpu_memory_log_host8-node0.csv")
+    assert gpu["peak_mib"] == max(node1[7]) and gpu["peak_min_mib"] == max(node0[0])
+    assert record["emulated_nodes"]
+    study = {"name": "scale", "table": "scaling", "runs": [record["run_id"]]}
+    row = build_table(study, [record]).rows[0]
+    assert row["emulated_nodes"] is True and "emulated on one host" in row["config"]
+    assert row["gpu_peak_min_mib"] == gpu["peak_min_mib"]
+
+
+def test_a_gpu_logged_by_two_files_of_one_host_counts_once(tmp_path: Path) -> None:
+    """Emulated nodes whose map names the same GPU on both (or two unrestricted logs) must not double-count."""
+    import shutil
+
+    from zerosweep.report.memory import summarise_run
+
+    run = tmp_path / "run"
+    shutil.copytree(HANDMADE / "g8_two_nodes", run)
+    env = json.loads((run / "env.json").read_text())
+    for entry in env["rank_gpus"]:
+        if entry["node_tag"] == "host8-node1":
+            entry["gpu_index"] -= 4  # node1's ranks now claim node0's GPUs 0-3
+    (run / "env.json").write_text(json.dumps(env))
+    record = summarise_run(run)
+    assert record["gpu"] is not None and record["gpu"]["gpus_counted"] == 4
+    assert any("counted once" in warning for warning in record["warnings"])

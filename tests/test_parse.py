@@ -148,16 +148,17 @@ def test_summary_json_keys() -> None:
     summary = summarise_run(REAL_RUN)
     assert set(summary) == {
         "schema_version", "run_id", "label", "status", "point", "setup", "metrics", "gpu", "nvml", "torch", "cpu",
-        "throughput", "warnings", "unusable",
+        "throughput", "warnings", "unusable", "emulated_nodes", "gpu_map_source",
     }  # fmt: skip
     assert summary["throughput"] is None  # recorded before steps.csv existed
-    assert set(summary["gpu"]) == {"gpus", "nodes", "peak_mib", "average_mib", "modes_mib", "mode_text"}
+    assert set(summary["gpu"]) == {"gpus", "nodes", "gpus_counted", "peak_mib", "peak_min_mib", "average_mib",
+                                   "modes_mib", "mode_text"}
     assert set(summary["gpu"]["gpus"][0]) == {
         "host", "index", "name", "file", "samples", "total_mib", "peak_mib", "average_mib", "modes_mib",
         "mode_text", "workshop_line",
     }  # fmt: skip
     assert set(summary["cpu"]) == {"nodes", "peak_mib", "average_mib", "modes_mib", "mode_text"}
-    assert set(summary["nvml"]) == {"gpus", "peak_mib"}
+    assert set(summary["nvml"]) == {"gpus", "gpus_counted", "peak_mib", "peak_min_mib"}
     assert set(summary["torch"]) == {"ranks", "max_allocated_mib", "max_reserved_mib", "max_rss_mib"}
 
 

@@ -98,3 +98,32 @@ def test_binned_max_keeps_the_peak() -> None:
     values[54_321] = 9999.0
     _times, binned = plots._binned_max(times, values)
     assert len(binned) == plots.MAX_LINE_POINTS and binned.max() == 9999.0
+
+
+def test_throughput_bars_draw_the_rows_interval_as_error_bars(tmp_path: Path) -> None:
+    from test_aggregate import FASTER_RUNS, REFERENCE_RUNS
+    from zerosweep.report.tables import build_table
+
+    runs = REFERENCE_RUNS + FASTER_RUNS
+    rows = build_table(study("rep", "comparison", runs), runs).rows
+    below, above = plots.error_bars(rows, "steady_samples_per_second")
+    for row, down, up in zip(rows, below, above):
+        assert down == pytest.approx(row["steady_samples_per_second"] - row["steady_samples_per_second_low"])
+        assert up == pytest.approx(row["steady_samples_per_second_high"] - row["steady_samples_per_second"])
+        assert down > 0 and up > 0
+    assert plots.error_bars(rows, "train_samples_per_second") is None  # no interval: no error bar
+    older = build_table(study("s", "comparison", STAGES), STAGES).rows  # no steps.csv: no interval
+    assert plots.error_bars(older, "steady_samples_per_second") is None
+    files = plots.study_plots(study("rep", "comparison", runs), runs, tmp_path)
+    assert_figure(tmp_path / "throughput.png", tmp_path / "throughput.svg")
+    assert len(files) == 4
+
+
+def test_scaling_plots_say_where_nodes_were_emulated(tmp_path: Path) -> None:
+    runs = [SCALING[0], {**SCALING[1], "emulated_nodes": True}]
+    plots.study_plots(study("weak", "scaling", runs, "gpus_per_node"), runs, tmp_path)
+    assert "emulated on one host" in (tmp_path / "scaling.svg").read_text()
+    assert "emulated on one host" in (tmp_path / "memory.svg").read_text()
+    plain = tmp_path / "plain"
+    plots.study_plots(study("weak", "scaling", SCALING[:2], "gpus_per_node"), SCALING[:2], plain)
+    assert "emulated" not in (plain / "scaling.svg").read_text()

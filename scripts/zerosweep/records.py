@@ -43,7 +43,8 @@ class Measured(TypedDict, total=False):
     steps_per_epoch: int | None
     train_runtime: float | None
     steady_samples_per_second: float | None
-    steady_tokens_per_second: float | None
+    steady_tokens_per_second: float | None  # counts padding: every sample is max_length tokens
+    real_token_fraction: float | None  # non-padding share of the training tokens (optional in older records)
     world_size: int | None
     # raw input of the derived TFLOP/s and MFU (report/derived.py); in the record: counted from the
     # architecture when metrics.json lacks it
@@ -75,11 +76,16 @@ class EnvJson(TypedDict, total=False):
 
 
 # Measurements copied from metrics.json into the per-run record as they are (flops_per_token is resolved).
-RECORD_METRICS: Final = tuple(name for name in Measured.__annotations__ if name != "flops_per_token")
+# Expected in every finished run's metrics.json (a missing one is warned about); the optional ones are copied
+# when present.
+OPTIONAL_METRICS: Final = ("flops_per_token", "real_token_fraction")
+RECORD_METRICS: Final = tuple(name for name in Measured.__annotations__ if name not in OPTIONAL_METRICS)
 
 # --- report side: the per-run record (summary.json) ---------------------------------------------------
 
-SCHEMA_VERSION: Final = 2  # 2: *_mb -> *_mib, derived TFLOP/s and MFU moved to the tables, `unusable`
+# 2: *_mb -> *_mib, derived TFLOP/s and MFU moved to the tables, `unusable`;
+# 3: GPU figures from the run's own GPUs only, per-GPU spread (peak_min_mib, gpus_counted), emulated_nodes
+SCHEMA_VERSION: Final = 3
 
 
 class Point(TypedDict):
@@ -110,7 +116,9 @@ class GpuMemory(TypedDict, total=False):
 
     gpus: list[dict[str, Any]]
     nodes: list[dict[str, Any]]
-    peak_mib: float
+    gpus_counted: int  # the run's own GPUs with samples, each once
+    peak_mib: float  # the highest GPU's peak
+    peak_min_mib: float  # the lowest GPU's peak: with peak_mib, the spread over GPUs (unbalanced sharding)
     average_mib: float
     modes_mib: list[float]
     mode_text: str
@@ -118,7 +126,9 @@ class GpuMemory(TypedDict, total=False):
 
 class NvmlMemory(TypedDict):
     gpus: list[dict[str, Any]]
+    gpus_counted: int
     peak_mib: float
+    peak_min_mib: float
 
 
 class TorchPeaks(TypedDict):
@@ -148,10 +158,13 @@ class RunRecord(TypedDict):
     point: Point
     setup: Setup
     metrics: Measured
+    emulated_nodes: bool  # several nodes emulated on one host (status.json launch_mode local-nodes)
+    gpu_map_source: str | None  # how GPU samples were tied to the run's ranks; None: not tied (all counted)
     gpu: GpuMemory | None
     nvml: NvmlMemory | None
     torch: TorchPeaks | None
     cpu: CpuMemory | None
+    throughput: dict[str, Any] | None  # steady throughput from steps.csv (report/throughput.py); None without
     warnings: list[str]
     unusable: str | None  # why nothing valid was left in the run's logs; None when usable
 
@@ -170,6 +183,9 @@ NODES: Final = "nodes"
 WORLD_SIZE: Final = "world_size"
 GPU_PEAK_MIB: Final = "gpu_peak_mib"
 GPU_AVERAGE_MIB: Final = "gpu_average_mib"
+GPU_PEAK_MIN_MIB: Final = "gpu_peak_min_mib"  # the lowest GPU's peak: with gpu_peak_mib, the spread over GPUs
+GPUS_COUNTED: Final = "gpus_counted"  # GPUs whose samples count (the run's own, each once)
+EMULATED_NODES: Final = "emulated_nodes"  # nodes emulated on one host (launch mode local-nodes)
 GPU_MODES_MIB: Final = "gpu_modes_mib"
 NVML_PEAK_MIB: Final = "nvml_peak_mib"
 TORCH_MAX_RESERVED_MIB: Final = "torch_max_reserved_mib"
@@ -178,8 +194,27 @@ CPU_AVERAGE_MIB: Final = "cpu_average_mib"
 CPU_MODES_MIB: Final = "cpu_modes_mib"
 TRAIN_SAMPLES_PER_SECOND: Final = "train_samples_per_second"
 EVAL_SAMPLES_PER_SECOND: Final = "eval_samples_per_second"
-STEADY_SAMPLES_PER_SECOND: Final = "steady_samples_per_second"
-STEADY_TOKENS_PER_SECOND: Final = "steady_tokens_per_second"
+STEADY_SAMPLES_PER_SECOND: Final = "steady_samples_per_second"  # a row: median of its runs' step medians
+# The row's interval: one run's 95 % CI of its median step, or min-max over a point's repeats (STEADY_SPREAD)
+STEADY_SAMPLES_PER_SECOND_LOW: Final = "steady_samples_per_second_low"
+STEADY_SAMPLES_PER_SECOND_HIGH: Final = "steady_samples_per_second_high"
+STEADY_SPREAD: Final = "steady_spread"  # "95 % CI" | "min-max"; empty without per-step records
+REPEATS: Final = "repeats"  # N: the point's runs in the row
+RUNS: Final = "runs"  # the row's run ids, space-separated
+HIT_CAP: Final = "hit_cap"  # a run stopped at the step/time cap before its interval was narrow enough
+# Verdict of the row against the study's reference row (report/statistics.py); ratio = row / reference
+THROUGHPUT_VERDICT: Final = "throughput_verdict"
+THROUGHPUT_RATIO: Final = "throughput_ratio"
+THROUGHPUT_RATIO_LOW: Final = "throughput_ratio_low"
+THROUGHPUT_RATIO_HIGH: Final = "throughput_ratio_high"
+THROUGHPUT_P: Final = "throughput_p"
+MEMORY_VERDICT: Final = "memory_verdict"
+MEMORY_RATIO: Final = "memory_ratio"
+MEMORY_RATIO_LOW: Final = "memory_ratio_low"
+MEMORY_RATIO_HIGH: Final = "memory_ratio_high"
+MEMORY_P: Final = "memory_p"
+STEADY_TOKENS_PER_SECOND: Final = "steady_tokens_per_second"  # padding included
+STEADY_REAL_TOKENS_PER_SECOND: Final = "steady_real_tokens_per_second"  # x real_token_fraction: padding left out
 TFLOPS_PER_GPU: Final = "tflops_per_gpu"
 MFU: Final = "mfu"
 TRAIN_RUNTIME: Final = "train_runtime"
@@ -188,7 +223,8 @@ EVAL_LOSS_EPOCH1: Final = "eval_loss_epoch1"
 EVAL_LOSS_EPOCH2: Final = "eval_loss_epoch2"
 EVAL_LOSS: Final = "eval_loss"
 STEPS_PER_EPOCH: Final = "steps_per_epoch"
-SPEEDUP: Final = "speedup"
+SPEEDUP: Final = "speedup"  # from the Trainer's whole-run samples/s (secondary)
+STEADY_SPEEDUP: Final = "steady_speedup"  # from the steady samples/s (primary)
 WEAK_SCALING_EFFICIENCY: Final = "weak_scaling_efficiency"
 STEADY_WEAK_SCALING_EFFICIENCY: Final = "steady_weak_scaling_efficiency"
 
@@ -207,6 +243,14 @@ _FIELD_DTYPES: Final[dict[str, str]] = {
     WORLD_SIZE: "Int64",
     STEPS_PER_EPOCH: "Int64",
     PIN_MEMORY: "boolean",
+    GPUS_COUNTED: "Int64",
+    EMULATED_NODES: "boolean",
+    STEADY_SPREAD: "string",
+    REPEATS: "Int64",
+    RUNS: "string",
+    HIT_CAP: "boolean",
+    THROUGHPUT_VERDICT: "string",
+    MEMORY_VERDICT: "string",
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import records as f
+from .answer_phrases import fmt_change, fmt_mib, fmt_pct, is_number, recommendations, steady_text, verdict_phrase
 from .derived import WEAK_SCALING_HOLDS
 from .tables import read_table
 
@@ -57,18 +58,6 @@ def load_tables(paths: Sequence[Path]) -> list[Built]:
     return tables
 
 
-def _mib(value: float) -> str:
-    return f"{value:,.0f} MiB"
-
-
-def _pct(fraction: float, sign: bool = False) -> str:
-    return f"{100 * fraction:{'+' if sign else ''}.1f} %"
-
-
-def _change(old: float, new: float) -> str:
-    return _pct((new - old) / old, sign=True)
-
-
 def _ok(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
     return [row for row in rows if row[f.STATUS] == "ok" and isinstance(row.get(column), (int, float))]
 
@@ -104,12 +93,12 @@ def lowest_peak(tables: list[Built]) -> list[str]:
         peak = low[f.GPU_PEAK_MIB]
         exact = low.get(f.NVML_PEAK_MIB)
         text = (
-            f"*{table.title}*: **{low[f.CONFIG]}** had the lowest peak GPU memory, {_mib(peak)} (nvidia-smi"
+            f"*{table.title}*: **{low[f.CONFIG]}** had the lowest peak GPU memory, {fmt_mib(peak)} (nvidia-smi"
         )
-        text += f"; exact NVML peak {_mib(exact)})" if isinstance(exact, (int, float)) else ")"
+        text += f"; exact NVML peak {fmt_mib(exact)})" if isinstance(exact, (int, float)) else ")"
         if high is not low:
             top = high[f.GPU_PEAK_MIB]
-            text += f", {_pct((top - peak) / top)} below the highest, {high[f.CONFIG]} ({_mib(top)})"
+            text += f", {fmt_pct((top - peak) / top)} below the highest, {high[f.CONFIG]} ({fmt_mib(top)})"
         ordered = " < ".join(f"{row[f.CONFIG]} ({row[f.GPU_PEAK_MIB]:.0f})" for row in rows)
         answers.append(f"{text}. From lowest to highest: {ordered}.{_oom_note(table.rows)}")
     return answers
@@ -135,15 +124,25 @@ def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], 
         what = "ran out of memory" if failed[f.STATUS] == "oom" else "left no valid sample"
         return f"{subject}: {failed[f.CONFIG]} {what} ({failed[f.STATUS]}), no comparison."
     parts = []
+    tested = [phrase for what in ("throughput", "memory")
+              if before.get(f.THROUGHPUT_VERDICT) == "reference" and (phrase := verdict_phrase(after, what))]
+    verdicts = (": " + ", ".join(tested)) if tested else \
+        " (untested: the table tests each row against its reference row only)"
+    steady = f.STEADY_SAMPLES_PER_SECOND
+    if is_number(before.get(steady)) and is_number(after.get(steady)):
+        parts.append(f"steady throughput went from {steady_text(before)} to {steady_text(after)} samples/s "
+                     f"({fmt_change(before[steady], after[steady])}){verdicts}")
+        verdicts = ""
     rate = f.TRAIN_SAMPLES_PER_SECOND
     if isinstance(before.get(rate), (int, float)) and isinstance(after.get(rate), (int, float)):
         parts.append(
-            f"throughput went from {before[rate]:.2f} to {after[rate]:.2f} samples/s ({_change(before[rate], after[rate])})"
+            f"the Trainer's whole-run throughput went from {before[rate]:.2f} to {after[rate]:.2f} samples/s "
+            f"({fmt_change(before[rate], after[rate])}){verdicts}"
         )
     runtime = f.TRAIN_RUNTIME
     if isinstance(before.get(runtime), (int, float)) and isinstance(after.get(runtime), (int, float)):
         parts.append(
-            f"train runtime from {before[runtime]:.1f} s to {after[runtime]:.1f} s ({_change(before[runtime], after[runtime])})"
+            f"train runtime from {before[runtime]:.1f} s to {after[runtime]:.1f} s ({fmt_change(before[runtime], after[runtime])})"
         )
     for column, what in (
         (f.GPU_PEAK_MIB, "peak GPU memory"),
@@ -151,7 +150,7 @@ def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], 
     ):
         if isinstance(before.get(column), (int, float)) and isinstance(after.get(column), (int, float)):
             parts.append(
-                f"{what} from {_mib(before[column])} to {_mib(after[column])} ({_change(before[column], after[column])})"
+                f"{what} from {fmt_mib(before[column])} to {fmt_mib(after[column])} ({fmt_change(before[column], after[column])})"
             )
     if not parts:
         return f"{subject}: both runs finished but recorded no comparable numbers."
@@ -186,11 +185,18 @@ def offload_effect(tables: list[Built]) -> list[str]:
         _pair_sentence(f"ZeRO Stage {on[f.ZERO_STAGE]} on {_shape(on)}", off, on, "with CPU offload,")
         for off, on in pairs
     ]
-    rate = f.TRAIN_SAMPLES_PER_SECOND
-    measured = [(off[rate], on[rate]) for off, on in pairs if _ok([off, on], rate) == [off, on]]
-    if measured:
-        slower = sum(after < before for before, after in measured)
-        answers.append(f"Overall, CPU offload lowered throughput in {slower} of {len(measured)} stage/GPU-count pairs.")
+    tested = [on.get(f.THROUGHPUT_VERDICT) for off, on in pairs
+              if off.get(f.THROUGHPUT_VERDICT) == "reference" and on.get(f.STATUS) == "ok"]
+    if tested:
+        counts = {verdict: tested.count(verdict) for verdict in ("slower", "faster", "within noise", "untested")}
+        answers.append(
+            f"Overall, of {len(tested)} pair(s) tested against the no-offload row: CPU offload was slower beyond the "
+            f"noise in {counts['slower']}, faster in {counts['faster']}, within the noise in "
+            f"{counts['within noise']}, untested in {counts['untested']}."
+        )
+    else:
+        answers.append("Overall: no pair's difference was tested (the tables test each row against their first "
+                       "row only), so no claim of faster or slower is made.")
     return answers
 
 
@@ -227,8 +233,8 @@ def pin_memory_effect(tables: list[Built]) -> list[str]:
 def _trend(first: float, last: float) -> str:
     change = (last - first) / first
     if abs(change) <= STABLE:
-        return f"stays stable ({_change(first, last)}, within ±{100 * STABLE:.0f} %)"
-    return f"{'increases' if change > 0 else 'decreases'} ({_change(first, last)})"
+        return f"stays stable ({fmt_change(first, last)}, within ±{100 * STABLE:.0f} %)"
+    return f"{'increases' if change > 0 else 'decreases'} ({fmt_change(first, last)})"
 
 
 def weak_scaling(tables: list[Built]) -> list[str]:
@@ -237,31 +243,41 @@ def weak_scaling(tables: list[Built]) -> list[str]:
         return _skip("scaling table")
     answers = []
     for table in scaling:
-        rows = _ok(table.rows, f.TRAIN_SAMPLES_PER_SECOND)
+        # Steady throughput is the primary figure (no compilation, no evaluation); the Trainer's whole-run one
+        # stands in for records without it.
+        steady = len(_ok(table.rows, f.STEADY_SAMPLES_PER_SECOND)) >= 2
+        rate, speedup, eff, other = (
+            (f.STEADY_SAMPLES_PER_SECOND, f.STEADY_SPEEDUP, f.STEADY_WEAK_SCALING_EFFICIENCY, f.WEAK_SCALING_EFFICIENCY)
+            if steady else
+            (f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY, f.STEADY_WEAK_SCALING_EFFICIENCY))
+        rows = _ok(table.rows, rate)
         if len(rows) < 2:
             answers.append(f"*{table.title}*: fewer than two configurations finished; nothing to compare.")
             continue
         rows.sort(key=lambda row: row[f.WORLD_SIZE])
         first, last = rows[0], rows[-1]
-        efficiency = last[f.WEAK_SCALING_EFFICIENCY]
+        efficiency = last[eff]
         verdict = "holds" if efficiency >= WEAK_SCALING_HOLDS else "does not hold"
+        name = "steady samples/s" if steady else "Train Samples/sec (the Trainer's whole run)"
+        low, high = (steady_text(first), steady_text(last)) if steady else (f"{first[rate]:.2f}", f"{last[rate]:.2f}")
         text = (
-            f"*{table.title}*: from {first[f.WORLD_SIZE]} to {last[f.WORLD_SIZE]} GPUs, Train Samples/sec went from "
-            f"{first[f.TRAIN_SAMPLES_PER_SECOND]:.2f} to {last[f.TRAIN_SAMPLES_PER_SECOND]:.2f}, a {last[f.SPEEDUP]:.2f}× speed-up "
-            f"for {last[f.WORLD_SIZE] / first[f.WORLD_SIZE]:.0f}× the GPUs: weak-scaling efficiency {_pct(efficiency)}"
+            f"*{table.title}*: from {first[f.WORLD_SIZE]} to {last[f.WORLD_SIZE]} GPUs, {name} went from "
+            f"{low} to {high}, a {last[speedup]:.2f}× speed-up "
+            f"for {last[f.WORLD_SIZE] / first[f.WORLD_SIZE]:.0f}× the GPUs: weak-scaling efficiency {fmt_pct(efficiency)}"
         )
-        steady = last.get(f.STEADY_WEAK_SCALING_EFFICIENCY)
-        if isinstance(steady, (int, float)):
-            text += f" ({_pct(steady)} in the steady state)"
+        secondary = last.get(other)
+        if isinstance(secondary, (int, float)):
+            where = "over the Trainer's whole run" if steady else "in the steady state"
+            text += f" ({fmt_pct(secondary)} {where})"
         text += f", so weak scaling **{verdict}** (threshold {100 * WEAK_SCALING_HOLDS:.0f} %)"
-        per_gpu = [f"{row[f.WORLD_SIZE]}: {row[f.TRAIN_SAMPLES_PER_SECOND] / row[f.WORLD_SIZE]:.2f}" for row in rows]
+        per_gpu = [f"{row[f.WORLD_SIZE]}: {row[rate] / row[f.WORLD_SIZE]:.2f}" for row in rows]
         text += f". Samples/s per GPU: {', '.join(per_gpu)}."
         peaks = [
             row[f.GPU_PEAK_MIB] for row in rows if isinstance(row.get(f.GPU_PEAK_MIB), (int, float))
         ]
         if peaks:
             text += (
-                f" Peak GPU memory per GPU ranges {_mib(min(peaks))}–{_mib(max(peaks))}"
+                f" Peak GPU memory per GPU ranges {fmt_mib(min(peaks))}–{fmt_mib(max(peaks))}"
                 f" and {_trend(peaks[0], peaks[-1])} from the smallest to the largest configuration."
             )
         averages = [
@@ -296,10 +312,10 @@ def baseline(tables: list[Built]) -> list[str]:
                 f"final train loss {row[f.TRAIN_LOSS]:.4f}" if row.get(f.TRAIN_LOSS) is not None else None,
                 f"final eval loss {row[f.EVAL_LOSS]:.4f}" if row.get(f.EVAL_LOSS) is not None else None,
                 f"{row[f.TRAIN_SAMPLES_PER_SECOND]:.2f} train samples/s" if row.get(f.TRAIN_SAMPLES_PER_SECOND) is not None else None,
-                f"GPU peak {_mib(row[f.GPU_PEAK_MIB])}"
+                f"GPU peak {fmt_mib(row[f.GPU_PEAK_MIB])}"
                 if row.get(f.GPU_PEAK_MIB) is not None
                 else None,
-                f"CPU peak {_mib(row[f.CPU_PEAK_MIB])}"
+                f"CPU peak {fmt_mib(row[f.CPU_PEAK_MIB])}"
                 if row.get(f.CPU_PEAK_MIB) is not None
                 else None,
             ]
@@ -316,22 +332,32 @@ QUESTIONS = (
 )
 
 
-def render(tables: list[Built]) -> str:
+def render(tables: list[Built], tuned: Sequence[Path] = (), out: Path | None = None) -> str:
     lines = ["# DeepSpeed ZeRO benchmark: the workshop's questions, answered from the data", ""]
     built = ", ".join(f"`{t.study}` ({t.kind})" for t in tables) or "none"
     lines += [f"Tables read: {built}.", ""]
+    lines += [
+        ("Faster, slower, more or less memory are said only where the table's test (named in its notes) found "
+         "a difference beyond the noise, with the difference and its 95 % interval; otherwise the difference is "
+         "within the noise or untested."),
+        "",
+    ]
     for heading, answer in QUESTIONS:
         lines += [f"## {heading}", ""] + [f"- {sentence}" for sentence in answer(tables)] + [""]
+    if tuned:
+        lines += ["## Micro-batch recommendations (tune studies)", "", *recommendations(tuned, out), ""]
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="results/summary.md")
     parser.add_argument("tables", type=Path, nargs="*", help="the built tables (.csv, with their .md for titles)")
+    parser.add_argument("--recommendations", type=Path, nargs="*", default=[],
+                        help="results/tune/<study>/recommendation.md of each built tune study (linked)")
 
 
 def run(args: argparse.Namespace) -> int:
-    text = render(load_tables(args.tables))
+    text = render(load_tables(args.tables), args.recommendations, args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)

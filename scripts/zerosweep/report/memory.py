@@ -10,149 +10,17 @@ Snakemake job). The log grammar and what it skips are in `logs`; the record's fi
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import records
-from ..jsonio import read_json, write_json
+from ..jsonio import read_json, read_json_or_none, write_json
 from ..units import MIB
 from . import derived, workshop
-from .logs import (
-    CPU_LOG,
-    GPU_LOG,
-    NVIDIA_SMI,
-    NVML,
-    NVML_LOG,
-    TORCH_LOG,
-    LogError,
-    ParsedLog,
-    host_of,
-    matching_logs,
-    psrecord_format,
-    read_log,
-    read_numeric_log,
-)
+from .gpu_memory import mean, memory_stats, skipped, summarise_gpu, summarise_nvml
+from .gpus import RunGpus, run_gpus
+from .logs import CPU_LOG, GPU_LOG, NVML_LOG, TORCH_LOG, LogError, host_of, matching_logs, psrecord_format, read_log
 from .throughput import summarise_throughput
-
-if TYPE_CHECKING:
-    import numpy as np
-
-
-def memory_stats(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
-    """peak, average and all modes with pandas' semantics: modes are every value of the top count, ascending."""
-    import numpy as np
-
-    array = np.asarray(values)
-    uniques, counts = np.unique(array, return_counts=True)
-    modes = uniques[counts == counts.max()]
-    return {
-        "peak": array.max().item(),
-        "average": float(array.mean()),
-        "modes": [mode.item() for mode in modes],
-    }
-
-
-def _mean(values: Iterable[float]) -> float:
-    items = list(values)
-    return math.fsum(items) / len(items)
-
-
-def _skipped(log: ParsedLog | None, warnings: list[str]) -> None:
-    if log is not None:
-        warnings.extend(log.warnings())
-
-
-# --- per-source summaries -----------------------------------------------------------------------
-
-
-def summarise_gpu(monitor: Path, warnings: list[str]) -> records.GpuMemory | None:
-    """nvidia-smi logs: per GPU (host, index), per node (file) and for the run; None without a valid sample."""
-    gpus: list[dict[str, Any]] = []
-    nodes: list[dict[str, Any]] = []
-    pooled: list[int] = []
-    for path, match in matching_logs(monitor, GPU_LOG):
-        log = read_log(path, NVIDIA_SMI)
-        _skipped(log, warnings)
-        by_index: dict[int, list[list[Any]]] = {}
-        for _line, values in log.rows:
-            by_index.setdefault(values[1], []).append(values)
-        node_gpus = []
-        for index in sorted(by_index):
-            samples = by_index[index]
-            used = [sample[3] for sample in samples]
-            stats = memory_stats(used)
-            node_gpus.append(
-                {
-                    "host": host_of(match),
-                    "index": index,
-                    "name": samples[0][2],
-                    "file": path.name,
-                    "samples": len(used),
-                    "total_mib": samples[0][4],
-                    "peak_mib": stats["peak"],
-                    "average_mib": stats["average"],
-                    "modes_mib": stats["modes"],
-                    "mode_text": workshop.mode_text(stats["modes"]),
-                    "workshop_line": workshop.gpu_line(path.stem, index, stats["peak"], stats["average"], stats["modes"]),
-                }
-            )
-            pooled.extend(used)
-        if not node_gpus:
-            continue
-        gpus.extend(node_gpus)
-        nodes.append(
-            {
-                "host": host_of(match),
-                "file": path.name,
-                "gpus": len(node_gpus),
-                "samples": sum(gpu["samples"] for gpu in node_gpus),
-                "peak_mib": max(gpu["peak_mib"] for gpu in node_gpus),
-                "average_mib": _mean(gpu["average_mib"] for gpu in node_gpus),
-            }
-        )
-    if not gpus:
-        return None
-    run_stats = memory_stats(pooled)
-    return {
-        "gpus": gpus,
-        "nodes": nodes,
-        # Run level: the highest GPU's peak; the mean of the per-GPU averages (each GPU weighs the same,
-        # whatever its sample count); the modes of all GPUs' samples pooled.
-        "peak_mib": max(gpu["peak_mib"] for gpu in gpus),
-        "average_mib": _mean(gpu["average_mib"] for gpu in gpus),
-        "modes_mib": run_stats["modes"],
-        "mode_text": workshop.mode_text(run_stats["modes"]),
-    }
-
-
-def summarise_nvml(monitor: Path, warnings: list[str]) -> records.NvmlMemory | None:
-    """Fast NVML samples: the exact peak the 5 s nvidia-smi log can miss."""
-    import numpy as np
-
-    gpus: list[dict[str, Any]] = []
-    for path, match in matching_logs(monitor, NVML_LOG):
-        data, log = read_numeric_log(path, NVML)
-        _skipped(log, warnings)
-        indices = data[:, 1].astype(np.int64)
-        for index in np.unique(indices):
-            rows = data[indices == index]
-            steps = np.diff(rows[:, 0])
-            gpus.append(
-                {
-                    "host": host_of(match),
-                    "index": int(index),
-                    "file": path.name,
-                    "samples": int(rows.shape[0]),
-                    "interval_ms": float(np.median(steps) * 1000.0) if steps.size else None,
-                    "peak_mib": float(rows[:, 2].max()),
-                    "average_mib": float(rows[:, 2].mean()),
-                }
-            )
-    if not gpus:
-        return None
-    return {"gpus": gpus, "peak_mib": max(gpu["peak_mib"] for gpu in gpus)}
 
 
 def _torch_entry(entry: dict[str, Any], source: str) -> dict[str, Any]:
@@ -218,7 +86,7 @@ def summarise_cpu(monitor: Path, warnings: list[str]) -> records.CpuMemory | Non
         path = chosen[host]
         fmt, real_column = psrecord_format(path)
         log = read_log(path, fmt)
-        _skipped(log, warnings)
+        skipped(log, warnings)
         real = [values[real_column] for _line, values in log.rows]
         if not real:
             continue
@@ -244,7 +112,7 @@ def summarise_cpu(monitor: Path, warnings: list[str]) -> records.CpuMemory | Non
         "nodes": nodes,
         # Run level: the fullest node's peak (what must fit in one node's RAM); mean of the node averages.
         "peak_mib": max(node["peak_mib"] for node in nodes),
-        "average_mib": _mean(node["average_mib"] for node in nodes),
+        "average_mib": mean(node["average_mib"] for node in nodes),
         "modes_mib": run_stats["modes"],
         "mode_text": workshop.mode_text(run_stats["modes"]),
     }
@@ -257,7 +125,7 @@ def extract_metrics(
     metrics: records.MetricsJson, spec: dict[str, Any], status: str, warnings: list[str]
 ) -> records.Measured:
     if status != "ok":
-        return {**dict.fromkeys(records.RECORD_METRICS), "flops_per_token": None}  # type: ignore[typeddict-item]
+        return dict.fromkeys((*records.RECORD_METRICS, *records.OPTIONAL_METRICS))  # type: ignore[return-value]
     values: dict[str, Any] = {name: metrics.get(name) for name in records.RECORD_METRICS}
     missing = [name for name, value in values.items() if value is None]
     if missing:
@@ -274,6 +142,7 @@ def extract_metrics(
         if values["eval_loss"] is None and losses:
             values["eval_loss"] = values["eval_losses"][-1]["eval_loss"]
     values["flops_per_token"] = derived.flops_per_token(metrics, spec)
+    values["real_token_fraction"] = metrics.get("real_token_fraction")
     return values  # type: ignore[return-value]
 
 
@@ -312,6 +181,14 @@ def _label(point: dict[str, Any]) -> str:
     return MatrixPoint(**fields).label
 
 
+def _emulated_nodes(run_dir: Path, own: RunGpus | None) -> bool:
+    """Several nodes emulated on one host (launch mode local-nodes); CPU runs have no GPU map, only status.json."""
+    if own is not None:
+        return own.emulated_nodes
+    status = read_json_or_none(run_dir / "status.json") or {}
+    return status.get("launch_mode") == "local-nodes"
+
+
 def summarise_run(run_dir: Path) -> records.RunRecord:
     """Everything the tables need about one run, from its records and monitor logs."""
     spec = read_json(run_dir / "run_spec.json", what="the launcher writes it")
@@ -323,9 +200,10 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
     monitor = run_dir / "monitor"
     warnings: list[str] = []
     point = spec["point"]
-    gpu = summarise_gpu(monitor, warnings)
+    own = run_gpus(run_dir)
+    gpu = summarise_gpu(monitor, warnings, own)
     cpu = summarise_cpu(monitor, warnings)
-    nvml = summarise_nvml(monitor, warnings)
+    nvml = summarise_nvml(monitor, warnings, own)
     device = spec.get("runtime", {}).get("device")
     logs_found = any(matching_logs(monitor, pattern) for pattern in (GPU_LOG, NVML_LOG, CPU_LOG))
     # A missing log is the launcher's recorded decision (monitor unavailable): empty cells and a warning in
@@ -340,13 +218,14 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
     unusable = None
     if logs_found and gpu is None and nvml is None and cpu is None:
         unusable = "its monitor logs hold no valid sample"
-    if gpu is not None:
-        seen = {(g["host"], g["index"]) for g in gpu["gpus"]}
-        if len(gpu["nodes"]) != point["nodes"] or any(n["gpus"] != point["gpus_per_node"] for n in gpu["nodes"]):
-            warnings.append(
-                f"nvidia-smi logs show {len(seen)} GPUs on {len(gpu['nodes'])} nodes; "
-                f"the run asked for {point['gpus_per_node']} per node on {point['nodes']}"
-            )
+    if gpu is not None and (
+        len(gpu["nodes"]) != point["nodes"] or any(n["gpus"] != point["gpus_per_node"] for n in gpu["nodes"])
+    ):
+        warnings.append(
+            f"nvidia-smi logs show {len(gpu['gpus'])} GPUs on {len(gpu['nodes'])} nodes; "
+            f"the run asked for {point['gpus_per_node']} per node on {point['nodes']}"
+            + ("" if own else " (no rank -> GPU map to tell the run's GPUs: every logged GPU counted)")
+        )
     return {
         "schema_version": records.SCHEMA_VERSION,
         "run_id": spec["run_id"],
@@ -355,12 +234,14 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
         "point": point,
         "setup": _setup(spec, _gpu_name(metrics, run_dir, gpu)),
         "metrics": extract_metrics(metrics, spec, status, warnings),
+        "emulated_nodes": _emulated_nodes(run_dir, own),
+        "gpu_map_source": None if own is None else own.source,
         "gpu": gpu,
         "nvml": nvml,
         "torch": summarise_torch(monitor, metrics, metrics_path),
         "cpu": cpu,
         # steady throughput with its interval, from steps.csv (report/throughput.py); None without one
-        "throughput": summarise_throughput(run_dir, metrics, int(spec.get("training", {}).get("warmup_steps", 0)))
+        "throughput": summarise_throughput(run_dir, dict(metrics), int(spec.get("training", {}).get("warmup_steps", 0)))
         if status == "ok" else None,
         "warnings": warnings,
         "unusable": unusable,

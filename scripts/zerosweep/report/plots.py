@@ -69,8 +69,30 @@ def _wrap(label: str, width: int = 18) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
+# A bar's interval columns (error bars): the steady figure's 95 % CI or min-max over repeats.
+ERRORS = {f.STEADY_SAMPLES_PER_SECOND: (f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECOND_HIGH)}
+
+
+def error_bars(rows: list[dict[str, Any]], column: str) -> list[list[float]] | None:
+    """matplotlib's yerr (distances below and above each bar) from the row's interval; None without any."""
+    if column not in ERRORS:
+        return None
+    low_name, high_name = ERRORS[column]
+    below, above = [], []
+    for row in rows:
+        value, low, high = row.get(column), row.get(low_name), row.get(high_name)
+        if all(isinstance(x, (int, float)) for x in (value, low, high)):
+            below.append(float(value) - float(low))  # type: ignore[arg-type]
+            above.append(float(high) - float(value))  # type: ignore[arg-type]
+        else:
+            below.append(0.0)
+            above.append(0.0)
+    return [below, above] if any(below) or any(above) else None
+
+
 def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str]], unit_fmt: str) -> None:
-    """Grouped bars, one group per configuration; an OOM configuration gets a label instead of bars."""
+    """Grouped bars, one group per configuration; an OOM configuration gets a label instead of bars; a steady
+    figure with an interval gets its error bar."""
     import numpy as np
 
     positions = np.arange(len(rows))
@@ -79,18 +101,11 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
         xs = positions - 0.4 + width * (offset + 0.5)
         values = [row.get(column) for row in rows]
         heights = [v if isinstance(v, (int, float)) else 0.0 for v in values]
-        bars = ax.bar(xs, heights, width, label=legend, color=color)
+        bars = ax.bar(xs, heights, width, label=legend, color=color, yerr=error_bars(rows, column), capsize=4)
         for bar, value in zip(bars, values):
             if isinstance(value, (int, float)):
-                ax.annotate(
-                    unit_fmt.format(value),
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=10,
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                )
+                ax.annotate(unit_fmt.format(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=10, xytext=(0, 2), textcoords="offset points")
     for position, row in zip(positions, rows):
         if row[f.STATUS] != "ok":
             ax.annotate(
@@ -108,6 +123,12 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
     ax.margins(y=0.15)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+
+
+def _emulated_note(table: aggregate.Table) -> str:
+    """Scaling plots show GPU counts, not labels: say where the nodes were emulated."""
+    emulated = [row[f.WORLD_SIZE] for row in table.rows if row.get(f.EMULATED_NODES)]
+    return f"\n(nodes {aggregate.EMULATED} at {', '.join(map(str, emulated))} GPUs)" if emulated else ""
 
 
 def _rows(table: aggregate.Table) -> list[dict[str, Any]]:
@@ -187,9 +208,11 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
         (f.TRAIN_SAMPLES_PER_SECOND, "Trainer", COLORS["train"]),
         (f.STEADY_SAMPLES_PER_SECOND, "steady state", COLORS["steady"]),
     ):
-        points = [(row[gpus], row[column]) for row in rows if row[column] is not None]
+        measured = [row for row in rows if row[column] is not None]
+        points = [(row[gpus], row[column]) for row in measured]
         if points:
-            left.plot(*zip(*points), marker="o", color=color, label=legend)
+            left.errorbar(*zip(*points), yerr=error_bars(measured, column), marker="o", color=color, label=legend,
+                          capsize=4)
             gpus0, rate0 = points[0]
             xs = [gpus for gpus, _ in points]
             left.plot(
@@ -217,16 +240,8 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
     )
     for row in failed:
         for ax in (left, right):
-            ax.annotate(
-                f"{row[f.STATUS].upper()}",
-                (row[gpus], 0),
-                color="#d62728",
-                fontweight="bold",
-                ha="center",
-                xycoords=("data", "axes fraction"),
-                xytext=(0, 6),
-                textcoords="offset points",
-            )
+            ax.annotate(f"{row[f.STATUS].upper()}", (row[gpus], 0), color="#d62728", fontweight="bold", ha="center",
+                        xycoords=("data", "axes fraction"), xytext=(0, 6), textcoords="offset points")
     left.set_ylabel("training samples / s (all GPUs)")
     left.set_ylim(bottom=0)
     right.set_ylabel("weak-scaling efficiency (%)")
@@ -236,7 +251,7 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
         ax.set_xticks(all_gpus)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=10)
-    fig.suptitle(table.title)
+    fig.suptitle(table.title + _emulated_note(table))
     save(fig, out_dir / "scaling.png", out_dir / "scaling.svg")
 
     fig, ax = plt.subplots(figsize=SLIDE)
@@ -252,7 +267,7 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
     ax.set_xticks(all_gpus)
     ax.set_ylabel("GPU memory per GPU (MiB)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{table.title}: memory per GPU (constant under ideal weak scaling)")
+    ax.set_title(f"{table.title}: memory per GPU (constant under ideal weak scaling){_emulated_note(table)}")
     ax.grid(alpha=0.3)
     ax.legend()
     save(fig, out_dir / "memory.png", out_dir / "memory.svg")

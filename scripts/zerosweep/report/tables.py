@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from .. import records as f
 from ..jsonio import read_json
 from . import derived, labels
+from .table_fields import row_status
+from .table_rows import add_verdicts, group_repeats, hit_cap_note, point_row, spread_note
 from .workshop import mode_text
 
 if TYPE_CHECKING:
@@ -28,17 +30,21 @@ if TYPE_CHECKING:
 TABLE_KINDS = ("comparison", "scaling", "baseline")
 MAX_MODES_SHOWN = 4
 MODES = (f.GPU_MODES_MIB, f.CPU_MODES_MIB)
-# What identifies a row; every other field is a measurement, emptied in rows of runs that did not finish.
-IDENTITY = frozenset(
-    {f.CONFIG, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE}
-)
-MACHINE = [f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE]
+MACHINE = [f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE, f.EMULATED_NODES]
+EMULATED = "emulated on one host"
+# CSV only: the interval and the run ids behind a row, and each verdict's numbers (Markdown folds them in).
+THROUGHPUT_DETAIL = [f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECOND_HIGH, f.STEADY_SPREAD, f.HIT_CAP,
+                     f.RUNS]
+VERDICT_DETAIL = [f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH, f.THROUGHPUT_P,
+                  f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH, f.MEMORY_P]
 # Per kind: the columns of the CSV in order, and those the Markdown leaves out (machine-readable only).
 COLUMNS: dict[str, list[str]] = {
     "comparison": [
-        f.CONFIG, f.GPU_PEAK_MIB, f.GPU_AVERAGE_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.TRAIN_SAMPLES_PER_SECOND,
-        f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_SAMPLES_PER_SECOND, f.STEADY_TOKENS_PER_SECOND,
-        f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME, f.STATUS, f.RUN_ID, *MACHINE,
+        f.CONFIG, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB,
+        f.TRAIN_SAMPLES_PER_SECOND, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_SAMPLES_PER_SECOND,
+        f.STEADY_TOKENS_PER_SECOND, f.STEADY_REAL_TOKENS_PER_SECOND, f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME,
+        f.REPEATS, f.THROUGHPUT_VERDICT, f.MEMORY_VERDICT, f.GPUS_COUNTED, f.STATUS, f.RUN_ID, *MACHINE,
+        *THROUGHPUT_DETAIL, *VERDICT_DETAIL,
     ],
     "baseline": [
         f.CONFIG, f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS, f.TRAIN_SAMPLES_PER_SECOND,
@@ -46,16 +52,17 @@ COLUMNS: dict[str, list[str]] = {
         f.NVML_PEAK_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.CPU_MODES_MIB, f.STATUS, f.RUN_ID, *MACHINE,
     ],
     "scaling": [
-        f.CONFIG, f.WORLD_SIZE, f.GPUS_PER_NODE, f.NODES, f.TRAIN_SAMPLES_PER_SECOND, f.TRAIN_LOSS, f.GPU_PEAK_MIB,
-        f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY, f.NVML_PEAK_MIB,
-        f.STEADY_SAMPLES_PER_SECOND, f.STEADY_WEAK_SCALING_EFFICIENCY, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD,
-        f.PIN_MEMORY,
+        f.CONFIG, f.WORLD_SIZE, f.GPUS_PER_NODE, f.NODES, f.STEADY_SAMPLES_PER_SECOND, f.REPEATS, f.STEADY_SPEEDUP,
+        f.STEADY_WEAK_SCALING_EFFICIENCY, f.TRAIN_LOSS, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB,
+        f.GPU_MODES_MIB, f.NVML_PEAK_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP,
+        f.WEAK_SCALING_EFFICIENCY, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_COUNTED,
+        f.EMULATED_NODES, *THROUGHPUT_DETAIL,
     ],
 }  # fmt: skip
 HIDDEN: dict[str, set[str]] = {
-    "comparison": set(MACHINE),
+    "comparison": {*MACHINE, *THROUGHPUT_DETAIL, *VERDICT_DETAIL},
     "baseline": set(MACHINE),
-    "scaling": {f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY},
+    "scaling": {f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *THROUGHPUT_DETAIL},
 }
 
 
@@ -118,61 +125,6 @@ def point_key(summary: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _dig(data: Mapping[str, Any] | None, key: str) -> Any:
-    return None if data is None else data.get(key)
-
-
-def _eval_loss_at(losses: list[f.EvalLoss] | None, epoch: int) -> float | None:
-    """Eval loss of the evaluation closest to `epoch` (the Trainer logs 0.99 or 1.0), within a quarter epoch."""
-    near = [
-        (abs(item["epoch"] - epoch), item["eval_loss"])
-        for item in losses or []
-        if item["epoch"] is not None and abs(item["epoch"] - epoch) <= 0.25
-    ]
-    return min(near, key=lambda pair: pair[0])[1] if near else None
-
-
-def row_status(record: Mapping[str, Any]) -> str:
-    """The run's status, or `unusable` for a finished run whose logs held no valid sample."""
-    return "unusable" if record["status"] == "ok" and record.get("unusable") else str(record["status"])
-
-
-def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) -> dict[str, Any]:
-    """Every table field of one run, by field id (measurements emptied unless the run finished usably)."""
-    point, metrics = record["point"], record["metrics"]
-    gpu, cpu = record["gpu"], record["cpu"]
-    tflops = derived.tflops_per_gpu(record)
-    values: dict[str, Any] = {
-        f.CONFIG: label,
-        f.STATUS: row_status(record),
-        f.RUN_ID: record["run_id"],
-        f.ZERO_STAGE: point["zero_stage"],
-        f.OFFLOAD: point["offload"] if point["deepspeed"] else None,
-        f.PIN_MEMORY: point["pin_memory"] if point["deepspeed"] else None,
-        f.GPUS_PER_NODE: point["gpus_per_node"],
-        f.NODES: point["nodes"],
-        f.WORLD_SIZE: point["world_size"],
-        f.GPU_PEAK_MIB: _dig(gpu, "peak_mib"),
-        f.GPU_AVERAGE_MIB: _dig(gpu, "average_mib"),
-        f.GPU_MODES_MIB: _dig(gpu, "modes_mib"),
-        f.NVML_PEAK_MIB: _dig(record["nvml"], "peak_mib"),
-        f.TORCH_MAX_RESERVED_MIB: _dig(record["torch"], "max_reserved_mib"),
-        f.CPU_PEAK_MIB: _dig(cpu, "peak_mib"),
-        f.CPU_AVERAGE_MIB: _dig(cpu, "average_mib"),
-        f.CPU_MODES_MIB: _dig(cpu, "modes_mib"),
-        f.TFLOPS_PER_GPU: tflops,
-        f.MFU: derived.mfu(record, tflops, peak_tflops),
-        f.EVAL_LOSS_EPOCH1: _eval_loss_at(metrics.get("eval_losses"), 1),
-        f.EVAL_LOSS_EPOCH2: _eval_loss_at(metrics.get("eval_losses"), 2),
-    }
-    for name in (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND,
-                 f.STEADY_TOKENS_PER_SECOND, f.TRAIN_RUNTIME, f.TRAIN_LOSS, f.EVAL_LOSS, f.STEPS_PER_EPOCH):  # fmt: skip
-        values[name] = metrics.get(name)
-    if values[f.STATUS] != "ok":
-        values.update({name: None for name in values if name not in IDENTITY})
-    return values
-
-
 # --- building ------------------------------------------------------------------------------------
 
 
@@ -180,13 +132,14 @@ def _labels(kind: str, runs: list[f.RunRecord]) -> list[str]:
     """The workshop's configuration labels; a study mixing GPU counts needs them named."""
     shapes = {(s["point"]["gpus_per_node"], s["point"]["nodes"]) for s in runs}
     if kind == "scaling" or len(shapes) <= 1:
-        return [s["label"] for s in runs]
+        return [s["label"] + (f" ({EMULATED})" if s.get("emulated_nodes") else "") for s in runs]
     named = []
     for summary in runs:
         p = summary["point"]
+        nodes = f" on {p['nodes']} nodes" if p["nodes"] > 1 else ""
         named.append(
             f"{summary['label']}, {p['world_size']} GPU{'s' * (p['world_size'] > 1)}"
-            + (f" on {p['nodes']} nodes" if p["nodes"] > 1 else "")
+            + (f"{nodes} ({EMULATED})" if summary.get("emulated_nodes") else nodes)
         )
     return named
 
@@ -204,17 +157,31 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
     else:
         runs.sort(key=point_key)
     peak_tflops = study.get("peak_tflops")
-    rows = [record_fields(run, label, peak_tflops) for run, label in zip(runs, _labels(kind, runs))]
+    groups = group_repeats(runs)
+    rows = [point_row(group, label, peak_tflops)
+            for group, label in zip(groups, _labels(kind, [group.runs[0] for group in groups]))]
+    notes: list[str] = []
+    if kind == "comparison":
+        notes += add_verdicts(rows, groups)
     # object dtype: each cell keeps its record's Python value, so the CSV writes 21658 as 21658, not 21658.0
     frame = pd.DataFrame(rows, dtype=object)
-    notes: list[str] = []
     if kind == "scaling":
         notes += derived.add_scaling(frame)
     frame = frame[COLUMNS[kind]]
+    if kind != "baseline":
+        notes += spread_note(rows) + hit_cap_note(rows)
     for status, what in (("oom", "Out of memory"), ("unusable", "No valid sample in the monitor logs")):
-        ids = [run["run_id"] for run in runs if row_status(run) == status]
+        ids = [group.point_id for group in groups if not group.finished and row_status(group.runs[0]) == status]
         if ids:
             notes.append(f"{what} (row kept, numbers empty): {', '.join(ids)}.")
+    left_out = [f"{run['run_id']} ({row_status(run)})" for group in groups if group.finished
+                for run in group.runs if row_status(run) != "ok"]
+    if left_out:
+        notes.append(f"Repeats that did not finish, left out of their row: {', '.join(left_out)}.")
+    emulated = [run["run_id"] for run in runs if run.get("emulated_nodes")]
+    if emulated:
+        notes.append(f"Nodes {EMULATED} (one launcher per node on the same machine, each with its own GPUs; "
+                     f"inter-node traffic never left the host): {', '.join(emulated)}.")
     notes += _definition_notes(kind, peak_tflops)
     for run in runs:
         notes += [f"{run['run_id']}: {warning}" for warning in run.get("warnings", [])]
@@ -224,22 +191,27 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
 def _definition_notes(kind: str, peak_tflops: float | None) -> list[str]:
     notes = [
         (
-            "GPU memory from nvidia-smi (5 s samples): peak = the highest GPU's maximum; average = mean of the "
-            "per-GPU averages; mode = most frequent value(s) over all GPUs' samples (all ties listed)."
+            "GPU memory from nvidia-smi (5 s samples) of the run's own GPUs only (each once; other GPUs the logs "
+            "hold are left out): peak = the highest GPU's maximum; lowest GPU's peak = the smallest per-GPU "
+            "maximum (peak minus it is the spread over GPUs: unbalanced sharding); average = mean of the "
+            "per-GPU averages; mode = most frequent value(s) over the run's GPUs' samples (all ties listed)."
         ),
         "Exact peak: maximum of the fast NVML samples (catches spikes between nvidia-smi samples).",
     ]
-    if kind != "scaling":
-        notes.append(
-            "CPU memory from psrecord's Real column (process tree, per node): peak = the fullest node's; "
-            "average = mean of the node averages."
-        )
+    notes.append(
+        "CPU memory from psrecord's Real column (process tree, per node): peak = the fullest node's; "
+        "average = mean of the node averages."
+    )
     if kind == "comparison":
         peak = f"runtime.peak_tflops = {peak_tflops:g}" if peak_tflops else "looked up by GPU name"
         notes.append(
             "TFLOP/s per GPU = training FLOPs per token (6·N + 12·L·d·s) × steady tokens/s / GPUs; "
-            f"MFU = that / the GPU's dense fp16/bf16 peak ({peak}; empty on CPU)."
+            f"MFU = that / the GPU's dense fp16/bf16 peak ({peak}; empty on CPU). Tokens/s, TFLOP/s and MFU "
+            "count padding (every sample is max_length tokens); Real Tokens/s = steady tokens/s × the run's "
+            "real (non-padding) token fraction (empty where the record lacks it)."
         )
+    if kind == "baseline":
+        notes.append("Eval Loss (Epoch N): the evaluation at the end of epoch N only (empty if none was there).")
     return notes
 
 
@@ -260,6 +232,20 @@ def md_value(value: Any, name: str) -> str:
     if fmt == "percent":
         return f"{100 * value:.1f} %"
     return fmt.format(value) if fmt else str(value)
+
+
+def md_cell(row: Mapping[str, Any], name: str) -> str:
+    """A Markdown cell with its row: steady samples/s as '42.7 ± 1.3' (and † where a run hit the cap); a
+    verdict with its difference, e.g. 'faster (+12.3 %)'."""
+    value = row.get(name)
+    if name == f.STEADY_SAMPLES_PER_SECOND and value is not None:
+        low, high = row.get(f.STEADY_SAMPLES_PER_SECOND_LOW), row.get(f.STEADY_SAMPLES_PER_SECOND_HIGH)
+        text = md_value(value, name) if low is None or high is None else f"{value:.1f} ± {(high - low) / 2:.1f}"
+        return text + (" †" if row.get(f.HIT_CAP) else "")
+    ratio = {f.THROUGHPUT_VERDICT: f.THROUGHPUT_RATIO, f.MEMORY_VERDICT: f.MEMORY_RATIO}.get(name)
+    if ratio is not None and value is not None and row.get(ratio) is not None:
+        return f"{value} ({100 * (row[ratio] - 1):+.1f} %)"
+    return md_value(value, name)
 
 
 def csv_frame(table: Table) -> pd.DataFrame:
@@ -314,9 +300,8 @@ def markdown(table: Table) -> str:
         transposed = pd.DataFrame(body, columns=["Category", "Metric", *frame[f.CONFIG]])
         lines += [_markdown_table(transposed), "", "Runs: " + ", ".join(f"`{run}`" for run in frame[f.RUN_ID])]
     else:
-        display = pd.DataFrame(
-            {labels.label(name, table.kind): [md_value(value, name) for value in frame[name]] for name in shown}
-        )
+        rows = table.rows
+        display = pd.DataFrame({labels.label(name, table.kind): [md_cell(row, name) for row in rows] for name in shown})
         lines.append(_markdown_table(display))
     if table.notes:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in table.notes]

@@ -1,0 +1,103 @@
+"""One run's table fields, by field id (`zerosweep.records`): what a table row is made of before repeats are
+grouped (`table_rows`). Measurements are emptied unless the run finished usably."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import records as f
+from . import derived
+
+# What identifies a row; every other field is a measurement, emptied in rows of runs that did not finish.
+IDENTITY = frozenset(
+    {f.CONFIG, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE,
+     f.EMULATED_NODES}
+)
+
+
+def _dig(data: Mapping[str, Any] | None, key: str) -> Any:
+    return None if data is None else data.get(key)
+
+
+# The Trainer logs the epoch rounded (to 2 decimals in older versions): this much off is still "at epoch N".
+EPOCH_LOG_ROUNDING = 0.005
+
+
+def eval_loss_at(losses: list[f.EvalLoss] | None, epoch: int, steps_per_epoch: float | None) -> float | None:
+    """Eval loss of the evaluation at the end of epoch `epoch`, none other. When an epoch's samples do not
+    fill its last optimizer step, the Trainer's epoch-end evaluation logs a fraction below N (31 of 31.25
+    steps: 0.99); it is still epoch N's if it lies after the epoch's last whole step. An evaluation inside
+    the epoch (0.77) is not epoch N's."""
+    earliest = epoch - (1 / steps_per_epoch if steps_per_epoch else 0) - EPOCH_LOG_ROUNDING
+    at = [(abs(logged - epoch), item["eval_loss"]) for item in losses or []
+          if (logged := item["epoch"]) is not None and earliest < logged <= epoch + EPOCH_LOG_ROUNDING]
+    return min(at)[1] if at else None
+
+
+def real_tokens_per_second(metrics: f.Measured) -> float | None:
+    """Steady tokens/s without padding: the padded rate x the real (non-padding) token fraction."""
+    tokens, fraction = metrics.get("steady_tokens_per_second"), metrics.get("real_token_fraction")
+    return None if tokens is None or fraction is None else float(tokens) * float(fraction)
+
+
+def row_status(record: Mapping[str, Any]) -> str:
+    """The run's status, or `unusable` for a finished run whose logs held no valid sample."""
+    return "unusable" if record["status"] == "ok" and record.get("unusable") else str(record["status"])
+
+
+def with_step_throughput(record: f.RunRecord) -> f.RunRecord:
+    """The record with its steady samples/s from the per-step statistics (summary.json's `throughput`: the
+    median step's) and its steady tokens/s scaled alike (same tokens per sample), so tokens/s, TFLOP/s and MFU
+    agree with the samples/s shown. Records without a `throughput` section (no steps.csv) keep the launcher's
+    whole-window steady figure."""
+    median = (record.get("throughput") or {}).get("samples_per_second")  # type: ignore[union-attr]
+    metrics = record["metrics"]
+    old = metrics.get("steady_samples_per_second")
+    if median is None:
+        return record
+    tokens = metrics.get("steady_tokens_per_second")
+    scaled = None if tokens is None or not old else float(tokens) * float(median) / float(old)
+    return {**record, "metrics": {**metrics, "steady_samples_per_second": float(median),  # type: ignore[typeddict-item]
+                                  "steady_tokens_per_second": scaled}}
+
+
+def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) -> dict[str, Any]:
+    """Every table field of one run, by field id (measurements emptied unless the run finished usably)."""
+    record = with_step_throughput(record)
+    point, metrics = record["point"], record["metrics"]
+    gpu, cpu = record["gpu"], record["cpu"]
+    tflops = derived.tflops_per_gpu(record)
+    values: dict[str, Any] = {
+        f.CONFIG: label,
+        f.STATUS: row_status(record),
+        f.RUN_ID: record["run_id"],
+        f.ZERO_STAGE: point["zero_stage"],
+        f.OFFLOAD: point["offload"] if point["deepspeed"] else None,
+        f.PIN_MEMORY: point["pin_memory"] if point["deepspeed"] else None,
+        f.GPUS_PER_NODE: point["gpus_per_node"],
+        f.NODES: point["nodes"],
+        f.WORLD_SIZE: point["world_size"],
+        f.EMULATED_NODES: bool(record.get("emulated_nodes")),
+        f.GPU_PEAK_MIB: _dig(gpu, "peak_mib"),
+        f.GPU_PEAK_MIN_MIB: _dig(gpu, "peak_min_mib"),
+        f.GPUS_COUNTED: _dig(gpu, "gpus_counted"),
+        f.GPU_AVERAGE_MIB: _dig(gpu, "average_mib"),
+        f.GPU_MODES_MIB: _dig(gpu, "modes_mib"),
+        f.NVML_PEAK_MIB: _dig(record["nvml"], "peak_mib"),
+        f.TORCH_MAX_RESERVED_MIB: _dig(record["torch"], "max_reserved_mib"),
+        f.CPU_PEAK_MIB: _dig(cpu, "peak_mib"),
+        f.CPU_AVERAGE_MIB: _dig(cpu, "average_mib"),
+        f.CPU_MODES_MIB: _dig(cpu, "modes_mib"),
+        f.TFLOPS_PER_GPU: tflops,
+        f.MFU: derived.mfu(record, tflops, peak_tflops),
+        f.EVAL_LOSS_EPOCH1: eval_loss_at(metrics.get("eval_losses"), 1, metrics.get("steps_per_epoch")),
+        f.EVAL_LOSS_EPOCH2: eval_loss_at(metrics.get("eval_losses"), 2, metrics.get("steps_per_epoch")),
+        f.STEADY_REAL_TOKENS_PER_SECOND: real_tokens_per_second(metrics),
+    }
+    for name in (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND,
+                 f.STEADY_TOKENS_PER_SECOND, f.TRAIN_RUNTIME, f.TRAIN_LOSS, f.EVAL_LOSS, f.STEPS_PER_EPOCH):  # fmt: skip
+        values[name] = metrics.get(name)
+    if values[f.STATUS] != "ok":
+        values.update({name: None for name in values if name not in IDENTITY})
+    return values

@@ -1,0 +1,199 @@
+"""One table row per matrix point: its repeats (`<point>-r<k>`) grouped, its steady throughput with the spread,
+and the verdict of each row against the study's reference row (rules in `statistics`).
+
+A row's numbers are the medians over the point's finished repeats; its steady samples/s is the median of the
+runs' median-step figures (summary.json `throughput`) with a 95 % CI for one run or min-max for repeats.
+Records without per-step statistics (no steps.csv) keep the launcher's steady figure, without an interval
+for one run. The reference row is the table's first finished row (the table order puts the no-DeepSpeed
+baseline first, then ZeRO stages ascending, without offload before offload, unpinned before pinned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from .. import records as f
+from ..plan.repeats import split_repeat
+from .statistics import (
+    ALPHA,
+    StepStatistics,
+    Verdict,
+    aggregate_repeats,
+    compare_rows,
+    row_throughput,
+    verdict_from_runs,
+)
+from .table_fields import IDENTITY, record_fields, row_status
+
+REFERENCE = "reference"
+MEMORY_WORDS = ("more memory", "less memory")
+VERDICT_FIELDS = {
+    "throughput": (f.THROUGHPUT_VERDICT, f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH,
+                   f.THROUGHPUT_P),
+    "memory": (f.MEMORY_VERDICT, f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH, f.MEMORY_P),
+}
+
+
+@dataclass
+class PointRuns:
+    """A matrix point's runs (its repeats) and the finished ones the row's numbers come from."""
+
+    point_id: str
+    runs: list[f.RunRecord]
+
+    @property
+    def finished(self) -> list[f.RunRecord]:
+        return [run for run in self.runs if row_status(run) == "ok"]
+
+    def statistics(self) -> list[StepStatistics]:
+        return [StepStatistics.from_record(section) for run in self.finished if (section := run.get("throughput"))]
+
+
+def group_repeats(runs: Sequence[f.RunRecord]) -> list[PointRuns]:
+    """The runs grouped by matrix point, in the order each point first appears."""
+    groups: dict[str, PointRuns] = {}
+    for run in runs:
+        point_id, _repeat = split_repeat(run["run_id"])
+        groups.setdefault(point_id, PointRuns(point_id, [])).runs.append(run)
+    return list(groups.values())
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _median(values: list[Any]) -> Any:
+    import numpy as np
+
+    numbers = [value for value in values if _number(value)]
+    if not numbers:
+        return None
+    if len(numbers) == 1:
+        return numbers[0]  # keep 21658 an int in the CSV
+    return float(np.median(numbers))
+
+
+def point_row(group: PointRuns, label: str, peak_tflops: float | None) -> dict[str, Any]:
+    """The row of one matrix point: identity from its first run, numbers the medians over its finished runs."""
+    per_run = [record_fields(run, label, peak_tflops) for run in group.runs]
+    finished = [fields for fields in per_run if fields[f.STATUS] == "ok"]
+    row = dict((finished or per_run)[0])
+    row[f.RUN_ID] = group.point_id
+    row[f.RUNS] = " ".join(run["run_id"] for run in group.runs)
+    row[f.REPEATS] = len(finished)
+    for name in row:
+        if name not in IDENTITY and name not in (f.RUNS, f.REPEATS) and len(finished) > 1:
+            values = [fields[name] for fields in finished]
+            row[name] = _median(values) if any(_number(value) for value in values) else values[0]
+    row.update(_throughput(group, finished))
+    return row
+
+
+def _throughput(group: PointRuns, finished: list[dict[str, Any]]) -> dict[str, Any]:
+    empty = {f.STEADY_SAMPLES_PER_SECOND_LOW: None, f.STEADY_SAMPLES_PER_SECOND_HIGH: None, f.STEADY_SPREAD: None,
+             f.HIT_CAP: None}
+    if not finished:
+        return empty
+    figure = row_throughput(group.statistics())
+    if figure is not None:
+        return {f.STEADY_SAMPLES_PER_SECOND: figure.median, f.STEADY_SAMPLES_PER_SECOND_LOW: figure.low,
+                f.STEADY_SAMPLES_PER_SECOND_HIGH: figure.high,
+                f.STEADY_SPREAD: figure.spread if figure.low is not None else None,
+                f.HIT_CAP: any(bool((run.get("throughput") or {}).get("hit_cap")) for run in group.finished)}
+    # Older records: the launcher's steady figure per run; repeats still give min-max.
+    values = [fields[f.STEADY_SAMPLES_PER_SECOND] for fields in finished if _number(fields[f.STEADY_SAMPLES_PER_SECOND])]
+    if len(values) < 2:
+        return empty
+    repeats = aggregate_repeats(values)
+    return {**empty, f.STEADY_SAMPLES_PER_SECOND: repeats.median, f.STEADY_SAMPLES_PER_SECOND_LOW: repeats.low,
+            f.STEADY_SAMPLES_PER_SECOND_HIGH: repeats.high, f.STEADY_SPREAD: "min-max"}
+
+
+# --- verdicts ---------------------------------------------------------------------------------------------
+
+
+def _peaks(group: PointRuns, field: str) -> list[float] | None:
+    sections = [run.get("nvml") if field == "nvml" else run.get("gpu") for run in group.finished]
+    peaks = [peak for section in sections if section is not None and _number(peak := section.get("peak_mib"))]
+    return peaks if peaks and len(peaks) == len(sections) else None
+
+
+def throughput_verdict(group: PointRuns, reference: PointRuns) -> Verdict:
+    """compare_rows on the per-step statistics; runs without them: Welch on the launcher's steady figures."""
+    mine, theirs = group.statistics(), reference.statistics()
+    if mine and theirs:
+        return compare_rows(mine, theirs)
+
+    def steady(runs: PointRuns) -> list[float]:
+        return [float(v) for run in runs.finished if _number(v := run["metrics"].get("steady_samples_per_second"))]
+
+    return verdict_from_runs(steady(group), steady(reference))
+
+
+def memory_verdict(group: PointRuns, reference: PointRuns, source: str) -> Verdict | None:
+    mine, theirs = _peaks(group, source), _peaks(reference, source)
+    if mine is None or theirs is None:
+        return None
+    return verdict_from_runs(mine, theirs, words=MEMORY_WORDS)
+
+
+def _verdict_fields(kind: str, verdict: Verdict | None) -> dict[str, Any]:
+    names = VERDICT_FIELDS[kind]
+    if verdict is None:
+        return dict.fromkeys(names)
+    return dict(zip(names, (verdict.verdict, verdict.ratio, verdict.ratio_low, verdict.ratio_high, verdict.p_value)))
+
+
+def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[str]:
+    """Verdict fields on every row, in place, against the first finished row; returns the notes naming the
+    reference, the tests and the memory source."""
+    for row in rows:
+        row.update(_verdict_fields("throughput", None))
+        row.update(_verdict_fields("memory", None))
+    index = next((i for i, group in enumerate(groups) if group.finished), None)
+    if index is None:
+        return []
+    reference = groups[index]
+    everyone = [group for group in groups if group.finished]
+    source = "nvml" if all(_peaks(group, "nvml") for group in everyone) else "gpu"
+    tests: set[str] = set()
+    for row, group in zip(rows, groups):
+        if group is reference:
+            row[f.THROUGHPUT_VERDICT] = row[f.MEMORY_VERDICT] = REFERENCE
+            continue
+        if not group.finished:
+            continue
+        speed, memory = throughput_verdict(group, reference), memory_verdict(group, reference, source)
+        tests.update(verdict.test for verdict in (speed, memory) if verdict is not None)
+        row.update(_verdict_fields("throughput", speed))
+        row.update(_verdict_fields("memory", memory))
+    peak = "exact peak (NVML)" if source == "nvml" else "peak GPU memory (nvidia-smi)"
+    return [
+        f"Verdicts against the reference row {rows[index][f.CONFIG]} (`{reference.point_id}`, the table's first "
+        f"finished row): steady throughput and {peak}, two-sided at alpha {ALPHA:g}. Throughput: Welch's t on the "
+        "log run medians when both rows have >= 2 runs, else Mann-Whitney U on the per-step throughputs with a "
+        "bootstrap 95 % interval of the ratio of medians; memory: Welch's t on the log run peaks (>= 2 runs "
+        "each, else untested). A row differs only when p < alpha and the ratio's 95 % interval excludes 1; "
+        "otherwise it is within noise. Tests used here: " + ("; ".join(sorted(tests)) or "none") + "."
+    ]
+
+
+def hit_cap_note(rows: list[dict[str, Any]]) -> list[str]:
+    capped = [row[f.RUN_ID] for row in rows if row.get(f.HIT_CAP)]
+    if not capped:
+        return []
+    return [(f"† stopped at the step or time cap before the throughput interval reached the configured width: "
+            f"{', '.join(capped)}.")]
+
+
+def spread_note(rows: list[dict[str, Any]]) -> list[str]:
+    spreads = {row.get(f.STEADY_SPREAD) for row in rows} - {None}
+    if not spreads:
+        return ["Steady samples/s: the launcher's steady-window figure (no per-step record: no interval)."]
+    return [
+        ("Steady samples/s: median step time's throughput; ± half the 95 % CI of one run's median, or half "
+        "the min-max over a point's repeats (N runs: median of their medians). CSV: "
+        f"{f.STEADY_SAMPLES_PER_SECOND}_low/_high, {f.STEADY_SPREAD}, {f.REPEATS}.")
+    ]
