@@ -18,10 +18,10 @@ from zerosweep.plan.matrix import (  # noqa: E402
     matrix_table,
 )
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
-from zerosweep.run.ops import ops_for  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
-from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
 from zerosweep.plan.tune import boundary, build_tune_studies, find_run, next_probe  # noqa: E402
+from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
+from zerosweep.run.ops import ops_for  # noqa: E402
 
 try:  # schema, then settings that contradict each other, then the matrix: before anything is scheduled
     check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
