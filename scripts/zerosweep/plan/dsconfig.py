@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import write_json
+from ..jsonio import read_json, write_json
 from .matrix import MatrixPoint
 
 DS_CONFIG_DIR = Path(__file__).resolve().parents[3] / "ds_configs"
@@ -33,9 +32,7 @@ NAMED_CONFIGS: dict[str, tuple[int, str, bool]] = {
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        template: dict[str, Any] = json.load(handle)
-    return template
+    return read_json(path, what="the DeepSpeed template every run's config is rendered from")
 
 
 def zero_section(stage: int, offload: str, pin_memory: bool) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-MIB = 2**20
+from ..units import MIB
+
 Accounting = Literal["zero_paper", "deepspeed"]
 # bytes per parameter: (parameters, gradients, optimizer state)
 PRECISION_BYTES: dict[str, tuple[int, int, int]] = {

@@ -8,9 +8,10 @@ import os
 import shutil
 from pathlib import Path
 
+from ..units import MIB
+
 # What one run writes at most on the test and H100 runs (logs, monitors, records: well under 50 MiB), with room.
 MIN_FREE_MIB = 100
-MIB = 2**20
 
 
 class UnusableResults(RuntimeError):

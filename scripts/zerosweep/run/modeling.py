@@ -6,10 +6,11 @@ reach); their loss says nothing about quality, and the records say so.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ..jsonio import read_json
 
 ARCHITECTURES_DIR = Path(__file__).resolve().parent / "architectures"
 RANDOM_WEIGHTS_NOTE = "random-init weights: loss says nothing about quality"
@@ -24,18 +25,23 @@ def load_architecture(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"model.architecture {name!r}: no {path.name} in {ARCHITECTURES_DIR}; "
                          f"shipped: {available_architectures()}")
-    architecture: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    architecture = read_json(path, what="a shipped architecture")
     model_type = architecture.pop("model_type", "bloom")
     if model_type != "bloom":
         raise ValueError(f"{path}: model_type {model_type!r}; only BLOOM architectures are supported")
     return architecture
 
 
+def is_local_path(name: str | None) -> bool:
+    """A local directory (absolute, or starting with . or ~) rather than a Hub id."""
+    return bool(name) and (str(name).startswith((".", "~")) or Path(str(name)).is_absolute())
+
+
 def pretrained_source(name: str, required_file: str | None = "config.json") -> str:
     """model.name as from_pretrained takes it: a Hub id (`bigscience/bloom-560m`, served from the Hub cache under
     HF_HUB_OFFLINE=1) or a local directory written by save_pretrained (absolute, or starting with . or ~), which
     is checked here so that a typo is named instead of being looked up on the Hub."""
-    if not (name.startswith((".", "~")) or Path(name).is_absolute()):
+    if not is_local_path(name):
         return name
     path = Path(name).expanduser()
     if not path.is_dir():

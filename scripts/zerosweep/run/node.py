@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import re
 import signal
@@ -20,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import write_json
+from ..jsonio import read_json, write_json
 from .environment import gpu_inventory, node_environment
 from .extension_locks import LOCK_SCAN_S, clear_stale_extension_locks
 from .gpus import TooFewGpus, node_gpus
+from .modeling import is_local_path
 from .monitors import NodeMonitors
 from .outcome import cgroup_oom_kills
 from .processes import (
@@ -35,6 +35,7 @@ from .processes import (
     python_path,
     signal_group,
     tee_lines,
+    tools_first_path,
 )
 
 
@@ -75,16 +76,11 @@ def cuda_arch_list(visible: str | None, inherited: str | None) -> str | None:
     return None
 
 
-def _local_path(name: str | None) -> bool:
-    """How run/modeling.pretrained_source tells a local directory from a Hub id."""
-    return bool(name) and (str(name).startswith((".", "~")) or Path(str(name)).is_absolute())
-
-
 def needs_hub(spec: Mapping[str, Any]) -> bool:
     """Whether any input comes from the Hugging Face Hub; if none does, the ranks run with the Hub switched off
     (no time lost to an unreachable Hub). Local model directories and a local SQuAD copy need no Hub."""
     model, data = spec["model"], spec["data"]
-    model_from_hub = (model["weights"] == "pretrained" or model["tokenizer"] == "hub") and not _local_path(model["name"])
+    model_from_hub = (model["weights"] == "pretrained" or model["tokenizer"] == "hub") and not is_local_path(model["name"])
     return model_from_hub or (data["source"] == "squad" and not data.get("path"))
 
 
@@ -149,10 +145,7 @@ def torchrun_environment(spec: Mapping[str, Any], options: NodeOptions) -> tuple
         "PYTHONUNBUFFERED": "1",  # the log shows progress as it happens, and keeps it after a kill
         "TOKENIZERS_PARALLELISM": "false",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA's device indices = nvidia-smi's = NVML's
-        # This environment's tools first: DeepSpeed's JIT builds run `ninja`, and a different ninja (or
-        # compiler) than the one that built the shared extensions rebuilds them.
-        "PATH": os.pathsep.join(dict.fromkeys([str(Path(sys.executable).parent),
-                                               *os.environ.get("PATH", "").split(os.pathsep)])),
+        "PATH": tools_first_path(os.environ),
         "ZEROSWEEP_NODE_RANK": str(options.node_rank),
         "ZEROSWEEP_NODE_TAG": options.tag,
         # Chosen, not inherited: the host's value (or torchrun's default of 1) would decide CPU-offload speed.
@@ -191,7 +184,7 @@ def _assigned_gpus(spec: Mapping[str, Any], options: NodeOptions) -> tuple[list[
 def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
     """Monitors + torchrun on this node; returns the node's exit code and leaves records/node<R>.json."""
     run_dir = options.run_dir
-    spec = json.loads((run_dir / "run_spec.json").read_text(encoding="utf-8"))
+    spec = read_json(run_dir / "run_spec.json", what="launch writes it")
     become_subreaper()
     started = time.monotonic()
     record: dict[str, Any] = {

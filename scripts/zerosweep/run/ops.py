@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,11 @@ def ops_for(points: list[dict[str, Any]], device: str) -> list[str]:
 def _environment(device: str, extensions_dir: Path) -> None:
     """The build-relevant part of the training ranks' environment (run.launch.torchrun_environment)."""
     from .node import cuda_arch_list
+    from .processes import tools_first_path
 
     os.environ["TORCH_EXTENSIONS_DIR"] = str(extensions_dir)
     os.environ["DS_ACCELERATOR"] = device
-    os.environ["PATH"] = os.pathsep.join(dict.fromkeys([str(Path(sys.executable).parent),
-                                                       *os.environ.get("PATH", "").split(os.pathsep)]))
+    os.environ["PATH"] = tools_first_path(os.environ)
     if device == "cuda":
         arch = cuda_arch_list(os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("TORCH_CUDA_ARCH_LIST"))
         if arch:

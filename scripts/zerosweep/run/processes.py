@@ -55,6 +55,13 @@ def become_subreaper() -> None:
     _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def tools_first_path(environ: Mapping[str, str]) -> str:
+    """PATH with this interpreter's bin directory first: DeepSpeed's JIT builds run `ninja`, and a different
+    ninja (or compiler) than the one that built the shared extensions rebuilds them."""
+    return os.pathsep.join(dict.fromkeys([str(Path(sys.executable).parent),
+                                          *environ.get("PATH", "").split(os.pathsep)]))
+
+
 def python_path(environ: Mapping[str, str]) -> str:
     """PYTHONPATH with this checkout's package first: children run `python -m zerosweep` from it."""
     parts = [str(SCRIPTS_DIR), *[part for part in environ.get("PYTHONPATH", "").split(os.pathsep) if part]]

@@ -9,7 +9,6 @@ because torchrun parses abbreviations: a script option that is a prefix of one o
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -21,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import write_json
+from ..jsonio import read_json, write_json
 from ..units import MIB
 from .flops import bloom_parameter_count, training_flops_per_token
 from .outcome import OOM_OUTCOMES, exception_outcome
@@ -302,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
     _standalone_defaults()
     rank = RankInfo(os.environ)
     run_dir: Path = args.run_dir
-    spec = json.loads((run_dir / "run_spec.json").read_text(encoding="utf-8"))
+    spec = read_json(run_dir / "run_spec.json", what="launch writes it")
     device = spec["runtime"]["device"]
     records = run_dir / "records"
     phases: dict[str, float] = {}
