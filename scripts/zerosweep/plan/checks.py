@@ -48,7 +48,8 @@ def _run_settings(config: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, An
                    deep_merge(config["training"], study.get("training") or {}))
 
 
-def _setting_errors(data: Mapping[str, Any], training: Mapping[str, Any], device: str) -> list[str]:
+def setting_errors(data: Mapping[str, Any], training: Mapping[str, Any], device: str) -> list[str]:
+    """One run's data and training settings that cannot work together (also checked again at launch)."""
     errors = []
     if training["precision"] == "fp16" and device == "cpu":
         errors.append("training.precision: fp16 needs runtime.device 'cuda' (on CPU use bf16 or fp32)")
@@ -79,7 +80,7 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
                       f"of {shipped})")
     shared: set[str] = set()
     for prefix, data, training in _run_settings(config):
-        found = _setting_errors(data, training, config["runtime"]["device"])
+        found = setting_errors(data, training, config["runtime"]["device"])
         if not prefix:
             shared = set(found)
         # a study repeats the global settings it does not override: name only what the study itself causes

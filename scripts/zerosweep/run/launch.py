@@ -74,10 +74,11 @@ def rendezvous_host() -> str:
 
 
 def spec_problem(spec: Mapping[str, Any]) -> str | None:
-    """Settings that cannot run, said before anything starts."""
-    if spec["runtime"]["device"] == "cpu" and spec["training"]["precision"] == "fp16":
-        return "training.precision fp16 needs a GPU; use bf16 or fp32 with runtime.device cpu"
-    return None
+    """Settings that cannot run, said before anything starts (the workflow refused them already; this catches a
+    run spec launched by hand)."""
+    from ..plan.checks import setting_errors
+
+    return "; ".join(setting_errors(spec["data"], spec["training"], spec["runtime"]["device"])) or None
 
 
 def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any]) -> None:
