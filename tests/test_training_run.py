@@ -184,8 +184,9 @@ def test_cuda_arch_list_drops_the_letter_suffix_that_breaks_deepspeed() -> None:
 
 def _classify(run_dir: Path, nodes: list[dict[str, Any]] | None = None, codes: list[int] | None = None,
               mode: str = "single-node") -> Outcome:
-    return classify(run_dir=run_dir, nodes=nodes or [{"node_rank": 0}], node_codes=codes or [1], mode=mode,
-                    train_ok=False, problem=None, signal_name=None, time_limit_reached=False)
+    ends = [read(path) for path in sorted((run_dir / "records").glob("end_rank*.json"))]
+    return classify(run_dir=run_dir, nodes=nodes or [{"node_rank": 0}], ends=ends, node_codes=codes or [1],
+                    mode=mode, train_ok=False, problem=None, signal_name=None, time_limit_reached=False)
 
 
 def test_words_in_a_log_are_not_an_oom(tmp_path: Path) -> None:
@@ -223,7 +224,7 @@ def test_a_ranks_end_record_decides_cuda_oom(tmp_path: Path) -> None:
 
 
 def test_signals_are_told_apart_by_the_time_limit(tmp_path: Path) -> None:
-    common = {"run_dir": tmp_path, "nodes": [], "node_codes": [143], "mode": "single-node", "train_ok": False,
+    common = {"run_dir": tmp_path, "nodes": [], "ends": [], "node_codes": [143], "mode": "single-node", "train_ok": False,
               "problem": None, "signal_name": "SIGTERM"}
     assert classify(**common, time_limit_reached=True).outcome == "time_limit"
     assert classify(**common, time_limit_reached=False).outcome == "cancelled"

@@ -123,7 +123,7 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
     ends = [record for path in sorted(run_dir.glob("records/end_rank*.json")) if (record := read_json_or_none(path))]
     ooms = [end for end in ends if end.get("outcome") in OOM_OUTCOMES]
     signal_name = signal.Signals(shutdown.signum or signal.SIGTERM).name if shutdown.requested else None
-    result = classify(run_dir=run_dir, nodes=nodes, node_codes=node_codes, mode=mode,
+    result = classify(run_dir=run_dir, nodes=nodes, ends=ends, node_codes=node_codes, mode=mode,
                       train_ok=bool(train and train.get("status") == "ok"), problem=problem, signal_name=signal_name,
                       time_limit_reached=deadline.reached(shutdown.requested_at or time.monotonic()))
     status, error, evidence = result.status, result.error, result.evidence

@@ -106,15 +106,10 @@ class Outcome:
     evidence: list[str] = field(default_factory=list)
 
 
-def _end_records(run_dir: Path) -> list[dict[str, Any]]:
-    from ..jsonio import read_json_or_none
-
-    records = [read_json_or_none(path) for path in sorted((run_dir / "records").glob("end_rank*.json"))]
-    return [record for record in records if record]
-
-
-def classify(*, run_dir: Path, nodes: Sequence[Mapping[str, Any]], node_codes: Sequence[int], mode: str,
-             train_ok: bool, problem: str | None, signal_name: str | None, time_limit_reached: bool) -> Outcome:
+def classify(*, run_dir: Path, nodes: Sequence[Mapping[str, Any]], ends: Sequence[Mapping[str, Any]],
+             node_codes: Sequence[int], mode: str, train_ok: bool, problem: str | None, signal_name: str | None,
+             time_limit_reached: bool) -> Outcome:
+    """`nodes`: the node records; `ends`: the ranks' end records (records/end_rank<R>.json) that were written."""
     if problem:
         return Outcome("failed", "config", problem)
     if signal_name:
@@ -123,7 +118,6 @@ def classify(*, run_dir: Path, nodes: Sequence[Mapping[str, Any]], node_codes: S
                        (" at the SLURM time limit" if time_limit_reached else ""))
     if node_codes and all(code == 0 for code in node_codes) and train_ok:
         return Outcome("ok", "ok")
-    ends = _end_records(run_dir)
     oom_ranks = [end for end in ends if end.get("outcome") in OOM_OUTCOMES]
     if oom_ranks:
         first = oom_ranks[0]
