@@ -28,7 +28,7 @@ def visible_entries(visible: str | None) -> list[str] | None:
 
 
 def resolve(entries: Sequence[str], inventory: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Inventory entries (NVML index, UUID, name) for CUDA_VISIBLE_DEVICES-style entries, in their order.
+    """The inventory entries (NVML index, UUID, name, ...) of CUDA_VISIBLE_DEVICES-style entries, in their order.
     Indices mean NVML's order, which is CUDA's too: the launcher sets CUDA_DEVICE_ORDER=PCI_BUS_ID."""
     by_index = {str(gpu["index"]): gpu for gpu in inventory}
     by_uuid = {str(gpu["uuid"]): gpu for gpu in inventory}
@@ -39,7 +39,7 @@ def resolve(entries: Sequence[str], inventory: Sequence[Mapping[str, Any]]) -> l
         if gpu is None:
             raise ValueError(f"CUDA_VISIBLE_DEVICES entry {entry!r} matches no GPU of this host "
                              f"(NVML sees {sorted(by_index)})")
-        resolved.append({"index": int(gpu["index"]), "uuid": str(gpu["uuid"]), "name": gpu.get("name")})
+        resolved.append(dict(gpu))
     return resolved
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from ..jsonio import read_json, write_json
 from .environment import gpu_inventory, node_environment
 from .extension_locks import LOCK_SCAN_S, clear_stale_extension_locks
-from .gpus import TooFewGpus, node_gpus
+from .gpus import TooFewGpus, node_gpus, resolve, visible_entries
 from .modeling import is_local_path
 from .monitors import NodeMonitors
 from .outcome import cgroup_oom_kills
@@ -49,12 +49,11 @@ def node_log_name(node_rank: int, tag: str) -> str:
 
 
 def _visible_gpu_capabilities(visible: str | None) -> list[str]:
-    inventory = gpu_inventory()
-    gpus = inventory.get("gpus", [])
-    if visible:
-        wanted = [item.strip() for item in visible.split(",") if item.strip()]
-        chosen = [gpu for gpu in gpus if str(gpu["index"]) in wanted or gpu["uuid"] in wanted]
-        gpus = chosen or gpus
+    gpus = gpu_inventory().get("gpus", [])
+    try:
+        gpus = resolve(visible_entries(visible) or [], gpus) or gpus
+    except ValueError:
+        pass  # an entry NVML does not know (e.g. a MIG id): build for every GPU of the host
     if gpus:
         return sorted({gpu["compute_capability"] for gpu in gpus})
     try:
