@@ -147,10 +147,11 @@ def test_real_h100_metrics_and_spec_copied() -> None:
 def test_summary_json_keys() -> None:
     summary = summarise_run(REAL_RUN)
     assert set(summary) == {
-        "schema_version", "run_id", "label", "status", "point", "setup", "metrics", "gpu", "nvml", "torch", "cpu",
-        "throughput", "warnings", "unusable", "emulated_nodes", "gpu_map_source",
+        "schema_version", "run_id", "label", "status", "point", "setup", "metrics", "gpu", "nvml", "gpu_clocks",
+        "torch", "cpu", "throughput", "warnings", "unusable", "emulated_nodes", "gpu_map_source",
     }  # fmt: skip
     assert summary["throughput"] is None  # recorded before steps.csv existed
+    assert summary["gpu_clocks"] is None  # and before clocks were sampled
     assert set(summary["gpu"]) == {"gpus", "nodes", "gpus_counted", "peak_mib", "peak_min_mib", "average_mib",
                                    "modes_mib", "mode_text"}
     assert set(summary["gpu"]["gpus"][0]) == {

@@ -131,6 +131,16 @@ class NvmlMemory(TypedDict):
     peak_min_mib: float
 
 
+class GpuClocks(TypedDict):
+    """report/gpu_clocks.py: SM clock, power and temperature over the run's training steps."""
+
+    window: str  # "training steps" (steps.csv) | "whole log"
+    gpus: list[dict[str, Any]]
+    sm_clock_mhz_median: float  # the slowest GPU's median
+    sm_clock_mhz_min: float
+    throttled: list[str]  # clock event reasons seen on any GPU (GPU idle not counted)
+
+
 class TorchPeaks(TypedDict):
     ranks: list[dict[str, Any]]
     max_allocated_mib: float | None
@@ -162,6 +172,7 @@ class RunRecord(TypedDict):
     gpu_map_source: str | None  # how GPU samples were tied to the run's ranks; None: not tied (all counted)
     gpu: GpuMemory | None
     nvml: NvmlMemory | None
+    gpu_clocks: GpuClocks | None  # None without a clocks log (CPU runs, records before clocks were sampled)
     torch: TorchPeaks | None
     cpu: CpuMemory | None
     throughput: dict[str, Any] | None  # steady throughput from steps.csv (report/throughput.py); None without

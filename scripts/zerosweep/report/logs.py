@@ -264,6 +264,7 @@ def read_numeric_log(path: Path, fmt: LogFormat) -> tuple[np.ndarray, ParsedLog 
 
 GPU_LOG = re.compile(r"gpu_memory_log(?:_(?P<host>.+))?\.csv")
 NVML_LOG = re.compile(r"nvml(?:_(?P<host>.+))?\.csv")
+CLOCKS_LOG = re.compile(r"gpu_clocks(?:_(?P<host>.+))?\.csv")
 CPU_LOG = re.compile(r"cpu_memory_log(?:_(?P<host>.+))?\.(?P<ext>txt|csv)")
 TORCH_LOG = re.compile(r"torch_memory_rank(?P<rank>\d+)\.json")
 

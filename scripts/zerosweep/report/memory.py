@@ -17,6 +17,7 @@ from .. import records
 from ..jsonio import read_json, read_json_or_none, write_json
 from ..units import MIB
 from . import derived, workshop
+from .gpu_clocks import summarise_clocks
 from .gpu_memory import mean, memory_stats, skipped, summarise_gpu, summarise_nvml
 from .gpus import RunGpus, run_gpus
 from .logs import CPU_LOG, GPU_LOG, NVML_LOG, TORCH_LOG, LogError, host_of, matching_logs, psrecord_format, read_log
@@ -204,6 +205,7 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
     gpu = summarise_gpu(monitor, warnings, own)
     cpu = summarise_cpu(monitor, warnings)
     nvml = summarise_nvml(monitor, warnings, own)
+    clocks = summarise_clocks(run_dir, warnings, own)
     device = spec.get("runtime", {}).get("device")
     logs_found = any(matching_logs(monitor, pattern) for pattern in (GPU_LOG, NVML_LOG, CPU_LOG))
     # A missing log is the launcher's recorded decision (monitor unavailable): empty cells and a warning in
@@ -238,6 +240,7 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
         "gpu_map_source": None if own is None else own.source,
         "gpu": gpu,
         "nvml": nvml,
+        "gpu_clocks": clocks,
         "torch": summarise_torch(monitor, metrics, metrics_path),
         "cpu": cpu,
         # steady throughput with its interval, from steps.csv (report/throughput.py); None without one

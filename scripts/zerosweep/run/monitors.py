@@ -3,6 +3,8 @@
 - `gpu_memory_log_<tag>.csv`: nvidia-smi exactly as the workshop ran it (coarse, every gpu_interval_s).
 - `nvml_<tag>.csv`: this module's NVML sampler (`zerosweep nvml-sampler`), every nvml_interval_ms, which
   catches the short peaks nvidia-smi's 5 s interval misses.
+- `gpu_clocks_<tag>.csv`: the same sampler, every CLOCK_EVERY-th sample: SM clock, power, temperature and
+  NVML's clock event (throttle) reasons, so a run's throughput drift can be tied to the GPU's clock or not.
 - `cpu_memory_log_<tag>.txt`: psrecord on torchrun with its children (host RAM, CPU offload shows here).
 Where nvidia-smi or NVML is missing the monitor is skipped and the reason recorded; no file is faked.
 """
@@ -28,6 +30,8 @@ from .processes import python_path, start_child, stop_child
 
 NVML_HEADER = "timestamp_s,index,memory_used_mib,memory_total_mib"
 NVIDIA_SMI_QUERY = "timestamp,index,name,memory.used,memory.total"
+CLOCKS_HEADER = "timestamp_s,index,sm_clock_mhz,power_w,temperature_c,clock_event_reasons"
+CLOCK_EVERY = 10  # clocks move slowly and cost 4 NVML calls: every 10th memory sample (500 ms at 50 ms)
 
 # --- availability ---------------------------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class NodeMonitors:
             out = self.run_dir / f"monitor/nvml_{self.tag}.csv"
             nvml.file = f"monitor/nvml_{self.tag}.csv"
             command = [sys.executable, "-m", "zerosweep", "nvml-sampler", "--out", str(out),
+                       "--clocks-out", str(self.run_dir / f"monitor/gpu_clocks_{self.tag}.csv"),
                        "--interval-ms", str(self.config["nvml_interval_ms"]), "--uuids", selected]
             nvml.process = start_child(command, stdout=sys.stderr.fileno(),
                                        env={**os.environ, "PYTHONPATH": python_path(os.environ)})
@@ -170,9 +175,20 @@ class NodeMonitors:
 # --- `zerosweep nvml-sampler` ---------------------------------------------------------------------
 
 
+def _clock_line(pynvml: Any, device: Any, now: float, index: int) -> str:
+    sm_mhz = pynvml.nvmlDeviceGetClockInfo(device, pynvml.NVML_CLOCK_SM)
+    power_w = pynvml.nvmlDeviceGetPowerUsage(device) / 1000.0
+    temperature_c = pynvml.nvmlDeviceGetTemperature(device, pynvml.NVML_TEMPERATURE_GPU)
+    # Renamed from "throttle reasons" in newer NVML; the bit mask is the same.
+    reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+        pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+    return f"{now:.3f},{index},{sm_mhz},{power_w:.1f},{temperature_c},{reasons(device)}\n"
+
+
 def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: threading.Event,
-                uuids: Sequence[str] | None = None) -> int:
-    """Every `interval_ms`, memory used per GPU (the GPUs named by UUID, or all), with NVML's index."""
+                uuids: Sequence[str] | None = None, clocks_out: Path | None = None) -> int:
+    """Every `interval_ms`, memory used per GPU (the GPUs named by UUID, or all), with NVML's index; with
+    `clocks_out`, every CLOCK_EVERY-th sample also the GPUs' clocks (CLOCKS_HEADER)."""
     import pynvml
 
     pynvml.nvmlInit()
@@ -184,9 +200,15 @@ def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: thr
         indices = [pynvml.nvmlDeviceGetIndex(handle) for handle in handles]
         interval = interval_ms / 1000.0
         started = time.monotonic()
-        with open(out, "w", encoding="utf-8") as handle:
+        with contextlib.ExitStack() as files:
+            handle = files.enter_context(open(out, "w", encoding="utf-8"))
             handle.write(NVML_HEADER + "\n")
             handle.flush()
+            clocks = None
+            if clocks_out is not None:
+                clocks = files.enter_context(open(clocks_out, "w", encoding="utf-8"))
+                clocks.write(CLOCKS_HEADER + "\n")
+            sample = 0
             while not stop.is_set():
                 tick = time.monotonic()
                 now = time.time()
@@ -198,6 +220,11 @@ def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: thr
                     lines.append(f"{now:.3f},{index},{info.used / MIB:.2f},{info.total / MIB:.2f}\n")
                 handle.write("".join(lines))
                 handle.flush()  # a killed sampler still leaves every sample taken so far
+                if clocks is not None and sample % CLOCK_EVERY == 0:
+                    clocks.write("".join(_clock_line(pynvml, device, now, index)
+                                         for index, device in zip(indices, handles)))
+                    clocks.flush()
+                sample += 1
                 if duration_s is not None and tick - started >= duration_s:
                     break
                 stop.wait(max(0.0, interval - (time.monotonic() - tick)))
@@ -211,6 +238,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--interval-ms", type=int, default=50, help="sampling interval, at most 100 ms")
     parser.add_argument("--duration-s", type=float, default=None, help="stop after this long (default: on SIGTERM)")
     parser.add_argument("--uuids", default=None, help="comma-separated GPU UUIDs to sample (default: every GPU)")
+    parser.add_argument("--clocks-out", type=Path, default=None,
+                        help="also write clocks, power, temperature and clock event reasons (" + CLOCKS_HEADER + ")")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,4 +249,4 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     uuids = [uuid for uuid in (args.uuids or "").split(",") if uuid]
-    return sample_nvml(args.out, args.interval_ms, args.duration_s, stop, uuids)
+    return sample_nvml(args.out, args.interval_ms, args.duration_s, stop, uuids, args.clocks_out)
