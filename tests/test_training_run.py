@@ -238,6 +238,13 @@ def test_exception_outcome_uses_the_exception_type() -> None:
     assert exception_outcome(MemoryError()) == "host_oom"
     assert exception_outcome(RuntimeError("DefaultCPUAllocator: can't allocate memory")) == "host_oom"
     assert exception_outcome(ValueError("the dataset says: out of memory")) == "error"
+    # NCCL's allocation on a full GPU (message as an H100 run raised it) vs another NCCL CUDA failure.
+    nccl = ("NCCL error in: /pytorch/torch/csrc/distributed/c10d/NCCLUtils.cpp:93, unhandled cuda error (run with "
+            "NCCL_DEBUG=INFO for details), NCCL version 2.28.9\nncclUnhandledCudaError: Call to CUDA function "
+            "failed.\nLast error:\n")
+    dist_error = torch.distributed.DistBackendError
+    assert exception_outcome(dist_error(nccl + "Failed to CUDA calloc async 24 bytes")) == "cuda_oom"
+    assert exception_outcome(dist_error(nccl + "Cuda failure 'an illegal memory access was encountered'")) == "error"
 
 
 def test_metrics_skeleton_has_every_field_for_oom_rows(torch_extensions_dir: Path) -> None:

@@ -29,6 +29,10 @@ from typing import Any
 SRUN_OOM_EXIT = 253  # srun(1): "The value 253 is reserved for out-of-memory errors"
 TIME_LIMIT_SLACK_S = 90.0  # SLURM signals at the limit; our clock started a little after the job's
 OOM_OUTCOMES = ("cuda_oom", "host_oom")
+# NCCL allocates its own small device buffers outside torch's allocator; on a full GPU that fails first and
+# torch raises DistBackendError "unhandled cuda error ... Last error: Failed to CUDA calloc async 24 bytes"
+# (seen on an H100: ZeRO-3 + offload at micro-batch 28, in DeepSpeed's overflow all-reduce).
+NCCL_ALLOCATION_FAILED = re.compile(r"Failed to CUDA (?:m|c)alloc|cudaErrorMemoryAllocation")
 # torchrun's failure summary names a rank that died by signal 9: told apart from an OOM kill by the cgroup.
 ROOT_CAUSE_SIGKILL = re.compile(r"Root Cause \(first observed failure\):.*?exitcode\s*:\s*-9\b", re.DOTALL)
 
@@ -36,13 +40,16 @@ ROOT_CAUSE_SIGKILL = re.compile(r"Root Cause \(first observed failure\):.*?exitc
 def exception_outcome(error: BaseException) -> str:
     """`cuda_oom`, `host_oom` or `error` for an exception a rank caught. torch raises OutOfMemoryError for the
     CUDA caching allocator and for its CPU allocator; DeepSpeed's pinned and CPU-Adam buffers fail with a
-    RuntimeError from the allocator."""
+    RuntimeError from the allocator; NCCL's own device allocations fail inside a DistBackendError."""
     import torch
+    import torch.distributed
 
     if isinstance(error, torch.OutOfMemoryError):
         return "cuda_oom" if "CUDA" in str(error) else "host_oom"
     if isinstance(error, MemoryError):
         return "host_oom"
+    if isinstance(error, torch.distributed.DistBackendError):
+        return "cuda_oom" if NCCL_ALLOCATION_FAILED.search(str(error)) else "error"
     if isinstance(error, RuntimeError):
         text = str(error)
         if "CUDA out of memory" in text or "CUDA error: out of memory" in text:
