@@ -42,7 +42,8 @@ WORKSHOP_POINT = "z0-offnone-nopin-g1n1"
 TARGET_RATIO = 1.4
 TARGET_ERROR = 0.10
 # what probe_runs adds to a tune-probe outcome (left out where the report code takes outcomes)
-EXTRA_KEYS = ("steps", "duration_s", "finished_at", "error", "flops_per_token", "tokens_per_sample", "gpu_name")
+EXTRA_KEYS = ("steps", "duration_s", "finished_at", "error", "flops_per_token", "tokens_per_sample", "gpu_name",
+              "kind")
 
 
 def tune_study() -> dict[str, Any]:
@@ -53,12 +54,15 @@ def tune_study() -> dict[str, Any]:
 
 
 def probe_runs(results: Path, study: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every run of the study's points that ended ok or oom, with its outcome, steps and duration."""
+    """Every probe and measurement run of the study's points (ids <point>-x<hash>-b<micro-batch>) that ended ok
+    or oom, with its outcome, steps and duration; `kind` says which (probes are those with a tune-probe record).
+    Other runs in the same results/ (e.g. the workshop studies run on the same machine) are left out."""
+    probe_ids = {path.stem for path in (results / "tune" / "probes").glob("*.json")}
     found = []
     for run_dir in sorted((results / "runs").iterdir()):
-        point = re.sub(r"(-x[0-9a-f]+)?-b\d+$", "", run_dir.name)
-        if point not in study["points"] or not (run_dir / "metrics.json").is_file():
-            continue  # a run cut before it wrote metrics (interrupted: results/failed/ keeps its records)
+        match = re.fullmatch(r"(?P<point>.+)-x[0-9a-f]+-b\d+", run_dir.name)
+        if match is None or match["point"] not in study["points"] or not (run_dir / "metrics.json").is_file():
+            continue  # not a tune run, or cut before it wrote metrics (results/failed/ keeps its records)
         record = summarise_run(run_dir)
         outcome = run_outcome(record)
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -66,7 +70,8 @@ def probe_runs(results: Path, study: dict[str, Any]) -> list[dict[str, Any]]:
         outcome.update(duration_s=status.get("duration_s"), finished_at=status.get("finished_at"),
                        error=metrics.get("error"), flops_per_token=metrics.get("flops_per_token"),
                        tokens_per_sample=metrics.get("tokens_per_sample"), gpu_name=metrics.get("gpu_name"),
-                       steps=step_statistics(run_dir, int(study["settings"]["training"]["warmup_steps"])))
+                       steps=step_statistics(run_dir, int(study["settings"]["training"]["warmup_steps"])),
+                       kind="probe" if run_dir.name in probe_ids else "measurement")
         found.append(outcome)
     return found
 
@@ -80,16 +85,16 @@ def _gib(mib: float | None) -> str:
 
 
 def probes_section(runs: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Every probe", "",
+    lines = ["## Every probe and measurement run", "",
              ("Status from each run's own records (metrics.json `status`, the OOM message); peak: the exact NVML peak "
               "of the GPU (an OOM probe's peak is what it held before the failed allocation); samples/s: the "
               "training's steady figure (steps after the 1 warm-up step; no interval: < 6 steady steps)."), "",
-             "| finished (UTC) | run | micro-batch | status | peak (GiB) | samples/s | steady steps | run s | OOM message |",
-             "|" + "---|" * 9]
+             ("| finished (UTC) | run | kind | micro-batch | status | peak (GiB) | samples/s | steady steps | run s | "
+              "OOM message |"), "|" + "---|" * 10]
     for run in sorted(runs, key=lambda r: r["finished_at"] or ""):
         steps = run["steps"]
         message = (run["error"] or "").split("Including")[0].replace("|", "/").strip()
-        lines.append(f"| {run['finished_at']} | {run['run_id']} | {run['micro_batch']} | {run['status']} | "
+        lines.append(f"| {run['finished_at']} | {run['run_id']} | {run['kind']} | {run['micro_batch']} | {run['status']} | "
                      f"{_gib(run['peak_mib'])} | {_rate(run['samples_per_second'])} | "
                      f"{steps.steady_steps if steps else '-'} | {run['duration_s']:.1f} | {message[:110]} |")
     return lines
@@ -102,7 +107,7 @@ def searches(study: dict[str, Any], runs: list[dict[str, Any]], results: Path) -
     finished = []
     tune = study["tune"]
     for point in study["points"]:
-        own = [run for run in runs if run["point_id"] == point]
+        own = [run for run in runs if run["point_id"] == point and run["kind"] == "probe"]
         outcomes = {int(run["micro_batch"]): str(run["status"]) for run in own}
         record_path = results / "tune" / STUDY / "search" / f"{point}.json"
         if record_path.is_file():  # the search rule ran on the device: its start and mode are in the record
@@ -172,26 +177,31 @@ def memory_section(study: dict[str, Any], runs: list[dict[str, Any]], workshop: 
     return lines
 
 
-def workshop_section(runs: list[dict[str, Any]], workshop: Path, max_fit: int | None) -> list[str]:
-    """Every probe that fit against the workshop's best configuration at batch 4 x 4 (highest median of run
-    medians in the method session), by the statistics module's rule."""
+def workshop_section(runs: list[dict[str, Any]], workshop: Path, max_fit: int | None, first: bool = True) -> list[str]:
+    """Every probe and measurement that fit (the first reference) or the measurements only (further references)
+    against the workshop's best configuration at batch 4 x 4 of a results/ directory (highest median of run
+    medians), by the statistics module's rule."""
     measured = {point: [stats for _, stats in entries if stats is not None and stats.samples_per_second]
-                for point, entries in load_runs(workshop).items()}
+                for point, entries in load_runs(workshop).items()
+                if not re.search(r"-x[0-9a-f]+-b\d+$", point)}  # the workshop's runs, not tune runs beside them
     best = max(measured, key=lambda point: aggregate_repeats([s.samples_per_second for s in measured[point]]).median)
     reference = measured[best]
-    lines = ["## Throughput of the probes that fit vs the workshop's best at batch 4 x accumulation 4", "",
-             (f"Reference: `{best}`, the fastest configuration of the method session (benchmarks/h100: highest "
-              "median of its three run medians). Rows: each probe that fit (4 steps, 3 steady after the 1 warm-up "
-              "step; median samples/s). Verdict by zerosweep.report.statistics.compare_rows: one run on the row "
-              "side, so Mann-Whitney U on the per-step throughputs and a percentile bootstrap (2000 resamples) of the "
-              "ratio of medians: within-run noise only, from 3 steps, so the interval is optimistic. "
+    lines = [f"## Throughput at the boundary vs the workshop's best at batch 4 x accumulation 4 ({workshop})", "",
+             (f"Reference: `{best}`, the fastest configuration of `{workshop}` (highest median of its run medians, "
+              f"{len(reference)} run(s)). Rows: {'each probe (4 steps, 3 steady after the 1 warm-up step) and' if first else ''} "
+              "each measurement (12 steps, 11 steady) that fit; median samples/s. Verdict by "
+              "zerosweep.report.statistics.compare_rows: one run on the row side, so Mann-Whitney U on the per-step "
+              "throughputs and a percentile bootstrap (2000 resamples) of the ratio of medians: within-run noise "
+              "only, so the interval leaves out run-to-run drift and is optimistic. "
               f"Target: >= {TARGET_RATIO}x with non-overlapping intervals. TFLOP/s and MFU at the probe's median "
               "samples/s (zerosweep.run.flops: the run's FLOPs per token, the GPU's dense fp16 peak)."), "",
-             ("| run | micro-batch | median samples/s (steady steps) | ratio to the workshop's best [95 % CI] | "
-              "verdict, test, p | TFLOP/s | MFU |"), "|" + "---|" * 7]
+             ("| run | kind | micro-batch | median samples/s (steady steps) | ratio to the workshop's best [95 % CI] | "
+              "verdict, test, p | TFLOP/s | MFU |"), "|" + "---|" * 8]
     for run in sorted(runs, key=lambda r: (r["point_id"], r["micro_batch"])):
         stats = run["steps"]
         if run["status"] != "ok" or stats is None or not stats.samples_per_second:
+            continue
+        if not first and run["kind"] != "measurement":
             continue
         verdict = compare_rows([stats], reference)
         interval = ("" if verdict.ratio_low is None or verdict.ratio_high is None
@@ -203,7 +213,7 @@ def workshop_section(runs: list[dict[str, Any]], workshop: Path, max_fit: int | 
         peak, _ = flops.peak_tflops(run["gpu_name"], None)
         mfu = flops.model_flops_utilization(tflops, peak)
         marker = " (ZeRO-0 boundary)" if run["point_id"] == WORKSHOP_POINT and run["micro_batch"] == max_fit else ""
-        lines.append(f"| {run['run_id']}{marker} | {run['micro_batch']} | {stats.samples_per_second:.2f} "
+        lines.append(f"| {run['run_id']}{marker} | {run['kind']} | {run['micro_batch']} | {stats.samples_per_second:.2f} "
                      f"({stats.steady_steps}) | {ratio} | {verdict.verdict}, {verdict.test}{p} | {tflops:.1f} | "
                      f"{'-' if mfu is None else f'{mfu:.1%}'} |")
     medians = ", ".join(f"{s.samples_per_second:.2f}" for s in reference)
@@ -219,20 +229,23 @@ def timing_section(paths: list[Path], runs: list[dict[str, Any]]) -> list[str]:
         total += float(fields["setup_s"]) + float(fields["pipeline_s"])
         lines.append(f"| {path.name} | {fields['setup_s']} | {fields['pipeline_s']} | {fields['rc']} |")
     probe_s = sum(float(run["duration_s"] or 0) for run in runs)
-    per_point: dict[str, list[float]] = {}
+    per_point: dict[tuple[str, str], list[float]] = {}
     for run in runs:
-        per_point.setdefault(run["point_id"], []).append(float(run["duration_s"] or 0))
-    lines += ["", "| configuration | probe runs | their durations together (s) |", "|---|---|---|"]
-    lines += [f"| {point} | {len(durations)} | {sum(durations):.1f} |" for point, durations in per_point.items()]
-    lines += ["", (f"Commands' wall time together: {total:.1f} s ({total / 60:.1f} min); of it, the finished probe runs' "
-              f"own durations (status.json): {probe_s:.1f} s over {len(runs)} runs.")]
+        per_point.setdefault((run["point_id"], run["kind"]), []).append(float(run["duration_s"] or 0))
+    lines += ["", "| configuration | kind | runs | their durations together (s) |", "|---|---|---|---|"]
+    lines += [f"| {point} | {kind} | {len(durations)} | {sum(durations):.1f} |"
+              for (point, kind), durations in sorted(per_point.items())]
+    lines += ["", (f"Commands' wall time together: {total:.1f} s ({total / 60:.1f} min); of it, the finished tune runs' "
+              f"own durations (status.json): {probe_s:.1f} s over {len(runs)} runs (runs cut by a call's timeout "
+              "and compiling the ops on a fresh machine make up the rest).")]
     return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--workshop", type=Path, required=True)
+    parser.add_argument("--workshop", type=Path, nargs="+", required=True,
+                        help="results/ directories with the workshop's batch 4 x 4 runs; the first is the main reference")
     parser.add_argument("--timing", type=Path, nargs="+", required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args()
@@ -241,9 +254,14 @@ def main() -> int:
     search_lines, finished = searches(study, runs, args.results)
     max_fit = next((record["max_fit"] for record in finished if record["point_id"] == WORKSHOP_POINT), None)
     lines = [f"# Tune search on one H100 ({STUDY}): what the records hold", ""]
-    lines += search_lines + [""] + probes_section(runs) + [""] + memory_section(study, runs, args.workshop) + [""]
-    lines += workshop_section(runs, args.workshop, max_fit) + [""] + timing_section(args.timing, runs) + [""]
-    if finished:
+    lines += search_lines + [""] + probes_section(runs) + [""] + memory_section(study, runs, args.workshop[0]) + [""]
+    for index, workshop in enumerate(args.workshop):
+        lines += workshop_section(runs, workshop, max_fit, first=index == 0) + [""]
+    lines += timing_section(args.timing, runs) + [""]
+    device_recommendation = args.results / "tune" / STUDY / "recommendation.md"
+    if device_recommendation.is_file():
+        lines += [f"The pipeline's own recommendation (all searches and measurements): `{device_recommendation}`."]
+    elif finished:  # a partial search: the recommendation from what finished, by the real code
         recommend(study, finished, [], args.out_dir / "recommendation")
         lines += [(f"Recommendation from the finished searches only ({', '.join(r['point_id'] for r in finished)}), "
                   "no measurement runs: [recommendation/recommendation.md](recommendation/recommendation.md).")]
