@@ -279,8 +279,10 @@ def train_priority(wildcards):
 
 
 def ops_needed(wildcards):
-    built = PLAN.runs_of(PLAN.build)
-    return " ".join(ops_for([PLAN.runs[run_id].to_dict()["point"] for run_id in built], config["runtime"]["device"]))
+    """The ops of every run `all` builds: the matrix studies' runs and the tune studies' probes."""
+    points = [PLAN.runs[run_id].to_dict()["point"] for run_id in PLAN.runs_of(PLAN.build)]
+    points += [point for name in PLAN.build if name in TUNE for point in TUNE[name].to_dict()["points"].values()]
+    return " ".join(ops_for(points, config["runtime"]["device"]))
 
 
 def ops_slurm_extra(wildcards):

@@ -33,6 +33,13 @@ def test_one_table_needs_only_its_runs() -> None:
     assert counts == {"build_ops": 1, "train": 2, "parse_memory": 2, "study_table": 1, "total": 6}
 
 
+def test_ops_are_built_ahead_for_tune_probes_too() -> None:
+    # A tune study's probes are not matrix runs: their ops were once left to the first probe to compile.
+    result = run_snakemake("-n", "-p", "-f", "results/cache/ops.json", "--config", "build_studies=[tune_bloom560m]")
+    assert result.returncode == 0, result.stderr
+    assert "--ops fused_adam cpu_adam --out results/cache/ops.json" in result.stdout + result.stderr
+
+
 def test_lint_is_clean() -> None:
     result = run_snakemake("--lint")
     assert result.returncode == 0

@@ -2,7 +2,7 @@
 # On a device machine: one short ZeRO-2 run through the launcher (monitors restricted to the run's GPU, rank map,
 # OMP threads, outcome), and a 2-GPU run on a 1-GPU host, which must fail before launching.
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+source benchmarks/device_env.sh || exit 1
 export PYTHONPATH=/tmp/site:$PWD/scripts PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
 export TORCH_EXTENSIONS_DIR=$PWD/results/cache/torch_extensions
 nvidia-smi -L

@@ -2,7 +2,7 @@
 # Probe of the device machine: carried wheels install, versions, GPU, and a real nvidia-smi/NVML log
 # of a short GPU workload (fixture material for the parsers).
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 1
+source benchmarks/device_env.sh || exit 1
 python3 -V; nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
 python3 - <<'PY'
 import torch, transformers, accelerate, deepspeed, datasets, snakemake, pydantic, scipy

@@ -6,8 +6,7 @@
 # keeps what finished; the same command again resumes (results/bench stays on the warm machine).
 set -u
 kind=$1; shift
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+source benchmarks/device_env.sh || exit 1
 export TORCH_CUDA_ARCH_LIST=9.0 TORCH_EXTENSIONS_DIR=$PWD/results/cache/torch_extensions
 python3 -c "import scipy" || { echo "scipy is missing on this image: add its wheel to .whl (benchmarks/h100/README.md)"; exit 1; }
 mkdir -p $OUT results/bench

@@ -4,8 +4,7 @@
 # EXTRA_CONFIG: a further config overlay (e.g. benchmarks/h100/method_overrides.yaml: repeats + stop when tight).
 set -u
 t0=$(date +%s.%N)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+source benchmarks/device_env.sh || exit 1
 python3 -c "import scipy" || { echo "scipy is missing on this image: add its wheel to .whl (README)"; exit 1; }
 [ -f .h100state/results.tar ] && tar xf .h100state/results.tar
 mkdir -p $OUT

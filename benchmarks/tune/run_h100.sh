@@ -8,8 +8,7 @@
 # Carry: .whl (wheels the image lacks, as for benchmarks/h100).
 set -u
 t0=$(date +%s.%N)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+source benchmarks/device_env.sh || exit 1
 if [ -n "${TUNE_SEED:-}" ] && [ ! -d results/tune ]; then
   tar xzf "$TUNE_SEED" || exit 1
   find results -exec touch -h {} +  # newer than this checkout's files: mtime must not make the seed stale
