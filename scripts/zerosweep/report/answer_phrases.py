@@ -45,13 +45,15 @@ def verdict_phrase(row: dict[str, Any], what: str) -> str | None:
     if verdict is None or verdict == "reference":
         return None
     difference = "" if not is_number(ratio) else f"{fmt_pct(ratio - 1, sign=True)}"
+    # An untested row's interval, where it has one, is a single run's within-run interval (report/statistics).
+    label = "within-run 95 % CI" if verdict == "untested" else "95 % CI"
     interval = "" if not (is_number(low) and is_number(high)) else \
-        f", 95 % CI {fmt_pct(low - 1, sign=True)} to {fmt_pct(high - 1, sign=True)}"
+        f", {label} {fmt_pct(low - 1, sign=True)} to {fmt_pct(high - 1, sign=True)}"
     detail = f" ({difference}{interval})" if difference else ""
     if verdict == "within noise":
         return f"{what} within the noise{detail}"
     if verdict == "untested":
-        return f"{what} difference untested (too few runs or steps){detail}"
+        return f"{what} difference untested (a verdict needs >= 2 runs per row){detail}"
     return f"**{verdict}**{detail}"
 
 

@@ -4,8 +4,8 @@ For two result sets (two GPU types, before/after a change): every run id in both
 `B/runs/*/summary.json` (repeats `-r<k>` grouped under their run id; their `throughput` sections, see
 report/throughput.py) becomes one row with A's and B's median
 steady samples/s and interval, the ratio B / A with its interval, and the verdict of report/statistics.py
-(Welch on log run medians with >= 2 runs each, else Mann-Whitney U on per-step throughputs), and the same for
-the exact GPU memory peak (a verdict only with >= 2 runs each). Written as CSV and Markdown.
+(Welch on log run medians with >= 2 runs each; with one run a side, untested, the ratio with a within-run
+interval), and the same for the exact GPU memory peak (a verdict only with >= 2 runs each). Written as CSV and Markdown.
 """
 
 from __future__ import annotations

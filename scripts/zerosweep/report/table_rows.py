@@ -173,9 +173,9 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
     return [
         f"Verdicts against the reference row {rows[index][f.CONFIG]} (`{reference.point_id}`, the table's first "
         f"finished row): steady throughput and {peak}, two-sided at alpha {ALPHA:g}. Throughput: Welch's t on the "
-        "log run medians when both rows have >= 2 runs, else Mann-Whitney U on the per-step throughputs with a "
-        "bootstrap 95 % interval of the ratio of medians; memory: Welch's t on the log run peaks (>= 2 runs "
-        "each, else untested). A row differs only when p < alpha and the ratio's 95 % interval excludes 1; "
+        "log run medians when both rows have >= 2 runs, else untested (a single run cannot show run-to-run "
+        "drift; the ratio of medians is given with a within-run bootstrap 95 % interval); memory: Welch's t on "
+        "the log run peaks (>= 2 runs each, else untested). A row differs only when p < alpha and the ratio's 95 % interval excludes 1; "
         "otherwise it is within noise. Tests used here: " + ("; ".join(sorted(tests)) or "none") + "."
     ]
 
