@@ -15,9 +15,9 @@ from conftest import REPO
 from test_training_run import launch, make_spec, results_dir, torch_extensions_dir
 from zerosweep.plan.matrix import MatrixPoint
 from zerosweep.report.statistics import (
+    SINGLE_RUN_TEST,
     StepStatistics,
     aggregate_repeats,
-    SINGLE_RUN_TEST,
     compare_rows,
     row_throughput,
     summarise_step_times,
