@@ -29,6 +29,10 @@ def _gib(mib: float | None) -> float | None:
     return None if mib is None else mib / GIB
 
 
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
+
+
 def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[str, Mapping[str, Any]],
                      model: MemoryModel) -> pd.DataFrame:
     rows = []
@@ -50,7 +54,7 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
             "Samples/s low": run["samples_per_second_low"] if run else None,
             "Samples/s high": run["samples_per_second_high"] if run else None,
             "TFLOP/s per GPU": run["tflops_per_gpu"] if run else None,
-            "MFU": run["mfu"] if run else None,
+            "MFU (%)": _percent(run["mfu"]) if run else None,
             "Peak (GiB)": _gib(peak), "Predicted peak (GiB)": _gib(predicted),
             "Prediction error (%)": None if peak is None or predicted is None else 100 * (predicted - peak) / peak,
         })
@@ -73,7 +77,7 @@ def budget_table(runs: Sequence[Mapping[str, Any]], budgets_gib: Sequence[float]
             "Gradient accumulation": best["gradient_accumulation_steps"], "Run": best["run_id"],
             "Peak (GiB)": _gib(best["peak_mib"]), "Samples/s": best["samples_per_second"],
             "Samples/s low": best["samples_per_second_low"], "Samples/s high": best["samples_per_second_high"],
-            "TFLOP/s per GPU": best["tflops_per_gpu"], "MFU": best["mfu"],
+            "TFLOP/s per GPU": best["tflops_per_gpu"], "MFU (%)": _percent(best["mfu"]),
         })
     return pd.DataFrame(rows)
 
