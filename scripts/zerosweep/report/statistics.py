@@ -22,8 +22,8 @@ Rules (the tables and summary.md state them as given here):
     2000 resamples, fixed seed), labelled as within-run. Steps of one run only know the within-run noise, and
     on the H100 runs of one configuration moved by 4-40 % between runs whose own intervals were about ±3 %
     (benchmarks/h100/README.md): a per-step test between two single runs called ZeRO-1 0.64x ZeRO-0 where
-    three repeats each give 0.88x [0.79, 0.97]. `verdict_from_steps` (Mann-Whitney U on the per-step
-    throughputs) stays for within-run questions such as a run against itself over time.
+    three repeats each give 0.88x [0.79, 0.97]. `verdict_from_steps` computes that ratio and interval; its
+    Mann-Whitney U p-value is not used for a verdict between rows.
   A row is "faster"/"slower" (or "more"/"less" for memory) only when p < alpha AND the ratio's interval
   excludes 1; otherwise "within noise". Too little data gives "untested".
 """
