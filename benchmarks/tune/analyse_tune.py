@@ -163,7 +163,8 @@ def memory_section(study: dict[str, Any], runs: list[dict[str, Any]], workshop: 
     micro_batch = int(study["tune"]["workshop_micro_batch"])
     lines += ["", (f"Outside the fitted range: the method session's runs at micro-batch {micro_batch} (gradient "
                    "accumulation 4, evaluation of 50 samples; the probes: accumulation 1, 16) against ZeRO-0's fit "
-                   "with each configuration's model states (what the recommendation's workshop-budget table uses)."),
+                   "with each configuration's model states (start_from_model's guess; the recommendation's "
+                   "workshop-budget table uses each configuration's own fit)."),
               "", "| configuration | measured exact peaks of its runs (MiB) | predicted (MiB) | error |", "|---|---|---|---|"]
     for point, entries in sorted(load_runs(workshop).items()):
         if point not in study["points"]:

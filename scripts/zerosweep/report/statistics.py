@@ -20,7 +20,7 @@ Rules (the tables and summary.md state them as given here):
   * otherwise (a single run on either side): no verdict ("untested"). The ratio of medians is still given,
     with a two-sample percentile bootstrap interval over the steady steps' throughputs (`scipy.stats.bootstrap`,
     2000 resamples, fixed seed), labelled as within-run. Steps of one run only know the within-run noise, and
-    on the H100 runs of one configuration moved by 4-40 % between runs whose own intervals were about ±3 %
+    on the H100 runs of one configuration moved by up to 45 % from run to run, far outside their own intervals
     (benchmarks/h100/README.md): a per-step test between two single runs called ZeRO-1 0.64x ZeRO-0 where
     three repeats each give 0.88x [0.79, 0.97]. `verdict_from_steps` computes that ratio and interval; its
     Mann-Whitney U p-value is not used for a verdict between rows.
