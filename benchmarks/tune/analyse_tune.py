@@ -135,8 +135,9 @@ def memory_section(study: dict[str, Any], runs: list[dict[str, Any]], workshop: 
     """Predicted vs measured peak of every probe that fit: in sample (the configuration's own fit, as the
     recommendation shows it), left out, and across configurations (ZeRO-0's fixed + per-sample memory with the
     configuration's own model states: what start_from_model relies on)."""
+    # Fitted from the probes alone, as the recommendation is; measurements repeat a probe's micro-batch.
     probes = [{key: value for key, value in run.items() if key not in EXTRA_KEYS}
-              for run in runs]
+              for run in runs if run["kind"] == "probe"]
     model = MemoryModel(study, probes)
     cross = MemoryModel(study, [probe for probe in probes if probe["point_id"] == WORKSHOP_POINT])
     lines = ["## Memory model: predicted vs measured peak (every probe that fit)", "",
