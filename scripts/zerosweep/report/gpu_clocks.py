@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import records
+from ..run.monitors import CLOCK_FIELDS
 from ..run.steps import STEPS_FILE
 from .gpu_memory import GpuFilter
 from .gpus import RunGpus
@@ -20,7 +21,6 @@ from .logs import CLOCKS_LOG, host_of, matching_logs
 if TYPE_CHECKING:
     import pandas as pd
 
-CLOCK_COLUMNS = ("timestamp_s", "index", "sm_clock_mhz", "power_w", "temperature_c", "clock_event_reasons")
 
 # NVML's clock event ("throttle") reason bits, nvmlClocksEventReason* in nvml.h. GPU idle is left out of the
 # shares: between steps an idle GPU is not a slowed-down one.
@@ -47,8 +47,8 @@ def read_clocks(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ClocksError(f"{path}: unreadable: {error}") from None
-    if tuple(frame.columns) != CLOCK_COLUMNS:
-        raise ClocksError(f"{path}: header {list(frame.columns)}, expected {list(CLOCK_COLUMNS)}")
+    if tuple(frame.columns) != CLOCK_FIELDS:
+        raise ClocksError(f"{path}: header {list(frame.columns)}, expected {list(CLOCK_FIELDS)}")
     # A sampler killed mid-line leaves a partial last line: drop rows that are not all numbers.
     numeric = frame.apply(pd.to_numeric, errors="coerce").dropna()
     return numeric.astype({"index": int, "clock_event_reasons": int})
@@ -87,7 +87,7 @@ def summarise_clocks(run_dir: Path, warnings: list[str], own: RunGpus | None = N
         if window is not None:
             frame = frame[frame["timestamp_s"].between(*window)]
         for index, rows in frame.groupby("index"):
-            if rows.empty or not kept.keeps(host_of(match), int(index), path.name):
+            if not kept.keeps(host_of(match), int(index), path.name):
                 continue
             gpus.append({
                 "host": host_of(match),

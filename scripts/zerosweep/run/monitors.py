@@ -30,7 +30,9 @@ from .processes import python_path, start_child, stop_child
 
 NVML_HEADER = "timestamp_s,index,memory_used_mib,memory_total_mib"
 NVIDIA_SMI_QUERY = "timestamp,index,name,memory.used,memory.total"
-CLOCKS_HEADER = "timestamp_s,index,sm_clock_mhz,power_w,temperature_c,clock_event_reasons"
+CLOCK_FIELDS: tuple[str, ...] = ("timestamp_s", "index", "sm_clock_mhz", "power_w", "temperature_c",
+                                 "clock_event_reasons")
+CLOCKS_HEADER = ",".join(CLOCK_FIELDS)
 CLOCK_EVERY = 10  # clocks move slowly and cost 4 NVML calls: every 10th memory sample (500 ms at 50 ms)
 
 # --- availability ---------------------------------------------------------------------------------
@@ -175,13 +177,10 @@ class NodeMonitors:
 # --- `zerosweep nvml-sampler` ---------------------------------------------------------------------
 
 
-def _clock_line(pynvml: Any, device: Any, now: float, index: int) -> str:
+def _clock_line(pynvml: Any, reasons: Any, device: Any, now: float, index: int) -> str:
     sm_mhz = pynvml.nvmlDeviceGetClockInfo(device, pynvml.NVML_CLOCK_SM)
     power_w = pynvml.nvmlDeviceGetPowerUsage(device) / 1000.0
     temperature_c = pynvml.nvmlDeviceGetTemperature(device, pynvml.NVML_TEMPERATURE_GPU)
-    # Renamed from "throttle reasons" in newer NVML; the bit mask is the same.
-    reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-        pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
     return f"{now:.3f},{index},{sm_mhz},{power_w:.1f},{temperature_c},{reasons(device)}\n"
 
 
@@ -204,8 +203,11 @@ def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: thr
             handle = files.enter_context(open(out, "w", encoding="utf-8"))
             handle.write(NVML_HEADER + "\n")
             handle.flush()
-            clocks = None
+            clocks = reasons = None
             if clocks_out is not None:
+                # Renamed from "throttle reasons" in newer NVML; the bit mask is the same.
+                reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+                    pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
                 clocks = files.enter_context(open(clocks_out, "w", encoding="utf-8"))
                 clocks.write(CLOCKS_HEADER + "\n")
             sample = 0
@@ -221,7 +223,7 @@ def sample_nvml(out: Path, interval_ms: int, duration_s: float | None, stop: thr
                 handle.write("".join(lines))
                 handle.flush()  # a killed sampler still leaves every sample taken so far
                 if clocks is not None and sample % CLOCK_EVERY == 0:
-                    clocks.write("".join(_clock_line(pynvml, device, now, index)
+                    clocks.write("".join(_clock_line(pynvml, reasons, device, now, index)
                                          for index, device in zip(indices, handles)))
                     clocks.flush()
                 sample += 1
