@@ -1,7 +1,10 @@
 """Interleaved A/B runs on one GPU, every step recorded: pipeline vs bare Trainer, and the harness' costs.
 
-    python benchmarks/h100/method_bench.py fidelity --out DIR [--configs RUN ...] [--repeats 3] [--max-steps 40]
-    python benchmarks/h100/method_bench.py overhead --out DIR [--configs RUN ...] [--repeats 3] [--max-steps 40]
+    python benchmarks/h100/method_bench.py fidelity --out DIR [--configs RUN[:STEPS] ...] [--repeats 3] [--max-steps 40]
+    python benchmarks/h100/method_bench.py overhead --out DIR [--configs RUN[:STEPS] ...] [--repeats 3] [--max-steps 40]
+
+RUN:STEPS gives that configuration its own step count (e.g. z3-offcpu-nopin-g1n1:16: a CPU-offload step takes
+1-4 s on the H100), the same for both conditions; --max-steps is the rest's.
 
 fidelity: per repeat and configuration, one pipeline run (`zerosweep launch`: monitors + our training script,
 as a Snakemake job runs it, shipped settings incl. logging_steps 1) and one bare Trainer run
@@ -44,13 +47,23 @@ GPU_BOUND = ["z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1", "z2-offnone-nopin
 CONDITIONS = {"fidelity": ["pipeline", "bare"], "overhead": ["plain", "monitors", "log1"]}
 
 
-def plan_specs(max_steps: int) -> dict[str, dict[str, Any]]:
+def plan_specs() -> dict[str, dict[str, Any]]:
     """Every single-GPU run of the H100 study, as the pipeline would hand it to `zerosweep launch`."""
     config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
     config = deep_merge(config, yaml.safe_load((REPO / "benchmarks/h100/h100_overrides.yaml").read_text()))
-    config["training"]["max_steps"] = max_steps
     plan = build_plan(config)
     return {run_id: spec.to_dict() for run_id, spec in plan.runs.items()}
+
+
+def parse_configs(items: list[str], default_steps: int) -> dict[str, int]:
+    """RUN[:STEPS] items, in order, to {run id: max_steps}."""
+    configs: dict[str, int] = {}
+    for item in items:
+        run_id, _, steps = item.partition(":")
+        if steps and not steps.isdigit():
+            raise SystemExit(f"--configs {item!r}: STEPS must be a whole number of optimizer steps")
+        configs[run_id] = int(steps) if steps else default_steps
+    return configs
 
 
 def rotated(items: list[str], by: int) -> list[str]:
@@ -111,12 +124,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=sorted(CONDITIONS))
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--configs", nargs="+", default=None, help="run ids (default: fidelity z0-z2, overhead z1)")
+    parser.add_argument("--configs", nargs="+", default=None,
+                        help="RUN[:STEPS] run ids (default: fidelity z0-z2, overhead z1)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=40)
     args = parser.parse_args()
-    specs = plan_specs(args.max_steps)
-    configs = args.configs or (GPU_BOUND if args.kind == "fidelity" else ["z1-offnone-nopin-g1n1"])
+    specs = plan_specs()
+    configs = parse_configs(args.configs or (GPU_BOUND if args.kind == "fidelity" else ["z1-offnone-nopin-g1n1"]),
+                            args.max_steps)
     unknown = [name for name in configs if name not in specs]
     if unknown:
         raise SystemExit(f"--configs: unknown run ids {unknown}; known: {sorted(specs)}")
@@ -124,13 +139,15 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "runs.jsonl", "a", encoding="utf-8") as journal:
         for k in range(1, args.repeats + 1):
-            for index, config in enumerate(rotated(configs, k - 1)):
+            for index, config in enumerate(rotated(list(configs), k - 1)):
                 for condition in rotated(conditions, k - 1 + index):
                     run_dir = args.out / condition / f"{config}-r{k}"
                     if (run_dir / "steps.csv").is_file():
                         continue  # done by an earlier call (a call cut by its time limit resumes here)
-                    record = run_one(args.kind, condition, copy.deepcopy(specs[config]), run_dir)
-                    record["repeat"] = k
+                    spec = copy.deepcopy(specs[config])
+                    spec["training"]["max_steps"] = configs[config]
+                    record = run_one(args.kind, condition, spec, run_dir)
+                    record.update(repeat=k, max_steps=configs[config])
                     journal.write(json.dumps(record) + "\n")
                     journal.flush()
                     print(json.dumps(record), flush=True)
