@@ -10,7 +10,9 @@
   spread comes from (step-time distribution, drift within a run, what the warm-up rule kept, host CPU load).
 --fidelity / --overhead: run_method.sh's <kind>.tgz unpacked: per configuration, condition against reference
   (bare Trainer; plain), the ratio with its 95 % interval and the verdict.
-Any of the three may be left out. --out writes the Markdown to a file instead of stdout.
+--blocks: run_method.sh blocks' blocks.tgz unpacked: each condition against `plain` within one run, paired by
+  cycle (overhead_blocks.py).
+Any of them may be left out. --out writes the Markdown to a file instead of stdout.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ GPU_BOUND = ("base-g1n1", "z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1", "z2-
              "z3-offnone-nopin-g1n1")
 WARMUP_STEPS = 2  # the shipped training.warmup_steps, the minimum warm-up
 CV_TARGET = 0.03
+MIN_BLOCK_STEPS = 5  # a block with fewer measured steps gives no figure
 # Configuration pairs for verdicts (row, reference): each against ZeRO-0, the plain Trainer against ZeRO-0,
 # and each ZeRO stage against the one below it.
 PAIRS = (("base-g1n1", "z0-offnone-nopin-g1n1"), ("z1-offnone-nopin-g1n1", "z0-offnone-nopin-g1n1"),
@@ -219,11 +222,59 @@ def ab_table(directory: Path, title: str, reference: str) -> list[str]:
     return lines
 
 
+def blocks_table(directory: Path, settle_seconds: float) -> list[str]:
+    """Per blocks run (overhead_blocks.py): each condition against `plain` of the same cycle.
+
+    A block's figure is the median samples/s of its steps that start `settle_seconds` after it starts and end
+    before it ends (no evaluation gap, past the minimum warm-up). Per cycle, log(condition / plain); over the
+    cycles a one-sample t interval (scipy.stats.ttest_1samp) on those logs: drift slower than a cycle cancels.
+    """
+    import pandas as pd
+    from scipy import stats
+
+    lines = ["## Monitors and logging_steps inside one run (alternating blocks)", "",
+             (f"Per block: median samples/s of its steps from {settle_seconds:g} s after the switch to its end. Per "
+              "cycle: ratio condition / `plain` of the same cycle. Ratio = geometric mean over cycles, 95 % CI and "
+              "p from a one-sample t-test on the log ratios (scipy.stats.ttest_1samp)."), "",
+             "| run | condition | cycles | steps per block (median) | ratio vs plain [95 % CI] | p | verdict | per cycle |",
+             "|" + "---|" * 8]
+    for blocks_csv in sorted(directory.glob("blocks/*/blocks.csv")):
+        run_dir = blocks_csv.parent
+        steps = read_steps(run_dir / "steps.csv")
+        steps = steps[~steps["eval_gap"].astype(bool) & (steps["step"] > WARMUP_STEPS)]
+        rate = steps["samples"] / steps["seconds"]
+        blocks = pd.read_csv(blocks_csv)
+        figures: dict[str, dict[int, float]] = defaultdict(dict)
+        counts: dict[str, list[int]] = defaultdict(list)
+        for block in blocks.itertuples():
+            inside = (steps["wall_start"] >= block.wall_start + settle_seconds) & (steps["wall_end"] <= block.wall_end)
+            if inside.sum() >= MIN_BLOCK_STEPS:
+                figures[block.condition][block.cycle] = float(rate[inside].median())
+                counts[block.condition].append(int(inside.sum()))
+        plain = figures.get("plain", {})
+        for condition in sorted(c for c in figures if c != "plain"):
+            cycles = sorted(set(figures[condition]) & set(plain))
+            logs = np.log([figures[condition][c] / plain[c] for c in cycles])
+            if len(logs) < 2:
+                lines.append(f"| {run_dir.name} | {condition} | {len(logs)} | | too few cycles | | | |")
+                continue
+            test = stats.ttest_1samp(logs, 0.0)
+            interval = test.confidence_interval(0.95)
+            low, high = float(np.exp(interval.low)), float(np.exp(interval.high))
+            verdict = "within noise" if low <= 1.0 <= high else ("slower" if high < 1.0 else "faster")
+            lines.append(f"| {run_dir.name} | {condition} | {len(logs)} | {int(np.median(counts[condition]))} | "
+                         f"{float(np.exp(logs.mean())):.3f} [{low:.3f}, {high:.3f}] | {test.pvalue:.3g} | {verdict} | "
+                         f"{', '.join(f'{x:.3f}' for x in np.exp(logs))} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", type=Path)
     parser.add_argument("--fidelity", type=Path)
     parser.add_argument("--overhead", type=Path)
+    parser.add_argument("--blocks", type=Path, help="run_method.sh blocks' blocks.tgz unpacked")
+    parser.add_argument("--settle-seconds", type=float, default=2.0, help="--blocks: left out after each switch")
     parser.add_argument("--out", type=Path, help="Markdown file to write (default: stdout)")
     args = parser.parse_args()
     lines: list[str] = []
@@ -234,6 +285,8 @@ def main() -> int:
         lines += ab_table(args.fidelity, "Pipeline vs bare Trainer", "bare") + [""]
     if args.overhead:
         lines += ab_table(args.overhead, "Monitors and logging_steps (bare Trainer)", "plain") + [""]
+    if args.blocks:
+        lines += blocks_table(args.blocks, args.settle_seconds) + [""]
     text = "\n".join(lines)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ class StepClock(TrainerCallback):  # type: ignore[misc]
         self.skip_next = True  # the next interval contains an evaluation
 
 
-def main() -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ds-config", default=None, help="DeepSpeed config; omit for the no-DeepSpeed baseline")
     parser.add_argument("--architecture", default="bloom-560m")
@@ -72,8 +72,12 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="results/cache")
     parser.add_argument("--logging-steps", type=int, default=500, help="Trainer logging_steps (its default: 500)")
     parser.add_argument("--steps-dir", type=Path, default=None, help="write the per-step record <dir>/steps.csv")
-    args = parser.parse_args()
+    return parser
 
+
+def build_trainer(args: argparse.Namespace, callbacks: list[TrainerCallback]) -> tuple[Trainer, StepClock, int]:
+    """The Trainer of the workload, with StepClock (and the steps.csv record with --steps-dir) before `callbacks`;
+    returns it with its StepClock and the global batch."""
     training_args = TrainingArguments(
         output_dir="/tmp/bare-trainer", eval_strategy="epoch", save_strategy="no", report_to="none",
         per_device_train_batch_size=4, per_device_eval_batch_size=4, gradient_accumulation_steps=4,
@@ -90,15 +94,21 @@ def main() -> None:
     model = BloomForCausalLM(BloomConfig(**architecture))
     global_batch = 4 * 4 * training_args.world_size
     clock = StepClock(args.warmup, steps_per_epoch=-(-args.samples * training_args.world_size // global_batch))
-    callbacks = [clock]
+    own: list[TrainerCallback] = [clock]
     if args.steps_dir is not None:
         record = StepRecord(StepLayout(4, 4, training_args.world_size, args.samples), args.warmup, args.max_length)
-        callbacks.append(make_step_callback(record, MeasureSettings(), cuda=True, run_dir=args.steps_dir))
-    trainer = Trainer(model=model, args=training_args, data_collator=default_data_collator, callbacks=callbacks,
+        own.append(make_step_callback(record, MeasureSettings(), cuda=True, run_dir=args.steps_dir))
+    trainer = Trainer(model=model, args=training_args, data_collator=default_data_collator, callbacks=own + callbacks,
                       train_dataset=zdata.tokenize_records(train, tokenizer, args.max_length),
                       eval_dataset=zdata.tokenize_records(evaluation, tokenizer, args.max_length))
+    return trainer, clock, global_batch
+
+
+def main() -> None:
+    args = argument_parser().parse_args()
+    trainer, clock, global_batch = build_trainer(args, [])
     output = trainer.train()
-    if training_args.process_index == 0:
+    if trainer.args.process_index == 0:
         steady = global_batch * len(clock.intervals) / sum(clock.intervals)
         print(json.dumps({
             "ds_config": args.ds_config, "steady_samples_per_second": steady,

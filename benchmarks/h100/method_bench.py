@@ -2,6 +2,7 @@
 
     python benchmarks/h100/method_bench.py fidelity --out DIR [--configs RUN[:STEPS] ...] [--repeats 3] [--max-steps 40]
     python benchmarks/h100/method_bench.py overhead --out DIR [--configs RUN[:STEPS] ...] [--repeats 3] [--max-steps 40]
+    python benchmarks/h100/method_bench.py blocks --out DIR --repeats 1 --max-steps 900 [--block-seconds 10]
 
 RUN:STEPS gives that configuration its own step count (e.g. z3-offcpu-nopin-g1n1:16: a CPU-offload step takes
 1-4 s on the H100), the same for both conditions; --max-steps is the rest's.
@@ -13,6 +14,8 @@ overhead: bare Trainer runs in three conditions: `plain` (no monitors, logging_s
 pipeline's three monitors started beside it with the pipeline's commands and intervals: nvidia-smi -l 5,
 `zerosweep nvml-sampler` at 50 ms, psrecord --include-children at 5 s on the trainer), `log1` (no monitors,
 logging_steps 1).
+blocks: the same costs inside one bare Trainer run, conditions switched every --block-seconds
+(benchmarks/h100/overhead_blocks.py), so that run-to-run drift does not hide them.
 
 Interleaving: the order of configurations rotates by one each repeat, and within a configuration the order of
 the conditions rotates too, so drift over the session hits every condition alike. Each run leaves
@@ -44,7 +47,7 @@ from zerosweep.plan.matrix import MatrixPoint, build_plan, deep_merge
 from zerosweep.run.monitors import NVIDIA_SMI_QUERY
 
 GPU_BOUND = ["z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1", "z2-offnone-nopin-g1n1"]
-CONDITIONS = {"fidelity": ["pipeline", "bare"], "overhead": ["plain", "monitors", "log1"]}
+CONDITIONS = {"fidelity": ["pipeline", "bare"], "overhead": ["plain", "monitors", "log1"], "blocks": ["blocks"]}
 
 
 def plan_specs() -> dict[str, dict[str, Any]]:
@@ -70,9 +73,9 @@ def rotated(items: list[str], by: int) -> list[str]:
     return items[by % len(items):] + items[:by % len(items)]
 
 
-def bare_command(spec: dict[str, Any], run_dir: Path, logging_steps: int) -> list[str]:
+def bare_command(spec: dict[str, Any], run_dir: Path, logging_steps: int, script: str = "bare_trainer.py") -> list[str]:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1",
-               str(REPO / "benchmarks/h100/bare_trainer.py"), "--max-steps", str(spec["training"]["max_steps"]),
+               str(REPO / "benchmarks/h100" / script), "--max-steps", str(spec["training"]["max_steps"]),
                "--warmup", str(spec["training"]["warmup_steps"]), "--logging-steps", str(logging_steps),
                "--steps-dir", str(run_dir)]
     if spec["point"]["deepspeed"]:
@@ -83,21 +86,36 @@ def bare_command(spec: dict[str, Any], run_dir: Path, logging_steps: int) -> lis
     return command
 
 
-def start_monitors(run_dir: Path, pid: int) -> list[subprocess.Popen[bytes]]:
-    """The pipeline's three monitors, as zerosweep.run.monitors.NodeMonitors starts them."""
+MONITORS = ("nvidia-smi", "nvml", "psrecord")
+
+
+def start_monitors(run_dir: Path, pid: int, names: tuple[str, ...] = MONITORS) -> list[subprocess.Popen[bytes]]:
+    """The pipeline's monitors (all three by default), as zerosweep.run.monitors.NodeMonitors starts them."""
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'scripts'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    smi = open(run_dir / "gpu_memory_log.csv", "wb")  # noqa: SIM115 (closed with the process)
-    return [
-        subprocess.Popen(["nvidia-smi", f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,nounits", "-l", "5"],
-                         stdout=smi),
-        subprocess.Popen([sys.executable, "-m", "zerosweep", "nvml-sampler", "--out", str(run_dir / "nvml.csv"),
-                          "--interval-ms", "50"], env=env),
-        subprocess.Popen(["psrecord", str(pid), "--include-children", "--interval", "5",
-                          "--log", str(run_dir / "cpu_memory_log.txt")]),
-    ]
+    monitors = []
+    if "nvidia-smi" in names:
+        smi = open(run_dir / "gpu_memory_log.csv", "wb")  # noqa: SIM115 (closed with the process)
+        monitors.append(subprocess.Popen(
+            ["nvidia-smi", f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,nounits", "-l", "5"], stdout=smi))
+    if "nvml" in names:
+        monitors.append(subprocess.Popen(
+            [sys.executable, "-m", "zerosweep", "nvml-sampler", "--out", str(run_dir / "nvml.csv"),
+             "--interval-ms", "50"], env=env))
+    if "psrecord" in names:
+        monitors.append(subprocess.Popen(["psrecord", str(pid), "--include-children", "--interval", "5",
+                                          "--log", str(run_dir / "cpu_memory_log.txt")]))
+    return monitors
 
 
-def run_one(kind: str, condition: str, spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def stop_monitors(monitors: list[subprocess.Popen[bytes]]) -> None:
+    """As NodeMonitors.stop does: psrecord writes its last line on SIGINT."""
+    for monitor in monitors:
+        monitor.send_signal(signal.SIGINT if "psrecord" in monitor.args[0] else signal.SIGTERM)
+    for monitor in monitors:
+        monitor.wait(timeout=30)
+
+
+def run_one(kind: str, condition: str, spec: dict[str, Any], run_dir: Path, block_seconds: float) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'scripts'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     started = time.time()
@@ -107,14 +125,15 @@ def run_one(kind: str, condition: str, spec: dict[str, Any], run_dir: Path) -> d
         with open(run_dir / "launch.log", "wb") as log:
             rc = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     else:
-        command = bare_command(spec, run_dir, logging_steps=1 if condition == "log1" else 500)
+        if condition == "blocks":
+            command = bare_command(spec, run_dir, 500, "overhead_blocks.py") + ["--block-seconds", str(block_seconds)]
+        else:
+            command = bare_command(spec, run_dir, logging_steps=1 if condition == "log1" else 500)
         with open(run_dir / "bare.log", "wb") as log:
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
             monitors = start_monitors(run_dir, process.pid) if condition == "monitors" else []
             rc = process.wait()
-            for monitor in monitors:
-                monitor.send_signal(signal.SIGINT if "psrecord" in monitor.args[0] else signal.SIGTERM)
-                monitor.wait(timeout=30)
+            stop_monitors(monitors)
     return {"kind": kind, "condition": condition, "config": spec["run_id"], "rc": rc,
             "started": started, "wall_s": time.time() - started,
             "steps_csv": str((run_dir / "steps.csv").relative_to(run_dir.parents[1]))}
@@ -128,6 +147,7 @@ def main() -> int:
                         help="RUN[:STEPS] run ids (default: fidelity z0-z2, overhead z1)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=40)
+    parser.add_argument("--block-seconds", type=float, default=10.0, help="blocks: seconds per condition block")
     args = parser.parse_args()
     specs = plan_specs()
     configs = parse_configs(args.configs or (GPU_BOUND if args.kind == "fidelity" else ["z1-offnone-nopin-g1n1"]),
@@ -146,7 +166,7 @@ def main() -> int:
                         continue  # done by an earlier call (a call cut by its time limit resumes here)
                     spec = copy.deepcopy(specs[config])
                     spec["training"]["max_steps"] = configs[config]
-                    record = run_one(args.kind, condition, spec, run_dir)
+                    record = run_one(args.kind, condition, spec, run_dir, args.block_seconds)
                     record.update(repeat=k, max_steps=configs[config])
                     journal.write(json.dumps(record) + "\n")
                     journal.flush()
