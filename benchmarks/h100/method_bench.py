@@ -110,7 +110,7 @@ def start_monitors(run_dir: Path, pid: int, names: tuple[str, ...] = MONITORS) -
 def stop_monitors(monitors: list[subprocess.Popen[bytes]]) -> None:
     """As NodeMonitors.stop does: psrecord writes its last line on SIGINT."""
     for monitor in monitors:
-        monitor.send_signal(signal.SIGINT if "psrecord" in monitor.args[0] else signal.SIGTERM)
+        monitor.send_signal(signal.SIGINT if "psrecord" in str(monitor.args) else signal.SIGTERM)
     for monitor in monitors:
         monitor.wait(timeout=30)
 
