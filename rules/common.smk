@@ -21,7 +21,7 @@ from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
 from zerosweep.plan.tune import boundary, build_tune_studies, find_run, next_probe  # noqa: E402
 from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
-from zerosweep.run.ops import ops_for  # noqa: E402
+from zerosweep.run.ops import OP_BUILDERS, ops_for  # noqa: E402
 
 try:  # schema, then settings that contradict each other, then the matrix: before anything is scheduled
     check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
@@ -31,7 +31,7 @@ except ConfigError as error:
     raise WorkflowError(f"workflow config: {error}") from None
 
 RUNS_DIR = "results/runs"
-OPS_DONE = "results/cache/ops.json"
+OPS_DIR = "results/cache/ops"
 SCRIPTS_DIR = str(Path(workflow.basedir) / "scripts")
 # Every job runs the package from this checkout (also on SLURM nodes, which share the filesystem).
 # (braces doubled twice: once for this f-string, once for Snakemake's shell formatting)
@@ -42,6 +42,7 @@ wildcard_constraints:
     run=RUN_ID_PATTERN,
     study=STUDY_PATTERN,
     point=POINT_ID_PATTERN,
+    op="|".join(OP_BUILDERS),
 
 
 def print_matrix(log_path):
@@ -278,11 +279,11 @@ def train_priority(wildcards):
     return round_priority(PLAN, wildcards.run)
 
 
-def ops_needed(wildcards):
-    """The ops of every run `all` builds: the matrix studies' runs and the tune studies' probes."""
-    points = [PLAN.runs[run_id].to_dict()["point"] for run_id in PLAN.runs_of(PLAN.build)]
-    points += [point for name in PLAN.build if name in TUNE for point in TUNE[name].to_dict()["points"].values()]
-    return " ".join(ops_for(points, config["runtime"]["device"]))
+def train_ops(wildcards):
+    """The compiled op the run's optimizer loads (none on CPU). ancient: rebuilding an op does not make finished
+    runs stale."""
+    ops = ops_for([run_spec(wildcards).to_dict()["point"]], config["runtime"]["device"])
+    return [ancient(f"{OPS_DIR}/{op}.json") for op in ops]
 
 
 def ops_slurm_extra(wildcards):

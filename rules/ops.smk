@@ -1,41 +1,26 @@
-# DeepSpeed's optimizer ops (FusedAdam, CPUAdam), JIT-compiled once before any training job, so that no run's
-# timings or CPU peak include the compiler (zerosweep.run.ops). On CPU a local no-op that records so.
+# DeepSpeed's optimizer ops (FusedAdam, CPUAdam), each JIT-compiled once before any training job that loads it,
+# so that no run's timings or CPU peak include the compiler (zerosweep.run.ops). On CPU no run waits for one.
+# One file per op, named by the op: a matrix that needs another op asks for another file, and no parameter of
+# this rule changes with the matrix (a rerun of an op that runs depend on through ancient() would otherwise
+# hide their own missing outputs from Snakemake 9's scheduling: it would build the op and stop).
 
-if config["runtime"]["device"] == "cuda":
 
-    rule build_ops:
-        output:
-            OPS_DONE,
-        log:
-            "results/logs/build_ops.log",
-        params:
-            ops=ops_needed,
-            extensions=config["runtime"]["torch_extensions_dir"],
-        conda:
-            "../envs/train.yaml"
-        threads: config["slurm"]["cpus_per_gpu"]
-        resources:
-            cpus_per_task=config["slurm"]["cpus_per_gpu"],
-            mem_mb=config["slurm"]["mem_mb_per_node"],
-            runtime=train_runtime,
-            slurm_partition=_slurm("partition"),
-            slurm_account=_slurm("account"),
-            slurm_extra=ops_slurm_extra,
-        shell:
-            f"{ZEROSWEEP} build-ops --device cuda --extensions-dir {{params.extensions}} --ops {{params.ops}} --out {{output}} > {{log}} 2>&1"
-
-else:
-
-    rule build_ops:
-        output:
-            OPS_DONE,
-        log:
-            "results/logs/build_ops.log",
-        params:
-            ops=ops_needed,
-            extensions=config["runtime"]["torch_extensions_dir"],
-        localrule: True
-        conda:
-            "../envs/train.yaml"
-        shell:
-            f"{ZEROSWEEP} build-ops --device cpu --extensions-dir {{params.extensions}} --ops {{params.ops}} --out {{output}} > {{log}} 2>&1"
+rule build_op:
+    output:
+        f"{OPS_DIR}/{{op}}.json",
+    log:
+        "results/logs/build_op/{op}.log",
+    params:
+        extensions=config["runtime"]["torch_extensions_dir"],
+    conda:
+        "../envs/train.yaml"
+    threads: config["slurm"]["cpus_per_gpu"]
+    resources:
+        cpus_per_task=config["slurm"]["cpus_per_gpu"],
+        mem_mb=config["slurm"]["mem_mb_per_node"],
+        runtime=train_runtime,
+        slurm_partition=_slurm("partition"),
+        slurm_account=_slurm("account"),
+        slurm_extra=ops_slurm_extra,
+    shell:
+        f"{ZEROSWEEP} build-ops --device cuda --extensions-dir {{params.extensions}} --ops {{wildcards.op}} --out {{output}} > {{log}} 2>&1"

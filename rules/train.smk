@@ -4,7 +4,7 @@
 rule train:
     input:
         unpack(train_inputs),
-        ops=ancient(OPS_DONE),  # ancient: rebuilding the ops does not make finished runs stale
+        ops=train_ops,
         previous_round=train_previous_round,
     output:
         metrics=f"{RUNS_DIR}/{{run}}/metrics.json",

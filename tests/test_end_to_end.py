@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_snakemake
+from test_workflow import job_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 
@@ -79,6 +80,12 @@ def test_local_study_set_produces_tables_plots_summary_and_report(tmp_path: Path
     # a finished workflow has nothing left to do: no run is trained twice
     again = run_snakemake("-n", "all", *args, cwd=workdir.path)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # the same results/ under a GPU config (a user's next step after the CPU demo): every run is scheduled with the
+    # op it loads. A shared ops file whose parameters changed once made Snakemake build the ops and stop there.
+    on_gpu = run_snakemake("-n", "all", *args, "--config", "runtime={device: cuda}", cwd=workdir.path)
+    assert on_gpu.returncode == 0, on_gpu.stderr[-2000:]
+    counts = job_counts(on_gpu.stdout + on_gpu.stderr)
+    assert counts["build_op"] == 1 and counts["train"] == 3 and counts["all"] == 1, counts
 
     report = run_snakemake("--report", str(results / "report.html"), *args, cwd=workdir.path)
     assert report.returncode == 0, report.stderr[-2000:]

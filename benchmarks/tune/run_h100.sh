@@ -20,7 +20,8 @@ CONFIGS=(--configfile workflow_config.yaml benchmarks/tune/h100_tune.yaml)
 t1=$(date +%s.%N)
 # The seed lacks the compiled ops (results/cache): build them in a Snakemake call of their own, since ops built
 # within the tune call would count as "updated by another job" and retrain every seeded probe.
-[ -f results/cache/ops.json ] || python3 -m snakemake results/cache/ops.json --cores 16 "${CONFIGS[@]}" || exit 1
+python3 -m snakemake results/cache/ops/fused_adam.json results/cache/ops/cpu_adam.json --cores 16 "${CONFIGS[@]}" \
+  || exit 1
 timeout -s INT -k 30 "${TUNE_TIMEOUT_S:-500}" python3 -m snakemake "$TARGET" --cores 16 --rerun-incomplete \
   --keep-going "$@" "${CONFIGS[@]}"
 rc=$?

@@ -102,10 +102,8 @@ def make_workdir(path: Path, studies: Mapping[str, Any], extensions_dir: Path,
     return workdir
 
 
-def make_clone(path: Path, studies: Mapping[str, Any], extensions_dir: Path,
-               overrides: Mapping[str, Any] | None = None) -> Workdir:
-    """A copy of the workflow as a user's clone has it, with the test settings and `studies` written into its
-    own workflow_config.yaml: `snakemake --executor slurm <target>` runs there exactly as typed."""
+def copy_workflow(path: Path) -> None:
+    """The workflow's files as a fresh clone has them (no results/, no .snakemake/)."""
     path.mkdir(parents=True, exist_ok=True)
     for part in CLONE_PARTS:
         source = REPO / part
@@ -113,6 +111,13 @@ def make_clone(path: Path, studies: Mapping[str, Any], extensions_dir: Path,
             shutil.copytree(source, path / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy(source, path / part)
+
+
+def make_clone(path: Path, studies: Mapping[str, Any], extensions_dir: Path,
+               overrides: Mapping[str, Any] | None = None) -> Workdir:
+    """A copy of the workflow as a user's clone has it, with the test settings and `studies` written into its
+    own workflow_config.yaml: `snakemake --executor slurm <target>` runs there exactly as typed."""
+    copy_workflow(path)
     overlay = deep_merge(TEST_SETTINGS, {"runtime": {"torch_extensions_dir": str(extensions_dir)},
                                          "studies": dict(studies), "build_studies": list(studies)})
     overlay = deep_merge(overlay, overrides or {})
