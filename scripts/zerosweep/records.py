@@ -238,6 +238,9 @@ SPEEDUP: Final = "speedup"  # from the Trainer's whole-run samples/s (secondary)
 STEADY_SPEEDUP: Final = "steady_speedup"  # from the steady samples/s (primary)
 WEAK_SCALING_EFFICIENCY: Final = "weak_scaling_efficiency"
 STEADY_WEAK_SCALING_EFFICIENCY: Final = "steady_weak_scaling_efficiency"
+# its 95 % interval: the throughput ratio's (Welch on log run medians) x GPUs_ref / GPUs; repeats at both ends only
+STEADY_WEAK_SCALING_EFFICIENCY_LOW: Final = "steady_weak_scaling_efficiency_low"
+STEADY_WEAK_SCALING_EFFICIENCY_HIGH: Final = "steady_weak_scaling_efficiency_high"
 
 # pandas dtypes for reading a table back (`pandas.read_csv(path, dtype=table_dtypes(columns))`): nullable,
 # so an empty cell stays missing and whole numbers stay whole. Unlisted fields are Float64.

@@ -274,10 +274,22 @@ def weak_scaling(tables: list[Built]) -> list[str]:
         if isinstance(secondary, (int, float)):
             where = "over the Trainer's whole run" if steady else "in the steady state"
             text += f" ({fmt_pct(secondary)} {where})"
-        if all(_repeats(row) >= 2 for row in (first, last)):
-            text += f", so weak scaling **{verdict}** (threshold {100 * WEAK_SCALING_HOLDS:.0f} %)"
+        eff_low = last.get(f.STEADY_WEAK_SCALING_EFFICIENCY_LOW)
+        eff_high = last.get(f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH)
+        threshold = f"{100 * WEAK_SCALING_HOLDS:.0f} %"
+        if steady and isinstance(eff_low, (int, float)) and isinstance(eff_high, (int, float)):
+            interval = f"95 % interval {fmt_pct(eff_low)}–{fmt_pct(eff_high)}"
+            if eff_low >= WEAK_SCALING_HOLDS:
+                text += f", so weak scaling **holds** ({interval}, above the {threshold} threshold)"
+            elif eff_high < WEAK_SCALING_HOLDS:
+                text += f", so weak scaling **does not hold** ({interval}, below the {threshold} threshold)"
+            else:
+                text += (f": its {interval} spans the {threshold} threshold, so whether weak scaling holds is within "
+                         "the noise (more repeats narrow it)")
+        elif all(_repeats(row) >= 2 for row in (first, last)):
+            text += f", so weak scaling **{verdict}** (threshold {threshold})"
         else:  # one run at either end: its drift from run to run is not in the figure (report/statistics)
-            text += (f": by the {100 * WEAK_SCALING_HOLDS:.0f} % threshold weak scaling {verdict}, from single runs "
+            text += (f": by the {threshold} threshold weak scaling {verdict}, from single runs "
                      "(run-to-run drift is not in this figure; `repeats: 2` or more for a firm answer)")
         per_gpu = [f"{row[f.WORLD_SIZE]}: {row[rate] / row[f.WORLD_SIZE]:.2f}" for row in rows]
         text += f". Samples/s per GPU: {', '.join(per_gpu)}."

@@ -41,6 +41,8 @@ LABELS: dict[str, str] = {
     f.STEADY_SPEEDUP: "Steady Speed-up",
     f.WEAK_SCALING_EFFICIENCY: "Weak-Scaling Efficiency (Trainer, whole run)",
     f.STEADY_WEAK_SCALING_EFFICIENCY: "Steady Weak-Scaling Efficiency",
+    f.STEADY_WEAK_SCALING_EFFICIENCY_LOW: "Steady Weak-Scaling Efficiency, Low",
+    f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH: "Steady Weak-Scaling Efficiency, High",
     f.STEADY_SAMPLES_PER_SECOND_LOW: "Steady Samples/Second, Low",
     f.STEADY_SAMPLES_PER_SECOND_HIGH: "Steady Samples/Second, High",
     f.STEADY_SPREAD: "Steady Interval",
@@ -112,7 +114,8 @@ FORMATS: Final[dict[str, str]] = {
     ),
     **dict.fromkeys((f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS), "{:.4f}"),
     f.TFLOPS_PER_GPU: "{:.1f}",
-    **dict.fromkeys((f.MFU, f.WEAK_SCALING_EFFICIENCY, f.STEADY_WEAK_SCALING_EFFICIENCY), "percent"),
+    **dict.fromkeys((f.MFU, f.WEAK_SCALING_EFFICIENCY, f.STEADY_WEAK_SCALING_EFFICIENCY,
+                     f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH), "percent"),
     **dict.fromkeys((f.SPEEDUP, f.STEADY_SPEEDUP), "{:.2f}×"),
 }  # fmt: skip
 

@@ -180,6 +180,34 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
     ]
 
 
+def add_efficiency_intervals(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[str]:
+    """The steady weak-scaling efficiency's 95 % interval on every row that has >= 2 runs, as has the reference
+    (derived.add_scaling's: the smallest finished configuration); in place. Efficiency = throughput ratio x
+    GPUs_ref / GPUs, so its interval is the ratio's (compare_rows: Welch on log run medians) scaled alike.
+    Single runs get none: their within-run interval leaves out the run-to-run drift."""
+    for row in rows:
+        row[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] = row[f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH] = None
+    finished = [(row, group) for row, group in zip(rows, groups)
+                if row[f.STATUS] == "ok" and _number(row.get(f.STEADY_SAMPLES_PER_SECOND))]
+    if not finished:
+        return []
+    reference_row, reference = min(finished, key=lambda pair: (pair[0][f.WORLD_SIZE], pair[0][f.NODES]))
+    for row, group in finished:
+        if group is reference or len(group.finished) < 2 or len(reference.finished) < 2:
+            continue
+        verdict = throughput_verdict(group, reference)
+        if verdict.ratio_low is None or verdict.ratio_high is None or verdict.n_row < 2 or verdict.n_reference < 2:
+            continue
+        scale = reference_row[f.WORLD_SIZE] / row[f.WORLD_SIZE]
+        row[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] = verdict.ratio_low * scale
+        row[f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH] = verdict.ratio_high * scale
+    if all(row[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] is None for row in rows):
+        return []
+    return [("Steady weak-scaling efficiency interval (CSV: steady_weak_scaling_efficiency_low/high): the 95 % "
+             "interval of the throughput ratio to the reference (Welch's t on the log run medians, >= 2 runs each) "
+             "times the GPU ratio; rows with a single run have none.")]
+
+
 def hit_cap_note(rows: list[dict[str, Any]]) -> list[str]:
     capped = [row[f.RUN_ID] for row in rows if row.get(f.HIT_CAP)]
     if not capped:

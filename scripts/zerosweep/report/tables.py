@@ -21,7 +21,7 @@ from .. import records as f
 from ..jsonio import read_json
 from . import derived, labels
 from .table_fields import row_status
-from .table_rows import add_verdicts, group_repeats, hit_cap_note, point_row, spread_note
+from .table_rows import add_efficiency_intervals, add_verdicts, group_repeats, hit_cap_note, point_row, spread_note
 from .workshop import mode_text
 
 if TYPE_CHECKING:
@@ -56,13 +56,15 @@ COLUMNS: dict[str, list[str]] = {
         f.STEADY_WEAK_SCALING_EFFICIENCY, f.TRAIN_LOSS, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB,
         f.GPU_MODES_MIB, f.NVML_PEAK_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP,
         f.WEAK_SCALING_EFFICIENCY, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_COUNTED,
-        f.EMULATED_NODES, *THROUGHPUT_DETAIL,
+        f.EMULATED_NODES, *THROUGHPUT_DETAIL, f.STEADY_WEAK_SCALING_EFFICIENCY_LOW,
+        f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH,
     ],
 }  # fmt: skip
 HIDDEN: dict[str, set[str]] = {
     "comparison": {*MACHINE, *THROUGHPUT_DETAIL, *VERDICT_DETAIL},
     "baseline": set(MACHINE),
-    "scaling": {f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *THROUGHPUT_DETAIL},
+    "scaling": {f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *THROUGHPUT_DETAIL,
+                f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH},
 }
 
 
@@ -163,6 +165,8 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
     notes: list[str] = []
     if kind == "comparison":
         notes += add_verdicts(rows, groups)
+    if kind == "scaling":
+        notes += add_efficiency_intervals(rows, groups)
     # object dtype: each cell keeps its record's Python value, so the CSV writes 21658 as 21658, not 21658.0
     frame = pd.DataFrame(rows, dtype=object)
     if kind == "scaling":
