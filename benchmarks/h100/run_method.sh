@@ -13,7 +13,7 @@ export TORCH_CUDA_ARCH_LIST=9.0 TORCH_EXTENSIONS_DIR=$PWD/results/cache/torch_ex
 python3 -c "import scipy" || { echo "scipy is missing on this image: add its wheel to .whl (benchmarks/h100/README.md)"; exit 1; }
 mkdir -p $OUT results/bench
 if [ -n "${BENCH_SEED:-}" ] && [ ! -d results/bench/$kind ]; then tar xzf "$BENCH_SEED" -C results/bench || exit 1; fi
-for op in fused_adam cpu_adam; do  # what rule build_op does
+for op in ${BENCH_OPS:-fused_adam cpu_adam}; do  # what rule build_op does (BENCH_OPS: only those the runs load)
   [ -f results/cache/ops/$op.json ] || PYTHONPATH=scripts:$PYTHONPATH python3 -m zerosweep build-ops --device cuda \
     --extensions-dir "$TORCH_EXTENSIONS_DIR" --ops $op --out results/cache/ops/$op.json >> $OUT/build_ops.log 2>&1 \
     || { cat $OUT/build_ops.log; exit 1; }
