@@ -193,11 +193,11 @@ def add_efficiency_intervals(rows: list[dict[str, Any]], groups: list[PointRuns]
         return []
     reference_row, reference = min(finished, key=lambda pair: (pair[0][f.WORLD_SIZE], pair[0][f.NODES]))
     for row, group in finished:
-        if group is reference or len(group.finished) < 2 or len(reference.finished) < 2:
+        if group is reference:
             continue
         verdict = throughput_verdict(group, reference)
-        if verdict.ratio_low is None or verdict.ratio_high is None or verdict.n_row < 2 or verdict.n_reference < 2:
-            continue
+        if verdict.ratio_low is None or verdict.ratio_high is None or min(verdict.n_row, verdict.n_reference) < 2:
+            continue  # single runs: their within-run interval is no interval for this
         scale = reference_row[f.WORLD_SIZE] / row[f.WORLD_SIZE]
         row[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] = verdict.ratio_low * scale
         row[f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH] = verdict.ratio_high * scale
