@@ -63,6 +63,13 @@ def _usable(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+def finished_by_size(frame: pd.DataFrame, rate: str) -> pd.DataFrame:
+    """The finished rows with a usable `rate`, smallest configuration first (fewest GPUs, then fewest nodes): the
+    first is the scaling reference."""
+    finished = frame[(frame[f.STATUS] == "ok") & frame[rate].map(_usable)]
+    return finished.sort_values([f.WORLD_SIZE, f.NODES], kind="stable")
+
+
 def add_scaling(frame: pd.DataFrame) -> list[str]:
     """Speed-up and weak-scaling efficiency columns, in place; returns the table notes that define them.
 
@@ -77,11 +84,11 @@ def add_scaling(frame: pd.DataFrame) -> list[str]:
         (f.STEADY_SAMPLES_PER_SECOND, f.STEADY_WEAK_SCALING_EFFICIENCY, f.STEADY_SPEEDUP),
         (f.TRAIN_SAMPLES_PER_SECOND, f.WEAK_SCALING_EFFICIENCY, f.SPEEDUP),
     ):
-        finished = frame[(frame[f.STATUS] == "ok") & frame[rate].map(_usable)]
+        finished = finished_by_size(frame, rate)
         if finished.empty:
             notes.append(f"No finished run has {rate}: its efficiency is empty.")
             continue
-        ref = finished.sort_values([f.WORLD_SIZE, f.NODES], kind="stable").iloc[0]
+        ref = finished.iloc[0]
         ref_rate, ref_gpus = ref[rate], ref[f.WORLD_SIZE]
         speedup = finished[rate] / ref_rate
         frame.loc[finished.index, out] = speedup * ref_gpus / finished[f.WORLD_SIZE]

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .. import records as f
 from ..plan.repeats import split_repeat
+from . import derived
 from .statistics import (
     ALPHA,
     StepStatistics,
@@ -26,6 +27,9 @@ from .statistics import (
     verdict_from_runs,
 )
 from .table_fields import IDENTITY, record_fields, row_status
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REFERENCE = "reference"
 MEMORY_WORDS = ("more memory", "less memory")
@@ -180,28 +184,24 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
     ]
 
 
-def add_efficiency_intervals(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[str]:
-    """The steady weak-scaling efficiency's 95 % interval on every row that has >= 2 runs, as has the reference
-    (derived.add_scaling's: the smallest finished configuration); in place. Efficiency = throughput ratio x
-    GPUs_ref / GPUs, so its interval is the ratio's (compare_rows: Welch on log run medians) scaled alike.
-    Single runs get none: their within-run interval leaves out the run-to-run drift."""
-    for row in rows:
-        row[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] = row[f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH] = None
-    finished = [(row, group) for row, group in zip(rows, groups)
-                if row[f.STATUS] == "ok" and _number(row.get(f.STEADY_SAMPLES_PER_SECOND))]
-    if not finished:
+def add_efficiency_intervals(frame: pd.DataFrame, groups: list[PointRuns]) -> list[str]:
+    """The steady weak-scaling efficiency's 95 % interval, in place, on every row of a scaling frame (one row per
+    group, in order) that has >= 2 runs, as has the reference (derived.finished_by_size's first). Efficiency =
+    throughput ratio x GPUs_ref / GPUs, so its interval is the ratio's (compare_rows: Welch on log run medians)
+    scaled alike. Single runs get none: their within-run interval leaves out the run-to-run drift."""
+    frame[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] = frame[f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH] = None
+    finished = derived.finished_by_size(frame, f.STEADY_SAMPLES_PER_SECOND)
+    if finished.empty:
         return []
-    reference_row, reference = min(finished, key=lambda pair: (pair[0][f.WORLD_SIZE], pair[0][f.NODES]))
-    for row, group in finished:
-        if group is reference:
-            continue
-        verdict = throughput_verdict(group, reference)
+    reference = finished.index[0]
+    for index in finished.index[1:]:
+        verdict = throughput_verdict(groups[index], groups[reference])
         if verdict.ratio_low is None or verdict.ratio_high is None or min(verdict.n_row, verdict.n_reference) < 2:
             continue  # single runs: their within-run interval is no interval for this
-        scale = reference_row[f.WORLD_SIZE] / row[f.WORLD_SIZE]
-        row[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] = verdict.ratio_low * scale
-        row[f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH] = verdict.ratio_high * scale
-    if all(row[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] is None for row in rows):
+        scale = finished.at[reference, f.WORLD_SIZE] / finished.at[index, f.WORLD_SIZE]
+        frame.at[index, f.STEADY_WEAK_SCALING_EFFICIENCY_LOW] = verdict.ratio_low * scale
+        frame.at[index, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH] = verdict.ratio_high * scale
+    if frame[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW].isna().all():
         return []
     return [("Steady weak-scaling efficiency interval (CSV: steady_weak_scaling_efficiency_low/high): the 95 % "
              "interval of the throughput ratio to the reference (Welch's t on the log run medians, >= 2 runs each) "

@@ -165,12 +165,10 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
     notes: list[str] = []
     if kind == "comparison":
         notes += add_verdicts(rows, groups)
-    if kind == "scaling":
-        notes += add_efficiency_intervals(rows, groups)
     # object dtype: each cell keeps its record's Python value, so the CSV writes 21658 as 21658, not 21658.0
     frame = pd.DataFrame(rows, dtype=object)
     if kind == "scaling":
-        notes += derived.add_scaling(frame)
+        notes += derived.add_scaling(frame) + add_efficiency_intervals(frame, groups)
     frame = frame[COLUMNS[kind]]
     if kind != "baseline":
         notes += spread_note(rows) + hit_cap_note(rows)
