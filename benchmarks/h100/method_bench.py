@@ -89,9 +89,13 @@ def bare_command(spec: dict[str, Any], run_dir: Path, logging_steps: int, script
 MONITORS = ("nvidia-smi", "nvml", "psrecord")
 
 
+def child_env() -> dict[str, str]:
+    """This environment with the checkout's package first on PYTHONPATH (for `python -m zerosweep` children)."""
+    return {**os.environ, "PYTHONPATH": f"{REPO / 'scripts'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
 def start_monitors(run_dir: Path, pid: int, names: tuple[str, ...] = MONITORS) -> list[subprocess.Popen[bytes]]:
     """The pipeline's monitors (all three by default), as zerosweep.run.monitors.NodeMonitors starts them."""
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'scripts'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     monitors = []
     if "nvidia-smi" in names:
         smi = open(run_dir / "gpu_memory_log.csv", "wb")  # noqa: SIM115 (closed with the process)
@@ -100,7 +104,7 @@ def start_monitors(run_dir: Path, pid: int, names: tuple[str, ...] = MONITORS) -
     if "nvml" in names:
         monitors.append(subprocess.Popen(
             [sys.executable, "-m", "zerosweep", "nvml-sampler", "--out", str(run_dir / "nvml.csv"),
-             "--interval-ms", "50"], env=env))
+             "--interval-ms", "50"], env=child_env()))
     if "psrecord" in names:
         monitors.append(subprocess.Popen(["psrecord", str(pid), "--include-children", "--interval", "5",
                                           "--log", str(run_dir / "cpu_memory_log.txt")]))
@@ -117,7 +121,7 @@ def stop_monitors(monitors: list[subprocess.Popen[bytes]]) -> None:
 
 def run_one(kind: str, condition: str, spec: dict[str, Any], run_dir: Path, block_seconds: float) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'scripts'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = child_env()
     started = time.time()
     if condition == "pipeline":
         command = [sys.executable, "-m", "zerosweep", "launch", "--spec-json", json.dumps(spec),

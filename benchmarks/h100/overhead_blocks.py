@@ -31,13 +31,12 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bare_trainer import argument_parser, build_trainer
-from method_bench import rotated, start_monitors, stop_monitors
+from method_bench import MONITORS, rotated, start_monitors, stop_monitors
 
 BLOCKS_FILE = "blocks.csv"
 BLOCK_FIELDS = ("block", "cycle", "condition", "wall_start", "wall_end")
-# condition -> the monitors running beside the trainer (method_bench.MONITORS)
-MONITORS: dict[str, tuple[str, ...]] = {"plain": (), "monitors": ("nvidia-smi", "nvml", "psrecord"),
-                                        "nvml": ("nvml",), "log1": ()}
+# condition -> the monitors running beside the trainer (names as method_bench.start_monitors takes them)
+CONDITION_MONITORS: dict[str, tuple[str, ...]] = {"plain": (), "monitors": MONITORS, "nvml": ("nvml",), "log1": ()}
 
 
 class BlockSwitcher(TrainerCallback):  # type: ignore[misc]
@@ -67,10 +66,10 @@ class BlockSwitcher(TrainerCallback):  # type: ignore[misc]
         block = len(self.blocks)
         cycle, position = divmod(block, len(self.conditions))
         condition = rotated(self.conditions, cycle)[position]
-        if MONITORS[condition]:
+        if CONDITION_MONITORS[condition]:
             block_dir = self.run_dir / f"block{block:03d}"
             block_dir.mkdir(parents=True, exist_ok=True)
-            self.monitors = start_monitors(block_dir, os.getpid(), MONITORS[condition])
+            self.monitors = start_monitors(block_dir, os.getpid(), CONDITION_MONITORS[condition])
         self.blocks.append({"block": block, "cycle": cycle, "condition": condition, "wall_start": now,
                             "wall_end": ""})
         self.started = now
@@ -97,7 +96,8 @@ class BlockSwitcher(TrainerCallback):  # type: ignore[misc]
 def main() -> None:
     parser = argument_parser()
     parser.add_argument("--block-seconds", type=float, default=10.0)
-    parser.add_argument("--conditions", nargs="+", default=list(MONITORS), choices=list(MONITORS))
+    parser.add_argument("--conditions", nargs="+", default=list(CONDITION_MONITORS),
+                        choices=list(CONDITION_MONITORS))
     args = parser.parse_args()
     if args.steps_dir is None:
         parser.error("--steps-dir is required: the analysis reads its steps.csv and blocks.csv")
