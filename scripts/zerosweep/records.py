@@ -213,6 +213,12 @@ STEADY_SPREAD: Final = "steady_spread"  # "95 % CI" | "min-max"; empty without p
 REPEATS: Final = "repeats"  # N: the point's runs in the row
 RUNS: Final = "runs"  # the row's run ids, space-separated
 HIT_CAP: Final = "hit_cap"  # a run stopped at the step/time cap before its interval was narrow enough
+# a finished run of the row whose warm-up never settled (its steady window starts at the minimum warm-up)
+WARMUP_NEVER_SETTLED: Final = "warmup_never_settled"
+# The row's run-level values, space-separated in run order (CSV only): what a test between rows of two
+# different tables is computed from (report/answers), since a row's verdict holds only against its own reference
+RUN_SAMPLES_PER_SECOND: Final = "run_samples_per_second"  # each finished run's steady samples/s
+RUN_PEAK_MIB: Final = "run_peak_mib"  # each finished run's peak (the source the table's memory verdict uses)
 # Verdict of the row against the study's reference row (report/statistics.py); ratio = row / reference
 THROUGHPUT_VERDICT: Final = "throughput_verdict"
 THROUGHPUT_RATIO: Final = "throughput_ratio"
@@ -263,6 +269,9 @@ _FIELD_DTYPES: Final[dict[str, str]] = {
     REPEATS: "Int64",
     RUNS: "string",
     HIT_CAP: "boolean",
+    WARMUP_NEVER_SETTLED: "boolean",
+    RUN_SAMPLES_PER_SECOND: "string",
+    RUN_PEAK_MIB: "string",
     THROUGHPUT_VERDICT: "string",
     MEMORY_VERDICT: "string",
 }
