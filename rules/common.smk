@@ -19,7 +19,8 @@ from zerosweep.plan.matrix import (  # noqa: E402
 )
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
-from zerosweep.plan.tune import boundary, build_tune_studies, find_run, next_probe  # noqa: E402
+from zerosweep.plan.tune import build_tune_studies, find_run  # noqa: E402
+from zerosweep.plan.tune_search import measurement_runs, replay  # noqa: E402
 from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
 from zerosweep.run.ops import OP_BUILDERS, ops_for  # noqa: E402
 
@@ -121,50 +122,37 @@ def tune_study_json(wildcards):
     return json.dumps(TUNE[wildcards.study].to_dict(), sort_keys=True)
 
 
-def _read_probe(path):
-    import json
-
-    with open(path) as handle:
-        return json.load(handle)
+def _probe_file(run_id):
+    """An unfinished probe raises IncompleteCheckpointException here and so gets scheduled."""
+    return checkpoints.tune_probe.get(run=run_id).output[0]
 
 
-def _tune_start(study, point):
-    """(first micro-batch, gallop): the study's start, or with tune.start_from_model the boundary the memory
-    model predicts from the study's first point once that point's search is done (the first point waits)."""
-    tune_study = TUNE[study]
-    search = tune_study.searches[point]
-    first = next(iter(tune_study.searches))
-    if not search.tune["start_from_model"] or point == first:
-        return search.start, False
-    from zerosweep.report.memory_fit import guided_start
+def _probe_outcome(run_id):
+    from zerosweep.jsonio import read_json
 
-    outcomes, files, start, gallop = _tune_probes(study, first)
-    found = boundary(outcomes, start, search.upper, gallop)
-    reference = {"point_id": first, "probes": [_read_probe(path) for path in files], "max_fit": found.max_fit,
-                 "first_oom": found.first_oom}
-    guess = guided_start(tune_study.to_dict(), reference, point)
-    return (search.start, False) if guess is None else (min(guess, search.upper), True)
+    return read_json(Path(_probe_file(run_id)), what="the tune_probe rule writes it")
 
 
-def _tune_probes(study, point):
-    """Replay the search over the finished probes; asking for an unfinished one schedules it (checkpoint)."""
-    search = TUNE[study].searches[point]
-    start, gallop = _tune_start(study, point)
-    outcomes, files = {}, []
-    while (micro_batch := next_probe(outcomes, start, search.upper, gallop)) is not None:
-        path = checkpoints.tune_probe.get(run=search.probe(micro_batch).run_id).output[0]
-        outcomes[micro_batch] = _read_probe(path)["status"]
-        files.append(path)
-    return outcomes, files, start, gallop
+def _model_size(study):
+    def size():  # only when a start is guessed: a pretrained model's config may be a download
+        from zerosweep.report.memory_fit import model_size
+
+        return model_size(TUNE[study].to_dict()["settings"]["model"])
+
+    return size
+
+
+def _tune_replay(wildcards):
+    return replay(TUNE[wildcards.study], wildcards.point, _probe_outcome, _model_size(wildcards.study))
 
 
 def tune_search_probes(wildcards):
-    return _tune_probes(wildcards.study, wildcards.point)[1]
+    return [_probe_file(run_id) for run_id in _tune_replay(wildcards).run_ids]
 
 
 def tune_search_start(wildcards):
-    start, gallop = _tune_start(wildcards.study, wildcards.point)
-    return f"--start {start}" + (" --gallop" if gallop else "")
+    found = _tune_replay(wildcards)
+    return f"--start {found.start}" + (" --gallop" if found.gallop else "")
 
 
 def tune_searches(wildcards):
@@ -174,13 +162,8 @@ def tune_searches(wildcards):
 
 def tune_measurements(wildcards):
     """Each point's measurement at its largest micro-batch (the boundary probe itself when settings agree)."""
-    paths = []
-    for point, search in TUNE[wildcards.study].searches.items():
-        outcomes, _, start, gallop = _tune_probes(wildcards.study, point)
-        best = boundary(outcomes, start, search.upper, gallop).max_fit
-        if best:
-            paths.append(f"{RUNS_DIR}/{search.measurement(best).run_id}/summary.json")
-    return paths
+    runs = measurement_runs(TUNE[wildcards.study], _probe_outcome, _model_size(wildcards.study))
+    return [f"{RUNS_DIR}/{run_id}/summary.json" for run_id in runs]
 
 
 # --- resources of a training job, from its matrix point and the `slurm` section ---------------

@@ -6,14 +6,19 @@ import contextlib
 import io
 import re
 
+import numpy
 import pytest
 from zerosweep.plan.memory_model import (
     MIB,
+    MemoryModel,
+    ModelSize,
     PeakFit,
     PeakSample,
     StatesSetup,
     bloom_largest_layer_params,
+    fit_errors,
     fit_peak,
+    left_out_errors,
     model_states,
 )
 
@@ -156,3 +161,70 @@ def test_fit_needs_two_micro_batches_and_a_positive_slope() -> None:
     flat = PeakFit(fixed_mib=1, per_sample_mib=0, points=2, r_squared=None, source="flat")
     with pytest.raises(ValueError, match="flat"):
         flat.largest_micro_batch(0, 100)
+
+
+# --- judging the model: left out, not in sample -------------------------------------------------------
+
+SIZE = ModelSize(n_params=100 * P, largest_layer_params=10 * P)
+STUDY = {"settings": {"training": {"precision": "fp16"}, "runtime": {"device": "cuda"}},
+         "points": {"z0": {"deepspeed": True, "zero_stage": 0, "offload": "none", "gpus_per_node": 1, "nodes": 1},
+                    "z3": {"deepspeed": True, "zero_stage": 3, "offload": "cpu", "gpus_per_node": 1, "nodes": 1}}}
+
+
+def probes_on_lines(lines: dict[str, tuple[float, float, tuple[int, ...]]]) -> list[dict[str, object]]:
+    """Probes of each point exactly on its line (fixed, per sample) above its model states."""
+    model = MemoryModel(STUDY, SIZE, [])
+    return [{"run_id": f"{point}-b{mb}", "point_id": point, "status": "ok", "micro_batch": mb,
+             "peak_mib": model.states_mib(point) + fixed + per_sample * mb}
+            for point, (fixed, per_sample, micro_batches) in lines.items() for mb in micro_batches]
+
+
+def test_two_probes_fit_exactly_in_sample_but_the_left_out_error_is_not_zero() -> None:
+    # Each configuration fit at two micro-batches: its line runs through both, so the in-sample error is 0 by
+    # construction. Left out, a probe is predicted from the line pooled over the other three (the rule for a
+    # configuration with one micro-batch left), and that misses.
+    probes = probes_on_lines({"z0": (1000.0, 2000.0, (2, 4)), "z3": (500.0, 3000.0, (3, 5))})
+    model = MemoryModel(STUDY, SIZE, probes)
+    fit = fit_errors(model, probes)
+    assert fit.predicted == fit.probes == 4 and max(abs(f) for f in fit.fractions) < 1e-12
+
+    left_out = left_out_errors(model, probes)
+    assert left_out.predicted == left_out.probes == 4  # every probe, not only those with two others of their own
+    assert min(abs(f) for f in left_out.fractions) > 0.01
+    # z0 at 2 by hand: the least-squares line over the others' (micro-batch, peak - states)
+    others = [(4, 1000 + 2000 * 4), (3, 500 + 3000 * 3), (5, 500 + 3000 * 5)]
+    slope, intercept = numpy.polyfit([x for x, _ in others], [y for _, y in others], 1)
+    states = model.states_mib("z0")
+    expected = states + intercept + slope * 2
+    assert model.left_out(probes[0], probes).predicted_mib == pytest.approx(expected)
+    assert left_out.fractions[0] == pytest.approx((expected - probes[0]["peak_mib"]) / probes[0]["peak_mib"])
+    assert left_out.under_estimates == sum(f < 0 for f in left_out.fractions) >= 1
+    assert left_out.low == min(left_out.fractions) and left_out.high == max(left_out.fractions)
+
+
+def test_left_out_uses_the_configurations_own_line_where_two_other_micro_batches_fit() -> None:
+    # z0 off its line at 8 (+600 MiB): in sample the line bends towards it; left out, 8 is predicted from 2 and 4
+    probes = probes_on_lines({"z0": (1000.0, 2000.0, (2, 4, 8))})
+    probes[2]["peak_mib"] = float(probes[2]["peak_mib"]) + 600  # type: ignore[arg-type]
+    model = MemoryModel(STUDY, SIZE, probes)
+    left = model.left_out(probes[2], probes)
+    assert left.predicted_mib == pytest.approx(model.states_mib("z0") + 1000 + 2000 * 8)  # exact line through 2, 4
+    assert left.source == "refit without it: z0's probes"
+    errors = left_out_errors(model, probes)
+    assert errors.under_estimates == 2 and errors.probes == 3  # 8 under-predicted, 2 (by its line to 4 and 8) too
+    # one probe of a point and nothing else: no refit can predict it
+    lone = probes_on_lines({"z3": (500.0, 3000.0, (3,))})
+    assert left_out_errors(MemoryModel(STUDY, SIZE, lone), lone).predicted == 0
+
+
+def test_the_headline_is_the_left_out_error_with_its_under_estimates_and_the_fit_is_named_a_fit() -> None:
+    from zerosweep.report.memory_fit import headline
+
+    probes = probes_on_lines({"z0": (1000.0, 2000.0, (2, 4)), "z3": (500.0, 3000.0, (3, 5))})
+    model = MemoryModel(STUDY, SIZE, probes)
+    left_out = left_out_errors(model, probes)
+    text = headline(model, probes)
+    assert text.startswith(f"**Left out (out of sample: each probe predicted by the model refitted without it): "
+                           f"{100 * left_out.low:+.1f} % to {100 * left_out.high:+.1f} % over 4 of 4 probes that "
+                           f"fit, {left_out.under_estimates} of them under-estimates**")
+    assert "Fit (in sample, the probes the lines were fitted to): +0.0 %, 0 below measured." in text

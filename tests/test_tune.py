@@ -188,9 +188,10 @@ def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
         model_rows = list(csv.DictReader(handle))
     assert len(model_rows) == len(runs) >= 2
     for row in model_rows:
-        assert abs(float(row["Error (%)"])) < 10, row
-        if row["Left-out error (%)"]:  # out of sample, where two other micro-batches fit
-            assert abs(float(row["Left-out error (%)"])) < 10, row
+        assert abs(float(row["Fit error (%)"])) < 10, row
+        # out of sample: every probe, refitted without it (here from the other probes of the one point)
+        assert abs(float(row["Left-out error (%)"])) < 10, row
+    assert "**Left out (out of sample" in (out / "recommendation.md").read_text()
     with open(out / "workshop_budget.csv", encoding="utf-8") as handle:
         workshop = next(csv.DictReader(handle))
     # micro-batch 16 lies above the first OOM: said so, not predicted
@@ -259,12 +260,14 @@ def test_a_right_guess_costs_two_probes() -> None:
 
 
 def test_model_guided_start_from_a_searched_reference(config: dict[str, Any]) -> None:
-    from zerosweep.report.memory_fit import MemoryModel, guided_start
+    from zerosweep.plan.memory_model import MemoryModel, ModelSize
+    from zerosweep.plan.tune_search import Replay, guided_start
 
     config = tune_config(config, start_from_model=True)
     config["runtime"]["device"] = "cuda"
     study = build_tune_studies(config, build_plan(config))["tuned"].to_dict()
-    model = MemoryModel(study, [])
+    size = ModelSize(n_params=559_214_592, largest_layer_params=256_901_120)  # bloom-560m
+    model = MemoryModel(study, size, [])
     reference_point, target = "z0-offnone-nopin-g1n1", "z2-offcpu-nopin-g1n1"
     states = model.states_mib(reference_point)
 
@@ -272,14 +275,20 @@ def test_model_guided_start_from_a_searched_reference(config: dict[str, Any]) ->
         return {"run_id": f"{reference_point}-b{micro_batch}", "point_id": reference_point, "status": status,
                 "micro_batch": micro_batch, "peak_mib": states + 3000 + 2500 * micro_batch}
 
-    reference = {"point_id": reference_point, "probes": [probe(16), probe(24), probe(25, "oom")], "max_fit": 24,
-                 "first_oom": 25}
+    reference = Replay(point_id=reference_point, start=16, upper=64, gallop=False,
+                       probes=(probe(16), probe(32, "oom"), probe(24), probe(28, "oom"), probe(26, "oom"),
+                               probe(25, "oom")))
+    assert reference.boundary.max_fit == 24 and reference.boundary.first_oom == 25
     capacity = states + 3000 + 2500 * 24.5
     expected = int((capacity - model.states_mib(target) - 3000) // 2500)
-    assert guided_start(study, reference, target) == expected > 24  # offloading frees the optimizer state
-    assert guided_start(study, reference, reference_point) == 24
+    assert guided_start(study, size, reference, target) == expected > 24  # offloading frees the optimizer state
+    assert guided_start(study, size, reference, reference_point) == 24
     # no OOM in the reference: nothing says where the memory ends
-    assert guided_start(study, {**reference, "probes": reference["probes"][:2], "first_oom": None}, target) is None
+    capped = Replay(point_id=reference_point, start=16, upper=24, gallop=False, probes=(probe(16), probe(24)))
+    assert capped.boundary.capped and guided_start(study, size, capped, target) is None
+    # an unfinished reference gives no guess either
+    unfinished = Replay(point_id=reference_point, start=16, upper=64, gallop=False, probes=(probe(16), probe(32)))
+    assert guided_start(study, size, unfinished, target) is None
 
 
 def test_workshop_budget_says_out_of_memory_above_a_probe_that_ran_out(config: dict[str, Any]) -> None:

@@ -16,13 +16,18 @@ against DeepSpeed.
 Everything that grows with the micro-batch (activations, the fp32 logits over the vocabulary) plus a fixed
 remainder (CUDA context, workspaces, allocator slack) is fitted per configuration from measured peaks:
 peak = model states + fixed + per_sample x micro-batch (ordinary least squares, scipy.stats.linregress).
+A configuration with fewer than two micro-batches that fit borrows the line pooled over all points' probes.
+
+How good the model is gets judged out of sample: every probe predicted by the model refitted without it
+(`left_out_predictions`). The in-sample figure is a fit, not a test: a line through two probes reproduces
+both exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ..units import MIB
 
@@ -171,3 +176,128 @@ def fit_peak(samples: Sequence[PeakSample], source: str) -> PeakFit:
     r_squared = float(result.rvalue) ** 2 if len(samples) > 2 else None
     return PeakFit(fixed_mib=float(result.intercept), per_sample_mib=float(result.slope), points=len(samples),
                    r_squared=r_squared, source=source)
+
+
+# --- the model of a tune study: analytic states + a line per configuration ---------------------------
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """What the model states need to know of the model (run.flops counts BLOOM's parameters)."""
+
+    n_params: int
+    largest_layer_params: int  # gathered at stage 3
+
+
+def _fitted(probes: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [probe for probe in probes if probe["status"] == "ok" and probe["peak_mib"] is not None]
+
+
+class MemoryModel:
+    """Model states of each point of a tune study (analytic) + fixed and per-sample memory (fitted from that
+    point's probes, or from all points' probes pooled when a point has fewer than two micro-batches that fit).
+
+    study: a tune study as `TuneStudy.to_dict()` gives it; probes: tune-probe outcomes (run_id, point_id, status,
+    micro_batch, peak_mib)."""
+
+    def __init__(self, study: Mapping[str, Any], size: ModelSize, probes: Sequence[Mapping[str, Any]],
+                 accounting: Accounting = "deepspeed") -> None:
+        self.study, self.size, self.accounting = study, size, accounting
+        self.precision = study["settings"]["training"]["precision"]
+        self.device = study["settings"]["runtime"]["device"]
+        self.points = study["points"]
+        fitted = _fitted(probes)
+        self.fits: dict[str, PeakFit] = {}
+        pooled_samples = [self._sample(probe) for probe in fitted]
+        pooled = (fit_peak(pooled_samples, "all points' probes pooled")
+                  if len({s.micro_batch for s in pooled_samples}) >= 2 else None)
+        for point_id in self.points:
+            own = [self._sample(probe) for probe in fitted if probe["point_id"] == point_id]
+            if len({sample.micro_batch for sample in own}) >= 2:
+                self.fits[point_id] = fit_peak(own, f"{point_id}'s probes")
+            elif pooled is not None:
+                self.fits[point_id] = pooled
+
+    def states_mib(self, point_id: str, accounting: Accounting | None = None,
+                   world: tuple[int, int] | None = None) -> float:
+        point = self.points[point_id]
+        gpus, nodes = world or (point["gpus_per_node"], point["nodes"])
+        setup = StatesSetup(zero_stage=point["zero_stage"] if point["deepspeed"] else None, offload=point["offload"],
+                            gpus_per_node=gpus, nodes=nodes, precision=self.precision)
+        states = model_states(self.size.n_params, setup, accounting or self.accounting, self.size.largest_layer_params)
+        return states.device_mib(self.device)
+
+    def _sample(self, probe: Mapping[str, Any]) -> PeakSample:
+        return PeakSample(int(probe["micro_batch"]), float(probe["peak_mib"]), self.states_mib(probe["point_id"]))
+
+    def predict(self, point_id: str, micro_batch: float, world: tuple[int, int] | None = None) -> float | None:
+        fit = self.fits.get(point_id)
+        return None if fit is None else fit.predict(self.states_mib(point_id, world=world), micro_batch)
+
+    def left_out(self, probe: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> LeftOut:
+        """The probe predicted by this model refitted to every other probe (the same rule: the configuration's
+        own line where two other micro-batches fit, else the pooled one)."""
+        others = [other for other in probes if other["run_id"] != probe["run_id"]]
+        refit = MemoryModel(self.study, self.size, others, self.accounting)
+        fit = refit.fits.get(probe["point_id"])
+        return LeftOut(refit.predict(probe["point_id"], int(probe["micro_batch"])),
+                       None if fit is None else f"refit without it: {fit.source}")
+
+    def predict_left_out(self, probe: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> float | None:
+        return self.left_out(probe, probes).predicted_mib
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    predicted_mib: float | None  # None: the other probes fit at fewer than two micro-batches
+    source: str | None
+
+
+# --- how good it is -------------------------------------------------------------------------------------
+
+
+SAME = 1e-9  # relative error taken as none: far below a peak's resolution (0.01 MiB of >= 100 MiB is 1e-4)
+
+
+@dataclass(frozen=True)
+class PredictionErrors:
+    """Relative errors (predicted - measured) / measured over a set of probes that fit."""
+
+    fractions: tuple[float, ...]  # one per probe that has a prediction
+    probes: int  # the probes that fit, predicted or not
+
+    @property
+    def predicted(self) -> int:
+        return len(self.fractions)
+
+    @property
+    def low(self) -> float | None:
+        return min(self.fractions) if self.fractions else None
+
+    @property
+    def high(self) -> float | None:
+        return max(self.fractions) if self.fractions else None
+
+    @property
+    def under_estimates(self) -> int:
+        """Predicted below measured: the dangerous direction (a run sized by it runs out of memory)."""
+        return sum(fraction < -SAME for fraction in self.fractions)
+
+
+def prediction_errors(pairs: Iterable[tuple[float | None, float]]) -> PredictionErrors:
+    """From (predicted or None, measured) pairs, one per probe that fit."""
+    pairs = list(pairs)
+    return PredictionErrors(tuple((predicted - measured) / measured for predicted, measured in pairs
+                                  if predicted is not None), len(pairs))
+
+
+def fit_errors(model: MemoryModel, probes: Sequence[Mapping[str, Any]]) -> PredictionErrors:
+    """In sample: every probe against the line it helped fit (0 at both probes of a two-probe line)."""
+    return prediction_errors((model.predict(probe["point_id"], int(probe["micro_batch"])), float(probe["peak_mib"]))
+                             for probe in _fitted(probes))
+
+
+def left_out_errors(model: MemoryModel, probes: Sequence[Mapping[str, Any]]) -> PredictionErrors:
+    """Out of sample (leave one out): every probe against the model refitted without it."""
+    return prediction_errors((model.left_out(probe, probes).predicted_mib, float(probe["peak_mib"]))
+                             for probe in _fitted(probes))

@@ -1,6 +1,5 @@
-"""The memory model applied to a tune study's probes: each configuration's model states (analytic, plan.memory_model)
-plus fixed and per-sample memory fitted to its probes; and, for `tune.start_from_model`, the boundary a
-configuration is predicted to have from an already searched one.
+"""The memory model (plan.memory_model) of a tune study, with the model's size taken from its architecture, and
+the sentence that judges it: the left-out error over every probe, the in-sample figure called a fit.
 """
 
 from __future__ import annotations
@@ -8,71 +7,51 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..plan.memory_model import PeakFit, PeakSample, StatesSetup, bloom_largest_layer_params, fit_peak, model_states
+from ..plan import memory_model
+from ..plan.memory_model import ModelSize, PredictionErrors, bloom_largest_layer_params
 from ..run.flops import bloom_parameter_count
 from ..run.modeling import model_config_dict
 
-ACCOUNTING = "deepspeed"  # what DeepSpeed keeps (the paper's 2+2+12 plus its fp32 gradient partition)
+
+def model_size(model: Mapping[str, Any]) -> ModelSize:
+    """The size of a run's model (settings' `model` section) that its model states need."""
+    architecture = model_config_dict(model)
+    return ModelSize(n_params=bloom_parameter_count(architecture),
+                     largest_layer_params=bloom_largest_layer_params(int(architecture["vocab_size"]),
+                                                                     int(architecture["hidden_size"])))
 
 
-class MemoryModel:
-    """Model states of each point (analytic) + fixed and per-sample memory (fitted from that point's probes, or
-    from all points' probes pooled when a point has fewer than two micro-batches that fit)."""
+class MemoryModel(memory_model.MemoryModel):
+    """plan.memory_model.MemoryModel for a tune study's own model."""
 
     def __init__(self, study: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> None:
-        settings = study["settings"]
-        architecture = model_config_dict(settings["model"])
-        self.n_params = bloom_parameter_count(architecture)
-        self.largest = bloom_largest_layer_params(int(architecture["vocab_size"]), int(architecture["hidden_size"]))
-        self.precision = settings["training"]["precision"]
-        self.device = settings["runtime"]["device"]
-        self.points = study["points"]
-        fitted = [probe for probe in probes if probe["status"] == "ok" and probe["peak_mib"] is not None]
-        self.fits: dict[str, PeakFit] = {}
-        pooled_samples = [self._sample(probe) for probe in fitted]
-        pooled = (fit_peak(pooled_samples, "all points' probes pooled")
-                  if len({s.micro_batch for s in pooled_samples}) >= 2 else None)
-        for point_id in self.points:
-            own = [self._sample(probe) for probe in fitted if probe["point_id"] == point_id]
-            if len({sample.micro_batch for sample in own}) >= 2:
-                self.fits[point_id] = fit_peak(own, f"{point_id}'s probes")
-            elif pooled is not None:
-                self.fits[point_id] = pooled
-
-    def states_mib(self, point_id: str, accounting: str = ACCOUNTING, world: tuple[int, int] | None = None) -> float:
-        point = self.points[point_id]
-        gpus, nodes = world or (point["gpus_per_node"], point["nodes"])
-        setup = StatesSetup(zero_stage=point["zero_stage"] if point["deepspeed"] else None, offload=point["offload"],
-                            gpus_per_node=gpus, nodes=nodes, precision=self.precision)
-        return model_states(self.n_params, setup, accounting, self.largest).device_mib(self.device)  # type: ignore[arg-type]
-
-    def _sample(self, probe: Mapping[str, Any]) -> PeakSample:
-        return PeakSample(int(probe["micro_batch"]), float(probe["peak_mib"]), self.states_mib(probe["point_id"]))
-
-    def predict_left_out(self, probe: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> float | None:
-        """The probe's peak predicted by a fit to the configuration's other probes (out of sample), if two remain."""
-        others = [self._sample(other) for other in probes
-                  if other["point_id"] == probe["point_id"] and other["run_id"] != probe["run_id"]
-                  and other["status"] == "ok" and other["peak_mib"] is not None]
-        if len({sample.micro_batch for sample in others}) < 2:
-            return None
-        fit = fit_peak(others, f"{probe['point_id']}'s other probes")
-        return fit.predict(self.states_mib(probe["point_id"]), int(probe["micro_batch"]))
-
-    def predict(self, point_id: str, micro_batch: int, world: tuple[int, int] | None = None) -> float | None:
-        fit = self.fits.get(point_id)
-        return None if fit is None else fit.predict(self.states_mib(point_id, world=world), micro_batch)
+        super().__init__(study, model_size(study["settings"]["model"]), probes)
 
 
-def guided_start(study: Mapping[str, Any], reference: Mapping[str, Any], target_point: str) -> int | None:
-    """The micro-batch where `target_point`'s search starts: the largest one whose predicted peak stays within
-    the memory the reference search ran into (halfway between its largest fit and its first OOM), predicted
-    with the reference's fixed and per-sample memory and the target's own model states. None without a
-    bounded reference that fit at two micro-batches."""
-    probes = reference["probes"]
-    model = MemoryModel(study, [probe for probe in probes if probe["point_id"] == reference["point_id"]])
-    fit = model.fits.get(reference["point_id"])
-    if fit is None or reference["first_oom"] is None or fit.per_sample_mib <= 0:
-        return None
-    capacity = fit.predict(model.states_mib(reference["point_id"]), reference["max_fit"] + 0.5)
-    return max(1, fit.largest_micro_batch(model.states_mib(target_point), capacity))
+def _percent_range(errors: PredictionErrors) -> str:
+    # rounded first so that -0.04 % reads +0.0 %, not -0.0 %
+    low, high = (f"{round(100 * value, 1) + 0.0:+.1f} %" for value in (errors.low or 0.0, errors.high or 0.0))
+    return low if low == high else f"{low} to {high}"
+
+
+def headline(model: memory_model.MemoryModel, probes: Sequence[Mapping[str, Any]]) -> str:
+    """How well the model predicts a peak it has not seen (leave one out over every probe that fit), then the
+    in-sample fit (which a line through two probes matches exactly, so it judges nothing)."""
+    left_out = memory_model.left_out_errors(model, probes)
+    fit = memory_model.fit_errors(model, probes)
+    if left_out.probes == 0:
+        return "No probe fit: nothing to judge the memory model by."
+    if left_out.predicted == 0:
+        text = (f"Left out: none of the {left_out.probes} probes that fit can be predicted without itself (the "
+                "others fit at fewer than two micro-batches).")
+    else:
+        unpredicted = left_out.probes - left_out.predicted
+        text = (f"**Left out (out of sample: each probe predicted by the model refitted without it): "
+                f"{_percent_range(left_out)} over {left_out.predicted} of {left_out.probes} probes that fit, "
+                f"{left_out.under_estimates} of them under-estimates** (predicted below measured: a run sized by "
+                "the prediction would run out of memory)"
+                + (f"; {unpredicted} without enough other probes to refit" if unpredicted else "") + ".")
+    if fit.predicted:
+        text += (f" Fit (in sample, the probes the lines were fitted to): {_percent_range(fit)}, "
+                 f"{fit.under_estimates} below measured.")
+    return text

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..jsonio import read_json
 from . import pareto_plot
-from .memory_fit import MemoryModel
+from .memory_fit import MemoryModel, headline
 from .tune_records import run_outcome
 
 GIB = 1024.0  # MiB per GiB
@@ -55,8 +55,8 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
             "Samples/s high": run["samples_per_second_high"] if run else None,
             "TFLOP/s per GPU": run["tflops_per_gpu"] if run else None,
             "MFU (%)": _percent(run["mfu"]) if run else None,
-            "Peak (GiB)": _gib(peak), "Predicted peak (GiB)": _gib(predicted),
-            "Prediction error (%)": None if peak is None or predicted is None else 100 * (predicted - peak) / peak,
+            "Peak (GiB)": _gib(peak), "Fitted peak (GiB)": _gib(predicted),  # in sample: the boundary probe is in the fit
+            "Fit error (%)": None if peak is None or predicted is None else 100 * (predicted - peak) / peak,
         })
     return pd.DataFrame(rows).sort_values("Samples/s", ascending=False, na_position="last")
 
@@ -105,23 +105,29 @@ def workshop_table(searches: Sequence[Mapping[str, Any]], model: MemoryModel, mi
 
 
 def memory_table(probes: Sequence[Mapping[str, Any]], model: MemoryModel) -> pd.DataFrame:
+    """Every probe that fit: predicted by the model refitted without it (left out, the test), then the in-sample
+    fit it took part in."""
     rows = []
     for probe in probes:
         if probe["status"] != "ok" or probe["peak_mib"] is None:
             continue
+        measured = float(probe["peak_mib"])
         fit = model.fits.get(probe["point_id"])
-        predicted = model.predict(probe["point_id"], probe["micro_batch"])
-        left_out = model.predict_left_out(probe, probes)
+        fitted = model.predict(probe["point_id"], probe["micro_batch"])
+        left_out = model.left_out(probe, probes)
         rows.append({
             "Run": probe["run_id"], "Configuration": probe["label"], "Micro-batch": probe["micro_batch"],
             "Model states, ZeRO paper (MiB)": model.states_mib(probe["point_id"], "zero_paper"),
             "Model states, DeepSpeed (MiB)": model.states_mib(probe["point_id"], "deepspeed"),
+            "Measured peak (MiB)": measured,
+            "Left-out prediction (MiB)": left_out.predicted_mib,
+            "Left-out error (%)": (None if left_out.predicted_mib is None
+                                   else 100 * (left_out.predicted_mib - measured) / measured),
+            "Left-out fit from": left_out.source or "no fit (the others fit at fewer than two micro-batches)",
             "Fixed (MiB)": fit.fixed_mib if fit else None, "Per sample (MiB)": fit.per_sample_mib if fit else None,
             "Fit from": fit.source if fit else "no fit (fewer than two micro-batches fit)",
-            "Predicted peak (MiB)": predicted, "Measured peak (MiB)": probe["peak_mib"],
-            "Error (%)": None if predicted is None else 100 * (predicted - probe["peak_mib"]) / probe["peak_mib"],
-            "Left-out prediction (MiB)": left_out,
-            "Left-out error (%)": None if left_out is None else 100 * (left_out - probe["peak_mib"]) / probe["peak_mib"],
+            "Fitted peak (MiB)": fitted,
+            "Fit error (%)": None if fitted is None else 100 * (fitted - measured) / measured,
         })
     return pd.DataFrame(rows)
 
@@ -209,9 +215,11 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
          tables["candidates"]),
         (f"Memory needed at the workshop's micro-batch ({tune['workshop_micro_batch']})", "", tables["workshop_budget"]),
         ("Memory model: predicted vs measured peak",
-         ("Predicted = model states (DeepSpeed's accounting) + fixed + per sample x micro-batch, fitted by least "
-         "squares to the configuration's probes (in sample). Left-out: the same fit without the probe itself "
-         "(out of sample; needs two other micro-batches that fit)."), tables["memory_model"]),
+         (headline(model, probes) + "\n\nPeak = model states (DeepSpeed's accounting) + fixed + per sample x "
+          "micro-batch, the line fitted by least squares to the configuration's probes (pooled over all points' "
+          "probes where a configuration fit at fewer than two micro-batches). Left out: the same rule refitted "
+          "without the probe, then asked for it (the test). Fit: the line the probe itself helped fit (in sample; "
+          "a line through two probes matches both exactly)."), tables["memory_model"]),
         ("Predictions for GPU counts not run",
          ("Model states sharded over the new world size; activations per sample unchanged (data parallel). "
          "Predictions, not measurements."), tables["memory_scaling"]),
