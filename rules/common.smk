@@ -240,7 +240,7 @@ def train_inputs(wildcards):
     spec = run_spec(wildcards)
     inputs = {"architecture": f"{SCRIPTS_DIR}/zerosweep/run/architectures/{spec.settings['model']['architecture']}.json"}
     if spec.point.deepspeed:
-        inputs["ds_template"] = str(Path(workflow.basedir) / "ds_configs" / "template.json")
+        inputs["ds_template"] = f"{SCRIPTS_DIR}/zerosweep/plan/ds_template.json"  # package data (dsconfig.TEMPLATE)
     return inputs
 
 

@@ -44,7 +44,7 @@ def test_report_settings_retrain_nothing_and_the_template_retrains(tmp_path: Pat
     counts = job_counts(after_peak.stdout + after_peak.stderr)
     assert "train" not in counts and counts.get("study_table") == 1, counts  # the table only: MFU changes
 
-    template = clone.path / "ds_configs" / "template.json"
+    template = clone.path / "scripts" / "zerosweep" / "plan" / "ds_template.json"
     # an edit (Snakemake compares small inputs by checksum, so a touch alone would not count)
     template.write_text(template.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     later = time.time() + 60  # and newer than the run's records (copytree kept the checkout's old mtime)

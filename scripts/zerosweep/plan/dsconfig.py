@@ -1,4 +1,4 @@
-"""Render a run's DeepSpeed config from the one template in ds_configs/.
+"""Render a run's DeepSpeed config from the one template, `ds_template.json` beside this module (package data).
 
 Every value the Hugging Face Trainer also sets (batch sizes, optimizer hyper-parameters, precision,
 clipping) stays "auto", so the Trainer fills it from TrainingArguments and its ds_config/argument
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import read_json, write_json
+from ..jsonio import write_json
 from .matrix import MatrixPoint
 
-DS_CONFIG_DIR = Path(__file__).resolve().parents[3] / "ds_configs"
-TEMPLATE_PATH = DS_CONFIG_DIR / "template.json"
+# Package data, so that an installed (not editable) zerosweep finds it too; rules/common.smk names the same file.
+TEMPLATE = resources.files("zerosweep.plan").joinpath("ds_template.json")
+NAMED_CONFIG_DIR = Path("ds_configs")  # where `zerosweep ds-configs` writes, from the repository root
 
 # The workshop's hand-run configs, by file name, and the matrix point each one is.
 NAMED_CONFIGS: dict[str, tuple[int, str, bool]] = {
@@ -31,8 +34,10 @@ NAMED_CONFIGS: dict[str, tuple[int, str, bool]] = {
 }
 
 
-def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    return read_json(path, what="the DeepSpeed template every run's config is rendered from")
+def load_template() -> dict[str, Any]:
+    """The DeepSpeed template every run's config is rendered from."""
+    loaded: dict[str, Any] = json.loads(TEMPLATE.read_text(encoding="utf-8"))
+    return loaded
 
 
 def zero_section(stage: int, offload: str, pin_memory: bool) -> dict[str, Any]:
@@ -63,8 +68,8 @@ def render_named(name: str) -> dict[str, Any]:
     return render(point)
 
 
-def write_named_configs(directory: Path = DS_CONFIG_DIR) -> list[Path]:
-    """Regenerate ds_configs/<name>.json for people who run by hand (`zerosweep ds-configs`)."""
+def write_named_configs(directory: Path = NAMED_CONFIG_DIR) -> list[Path]:
+    """Regenerate <directory>/<name>.json for people who run by hand (`zerosweep ds-configs`)."""
     paths = []
     for name in NAMED_CONFIGS:
         path = directory / f"{name}.json"
@@ -74,10 +79,13 @@ def write_named_configs(directory: Path = DS_CONFIG_DIR) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    """`python -m zerosweep ds-configs`: no options."""
+    """`python -m zerosweep ds-configs [--out-dir DIR]`."""
+    parser.add_argument("--out-dir", type=Path, default=NAMED_CONFIG_DIR,
+                        help="directory for the named configs (default: ds_configs, run from the repository root)")
 
 
 def run(args: argparse.Namespace) -> int:
-    for path in write_named_configs():
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for path in write_named_configs(args.out_dir):
         print(path)
     return 0
