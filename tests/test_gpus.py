@@ -1,5 +1,5 @@
 """Which GPUs a run uses and owns: node GPUs, the local GPU lease, the rank -> GPU map, and the parser's view of
-the real 2 x H200 records in ../shared/fixtures (read-only)."""
+the real 2 x H200 records in tests/fixtures/h200x2-records."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from zerosweep.plan.matrix import MatrixPoint
 from zerosweep.report.gpus import run_gpus
 from zerosweep.run.gpus import GpuLease, TooFewGpus, node_gpus, rank_gpu_map, resolve
 
-H200X2 = REPO.parent / "shared" / "fixtures" / "h200x2-records"
+H200X2 = REPO / "tests" / "fixtures" / "h200x2-records"
 needs_h200x2 = pytest.mark.skipif(not H200X2.is_dir(), reason=f"shared fixtures not beside the checkout: {H200X2}")
 INVENTORY = [
     {"index": 0, "uuid": "GPU-aaaa-0", "name": "H200"},
