@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerate docs/rulegraph.png: the rules of `all` and of the shipped tune study (tune rules are not in `all`).
+# Needs graphviz's `dot` (Debian: apt-get install -y graphviz). --forceall: the graph of a fresh clone, whatever
+# results/ this checkout already has.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-.venv/bin/python}"
+out="${1:-docs/rulegraph.png}"
+dot_file="$(mktemp)"
+trap 'rm -f "$dot_file"' EXIT
+"$python" -m snakemake --forceall --rulegraph dot -- all results/tune/tune_bloom560m/recommendation.md > "$dot_file"
+dot -Tpng "$dot_file" -o "$out"
+echo "$out"
