@@ -81,6 +81,50 @@ def test_compare_groups_repeats_and_tests_their_medians(tmp_path: Path) -> None:
     assert row["memory verdict"] == "less memory" and row["memory ratio B/A"] == pytest.approx(0.8, rel=0.01)
 
 
+def write_failed(results: Path, run_id: str, status: str) -> None:
+    """A run that did not finish as parse-memory records it: its status, no throughput section."""
+    run_dir = results / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"run_id": run_id, "status": status, "label": run_id.split("-")[0], "nvml": {"peak_mib": 81000.0},
+         "throughput": None}))
+
+
+def test_compare_keeps_runs_that_did_not_finish_with_their_status(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_run(a, "z0-offnone-nopin-g1n1", 0.40, 23000, 1)
+    write_run(b, "z0-offnone-nopin-g1n1", 0.32, 23000, 2)
+    write_run(a, "z3-offnone-nopin-g1n1", 0.60, 20000, 3)
+    write_failed(b, "z3-offnone-nopin-g1n1", "oom")  # B ran out of memory where A fit
+    write_failed(a, "z1-offcpu-nopin-g1n1", "oom")
+    write_failed(b, "z1-offcpu-nopin-g1n1", "oom")
+    for k, status in ((1, None), (2, "oom")):  # repeats: one finished, one did not
+        run_id = f"z2-offnone-nopin-g1n1-r{k}"
+        write_run(a, run_id, 0.50, 21000, 10 + k)
+        if status is None:
+            write_run(b, run_id, 0.50, 21000, 20 + k)
+        else:
+            write_failed(b, run_id, status)
+    result, frame = compare(a, b, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert frame is not None
+    rows = {row["run"]: row for _, row in frame.iterrows()}
+    assert set(rows) == {"z0-offnone-nopin-g1n1", "z3-offnone-nopin-g1n1", "z1-offcpu-nopin-g1n1",
+                         "z2-offnone-nopin-g1n1"}
+    z3 = rows["z3-offnone-nopin-g1n1"]
+    assert (z3["A status"], z3["B status"]) == ("ok", "oom")
+    assert z3["A samples/s"] == pytest.approx(16 / 0.60, rel=0.02) and pd.isna(z3["B samples/s"])
+    assert pd.isna(z3["B peak MiB"]) and pd.isna(z3["ratio B/A"]) and pd.isna(z3["verdict"])  # an OOM's peak is no figure
+    both = rows["z1-offcpu-nopin-g1n1"]
+    assert (both["A status"], both["B status"]) == ("oom", "oom") and pd.isna(both["A samples/s"])
+    mixed = rows["z2-offnone-nopin-g1n1"]
+    assert mixed["B status"] == "ok 1, oom 1" and mixed["B runs"] == 2
+    assert mixed["B samples/s"] == pytest.approx(16 / 0.50, rel=0.02)  # from the finished repeat only
+    assert rows["z0-offnone-nopin-g1n1"]["ratio B/A"] == pytest.approx(1.25, rel=0.02)
+    markdown = (tmp_path / "c.md").read_text()
+    assert "| z3-offnone-nopin-g1n1 | z3 | ok |" in markdown and "| oom |" in markdown
+
+
 def test_compare_names_the_directory_without_runs(tmp_path: Path) -> None:
     write_run(tmp_path / "a", "base-g1n1", 0.4, 1000, 1)
     (tmp_path / "empty").mkdir()

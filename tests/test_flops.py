@@ -1,9 +1,11 @@
-"""Model FLOPs against a hand computation, the GPU peak table, and MFU."""
+"""Model FLOPs against a hand computation, the GPU peak table (exact model names, per precision), and MFU."""
 
 from __future__ import annotations
 
 import pytest
 from zerosweep.run.flops import (
+    PEAK_TFLOPS_TABLE,
+    Peak,
     achieved_tflops_per_gpu,
     bloom_parameter_count,
     model_flops_utilization,
@@ -40,23 +42,63 @@ def test_training_flops_per_token_for_bloom_560m_at_512_tokens() -> None:
 
 
 @pytest.mark.parametrize(
-    "name,peak,source",
+    "name,precision,peak,source",
     [
-        ("NVIDIA H100 80GB HBM3", 989.4, "table:H100 SXM"),
-        ("NVIDIA H100 PCIe", 756.0, "table:H100 PCIe"),
-        ("NVIDIA H200", 989.4, "table:H200"),
-        ("NVIDIA A100-SXM4-80GB", 312.0, "table:A100"),
-        ("NVIDIA A100-PCIE-40GB", 312.0, "table:A100"),
-        ("Tesla V100-SXM2-32GB", None, None),
-        (None, None, None),
+        ("NVIDIA H100 80GB HBM3", "fp16", 989.4, "table:NVIDIA H100 80GB HBM3, fp16"),
+        ("NVIDIA H100 80GB HBM3", "bf16", 989.4, "table:NVIDIA H100 80GB HBM3, bf16"),
+        ("NVIDIA H100 80GB HBM3", "fp32", 66.9, "table:NVIDIA H100 80GB HBM3, fp32"),
+        ("NVIDIA H100 80GB HBM3", "tf32", 494.7, "table:NVIDIA H100 80GB HBM3, tf32"),
+        ("NVIDIA H100 PCIe", "fp16", 756.5, "table:NVIDIA H100 PCIe, fp16"),
+        ("NVIDIA H100 NVL", "bf16", 835.5, "table:NVIDIA H100 NVL, bf16"),
+        ("NVIDIA H200", "fp16", 989.4, "table:NVIDIA H200, fp16"),
+        ("NVIDIA H200 NVL", "fp16", 835.5, "table:NVIDIA H200 NVL, fp16"),  # not the SXM figure
+        ("NVIDIA GH200 480GB", "bf16", 989.4, "table:NVIDIA GH200 480GB, bf16"),
+        ("NVIDIA B200", "bf16", 2250.0, "table:NVIDIA B200, bf16"),
+        ("NVIDIA H800", "fp16", 989.4, "table:NVIDIA H800, fp16"),
+        ("NVIDIA L40S", "fp16", 362.05, "table:NVIDIA L40S, fp16"),
+        ("NVIDIA L40S", "fp32", 91.6, "table:NVIDIA L40S, fp32"),
+        ("NVIDIA A100-SXM4-80GB", "bf16", 312.0, "table:NVIDIA A100-SXM4-80GB, bf16"),
+        ("NVIDIA A100-PCIE-40GB", "fp32", 19.5, "table:NVIDIA A100-PCIE-40GB, fp32"),
+        ("NVIDIA A100 80GB PCIe", "fp16", 312.0, "table:NVIDIA A100 80GB PCIe, fp16"),
+        ("NVIDIA A10", "fp16", 125.0, "table:NVIDIA A10, fp16"),
+        ("NVIDIA L4", "bf16", 121.0, "table:NVIDIA L4, bf16"),
+        ("Tesla V100-SXM2-32GB", "fp16", 125.0, "table:Tesla V100-SXM2-32GB, fp16"),
+        ("  nvidia   h100\tpcie ", "fp16", 756.5, "table:NVIDIA H100 PCIe, fp16"),  # case and spacing only
     ],
 )
-def test_peak_lookup_by_gpu_name(name: str | None, peak: float | None, source: str | None) -> None:
-    assert peak_tflops(name) == (peak, source)
+def test_peak_by_exact_model_name_and_precision(name: str, precision: str, peak: float, source: str) -> None:
+    assert peak_tflops(name, precision) == Peak(peak, source)
+
+
+@pytest.mark.parametrize(
+    "name,precision,why",
+    [
+        # substrings of listed models are other GPUs: the old substring match gave them the H100/H200 SXM figure
+        ("NVIDIA H100", "fp16", "not in the peak table"),
+        ("NVIDIA H200 NVL 2", "fp16", "not in the peak table"),
+        ("NVIDIA-H100-PCIe", "fp16", "not in the peak table"),  # '-' is part of a name (A100-SXM4-80GB)
+        ("NVIDIA RTX 6000 Ada Generation", "fp16", "not in the peak table"),
+        ("Tesla V100-SXM2-16GB", "bf16", "has no bf16 tensor path"),  # Volta: fp16 tensor cores only
+        ("NVIDIA H100 80GB HBM3", None, "no known precision"),
+        (None, "fp16", "names no GPU model"),
+    ],
+)
+def test_unknown_model_or_precision_has_no_peak(name: str | None, precision: str | None, why: str) -> None:
+    found = peak_tflops(name, precision)
+    assert found.tflops is None and found.source is None and found.missing is not None and why in found.missing
+
+
+def test_table_lists_every_model_the_issue_names() -> None:
+    for name in ("NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA H200", "NVIDIA H200 NVL",
+                 "NVIDIA GH200 480GB", "NVIDIA B200", "NVIDIA H800", "NVIDIA L40S", "NVIDIA A100-SXM4-80GB",
+                 "NVIDIA A100 80GB PCIe", "NVIDIA A10", "NVIDIA L4", "Tesla V100-SXM2-16GB"):
+        peaks = PEAK_TFLOPS_TABLE[name]
+        assert peaks.source and peaks.fp32 < (peaks.tensor_16bit or 0), name  # cited; tensor paths above fp32
 
 
 def test_configured_peak_wins_over_the_table() -> None:
-    assert peak_tflops("NVIDIA H100 80GB HBM3", 500.0) == (500.0, "config")
+    assert peak_tflops("NVIDIA H100 80GB HBM3", "fp16", 500.0) == Peak(500.0, "config")
+    assert peak_tflops("Unknown GPU", None, 500.0) == Peak(500.0, "config")
 
 
 def test_mfu_from_throughput() -> None:

@@ -1,9 +1,9 @@
 """Figures derived from a run's raw measurements, computed at report time so that changing how they are
 derived (`runtime.peak_tflops`, the scaling reference) re-aggregates without retraining.
 
-TFLOP/s per GPU = FLOPs per token x steady tokens/s / GPUs; MFU = that / the GPU's dense peak (configured,
-else looked up by GPU name; none on CPU). Speed-up and weak-scaling efficiency are against the smallest
-configuration that finished.
+FLOPs per token of a run (recorded, else counted from its architecture); TFLOP/s per GPU and MFU are the run's
+throughput estimator's (report/throughput.run_throughput). Speed-up and weak-scaling efficiency are against the
+smallest configuration that finished.
 """
 
 from __future__ import annotations
@@ -39,24 +39,6 @@ def flops_per_token(metrics: Mapping[str, Any], spec: Mapping[str, Any]) -> floa
     return flops.training_flops_per_token(
         int(n_params), int(architecture["n_layer"]), int(architecture["hidden_size"]), int(seq_len)
     )
-
-
-def tflops_per_gpu(record: Mapping[str, Any]) -> float | None:
-    metrics = record["metrics"]
-    per_token, tokens = metrics.get("flops_per_token"), metrics.get("steady_tokens_per_second")
-    if per_token is None or tokens is None:
-        return None
-    world_size = metrics.get("world_size") or record["point"]["world_size"]
-    return flops.achieved_tflops_per_gpu(per_token, tokens, int(world_size))
-
-
-def mfu(record: Mapping[str, Any], achieved: float | None, peak_tflops: float | None) -> float | None:
-    """Model FLOPs utilisation; None on CPU (no tensor-core peak) or for a GPU the peak table lacks."""
-    setup = record["setup"]
-    if setup.get("device") != "cuda":
-        return None
-    peak, _source = flops.peak_tflops(setup.get("gpu_name"), peak_tflops)
-    return flops.model_flops_utilization(achieved, peak)
 
 
 def _usable(value: Any) -> bool:

@@ -1,5 +1,6 @@
 """One run's table fields, by field id (`zerosweep.records`): what a table row is made of before repeats are
-grouped (`table_rows`). Measurements are emptied unless the run finished usably."""
+grouped (`table_rows`). Measurements are emptied unless the run finished usably; steady samples/s, tokens/s,
+TFLOP/s and MFU are the run's one estimator's (`throughput.run_throughput`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import records as f
-from . import derived
+from .throughput import run_throughput
 
 # What identifies a row; every other field is a measurement, emptied in rows of runs that did not finish.
 IDENTITY = frozenset(
@@ -35,39 +36,17 @@ def eval_loss_at(losses: list[f.EvalLoss] | None, epoch: int, steps_per_epoch: f
     return min(at)[1] if at else None
 
 
-def real_tokens_per_second(metrics: f.Measured) -> float | None:
-    """Steady tokens/s without padding: the padded rate x the real (non-padding) token fraction."""
-    tokens, fraction = metrics.get("steady_tokens_per_second"), metrics.get("real_token_fraction")
-    return None if tokens is None or fraction is None else float(tokens) * float(fraction)
-
-
 def row_status(record: Mapping[str, Any]) -> str:
     """The run's status, or `unusable` for a finished run whose logs held no valid sample."""
     return "unusable" if record["status"] == "ok" and record.get("unusable") else str(record["status"])
 
 
-def with_step_throughput(record: f.RunRecord) -> f.RunRecord:
-    """The record with its steady samples/s from the per-step statistics (summary.json's `throughput`: the
-    median step's) and its steady tokens/s scaled alike (same tokens per sample), so tokens/s, TFLOP/s and MFU
-    agree with the samples/s shown. Records without a `throughput` section (no steps.csv) keep the launcher's
-    whole-window steady figure."""
-    median = (record.get("throughput") or {}).get("samples_per_second")  # type: ignore[union-attr]
-    metrics = record["metrics"]
-    old = metrics.get("steady_samples_per_second")
-    if median is None:
-        return record
-    tokens = metrics.get("steady_tokens_per_second")
-    scaled = None if tokens is None or not old else float(tokens) * float(median) / float(old)
-    return {**record, "metrics": {**metrics, "steady_samples_per_second": float(median),  # type: ignore[typeddict-item]
-                                  "steady_tokens_per_second": scaled}}
-
-
 def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) -> dict[str, Any]:
     """Every table field of one run, by field id (measurements emptied unless the run finished usably)."""
-    record = with_step_throughput(record)
     point, metrics = record["point"], record["metrics"]
     gpu, cpu = record["gpu"], record["cpu"]
-    tflops = derived.tflops_per_gpu(record)
+    throughput = run_throughput(record, peak_tflops)
+    fraction = metrics.get("real_token_fraction")
     values: dict[str, Any] = {
         f.CONFIG: label,
         f.STATUS: row_status(record),
@@ -89,14 +68,18 @@ def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) ->
         f.CPU_PEAK_MIB: _dig(cpu, "peak_mib"),
         f.CPU_AVERAGE_MIB: _dig(cpu, "average_mib"),
         f.CPU_MODES_MIB: _dig(cpu, "modes_mib"),
-        f.TFLOPS_PER_GPU: tflops,
-        f.MFU: derived.mfu(record, tflops, peak_tflops),
+        f.STEADY_SAMPLES_PER_SECOND: throughput.samples_per_second,
+        f.STEADY_TOKENS_PER_SECOND: throughput.tokens_per_second,
+        f.TFLOPS_PER_GPU: throughput.tflops_per_gpu,
+        f.MFU: throughput.mfu,
         f.EVAL_LOSS_EPOCH1: eval_loss_at(metrics.get("eval_losses"), 1, metrics.get("steps_per_epoch")),
         f.EVAL_LOSS_EPOCH2: eval_loss_at(metrics.get("eval_losses"), 2, metrics.get("steps_per_epoch")),
-        f.STEADY_REAL_TOKENS_PER_SECOND: real_tokens_per_second(metrics),
+        # without padding: the padded rate x the real (non-padding) token fraction
+        f.STEADY_REAL_TOKENS_PER_SECOND: (None if throughput.tokens_per_second is None or fraction is None
+                                          else throughput.tokens_per_second * float(fraction)),
     }
-    for name in (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND,
-                 f.STEADY_TOKENS_PER_SECOND, f.TRAIN_RUNTIME, f.TRAIN_LOSS, f.EVAL_LOSS, f.STEPS_PER_EPOCH):  # fmt: skip
+    for name in (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.TRAIN_RUNTIME, f.TRAIN_LOSS, f.EVAL_LOSS,
+                 f.STEPS_PER_EPOCH):  # fmt: skip
         values[name] = metrics.get(name)
     if values[f.STATUS] != "ok":
         values.update({name: None for name in values if name not in IDENTITY})

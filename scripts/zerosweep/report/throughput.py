@@ -1,15 +1,23 @@
-"""A run's steady throughput with its interval, from its per-step record (`<run_dir>/steps.csv`).
+"""A run's steady throughput: its interval from the per-step record (`<run_dir>/steps.csv`), and the one answer
+to "which throughput does this run have" that every table, comparison and tune record reads.
 
 `summarise_throughput(run_dir, metrics)` gives the per-run record's `throughput` section (None when the run has
 no steps.csv: an OOM row, or a run recorded before per-step records existed). The rules are in
 report/statistics.py.
+
+`run_throughput(record, peak_tflops)` gives a finished run's samples/s with its interval, tokens/s, TFLOP/s per
+GPU and MFU from one estimator, named: the median step of the `throughput` section, or, for records without one,
+the launcher's mean rate over its steady window. Tokens/s, TFLOP/s and MFU are always at the samples/s shown.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..run import flops
 from ..run.steps import STEP_FIELDS, STEPS_FILE
 
 if TYPE_CHECKING:  # numpy, pandas and scipy load on first use: parsing a run without steps.csv stays light
@@ -18,6 +26,8 @@ if TYPE_CHECKING:  # numpy, pandas and scipy load on first use: parsing a run wi
     from .statistics import StepStatistics
 
 CAP_REASONS = ("cap_steps", "cap_time")
+MEDIAN_STEP = "median step"  # summary.json `throughput`: the median steady step's rate, with a 95 % CI
+LAUNCHER_MEAN = "launcher steady-window mean"  # metrics.json: samples over seconds after the warm-up (old records)
 
 
 class StepsError(ValueError):
@@ -71,3 +81,75 @@ def summarise_throughput(run_dir: Path, metrics: dict[str, Any], warmup_steps: i
         "stop_reason": stop_reason,
         "hit_cap": stop_reason in CAP_REASONS,
     }
+
+
+@dataclass(frozen=True)
+class RunThroughput:
+    """A run's throughput figures, all from one estimator (`estimator`); None where the record cannot give one."""
+
+    estimator: str | None  # MEDIAN_STEP | LAUNCHER_MEAN; None: the record has no steady rate
+    samples_per_second: float | None
+    samples_per_second_low: float | None  # the median step's 95 % CI (MEDIAN_STEP only)
+    samples_per_second_high: float | None
+    tokens_per_second: float | None  # padding included: every sample is max_length tokens
+    tflops_per_gpu: float | None
+    mfu: float | None
+    peak_tflops: float | None  # the dense peak MFU is against
+    peak_source: str | None  # "config" | "table:<model>, <precision>"
+    peak_note: str | None  # on a GPU run without a peak: why, and how to set one (a table note)
+
+
+def _tokens_per_sample(record: Mapping[str, Any]) -> float | None:
+    """Tokens per sample as the launcher counted them (its tokens/s over its samples/s), else setup.max_length
+    (samples are padded to it)."""
+    metrics = record.get("metrics") or {}
+    tokens, samples = metrics.get("steady_tokens_per_second"), metrics.get("steady_samples_per_second")
+    if tokens is not None and samples:
+        return float(tokens) / float(samples)
+    length = (record.get("setup") or {}).get("max_length")
+    return None if length is None else float(length)
+
+
+def peak_note(gpu_name: str | None, precision: str | None, missing: str) -> str:
+    """The table note for a GPU run without a peak: why, and how to give one."""
+    return (f"MFU empty for {gpu_name or 'an unnamed GPU'} at {precision or 'an unrecorded precision'}: {missing}. "
+            "Set runtime.peak_tflops to the GPU's dense peak in TFLOP/s for that precision (a report setting: the "
+            "tables re-aggregate without retraining).")
+
+
+def run_throughput(record: Mapping[str, Any], peak_tflops: float | None) -> RunThroughput:
+    """The run's throughput figures (summary.json), whatever its status; `peak_tflops`: runtime.peak_tflops (None:
+    looked up by the GPU's exact model name and the run's precision, zerosweep.run.flops)."""
+    metrics, setup = record.get("metrics") or {}, record.get("setup") or {}
+    section = record.get("throughput") or {}
+    if section.get("samples_per_second") is not None:
+        estimator: str | None = MEDIAN_STEP
+        median = float(section["samples_per_second"])
+        low, high = section.get("samples_per_second_ci_low"), section.get("samples_per_second_ci_high")
+        per_sample = _tokens_per_sample(record)
+        samples: float | None = median
+        tokens = None if per_sample is None else median * per_sample
+    else:  # the launcher's own pair (same steady window, same tokens per sample)
+        samples, tokens = metrics.get("steady_samples_per_second"), metrics.get("steady_tokens_per_second")
+        low = high = None
+        estimator = None if samples is None and tokens is None else LAUNCHER_MEAN
+    per_token = metrics.get("flops_per_token")
+    world_size = metrics.get("world_size") or (record.get("point") or {}).get("world_size")
+    achieved = (None if tokens is None or per_token is None or not world_size
+                else flops.achieved_tflops_per_gpu(float(per_token), tokens, int(world_size)))
+    peak = flops.Peak(None, None)
+    note = None
+    if setup.get("device") == "cuda":  # CPU ranks have no tensor-core peak: no MFU, nothing to set
+        peak = flops.peak_tflops(setup.get("gpu_name"), setup.get("precision"), peak_tflops)
+        if peak.missing is not None:
+            note = peak_note(setup.get("gpu_name"), setup.get("precision"), peak.missing)
+    return RunThroughput(
+        estimator=estimator, samples_per_second=samples, samples_per_second_low=low, samples_per_second_high=high,
+        tokens_per_second=tokens, tflops_per_gpu=achieved, mfu=flops.model_flops_utilization(achieved, peak.tflops),
+        peak_tflops=peak.tflops, peak_source=peak.source, peak_note=note)
+
+
+def peak_notes(records: list[Mapping[str, Any]], peak_tflops: float | None) -> list[str]:
+    """The table notes of runs whose MFU is empty for want of a peak, each once."""
+    notes = (run_throughput(record, peak_tflops).peak_note for record in records)
+    return sorted({note for note in notes if note is not None})

@@ -1,8 +1,9 @@
 """`tune-probe` (one probe run's outcome, the checkpoint the search reads) and `tune-search` (one point's boundary).
 
-The outcome of a run is its status (ok / oom), its per-device peak and its throughput, from the run's
-summary.json. Per-device peak: on a GPU the exact NVML peak of the fullest GPU (nvidia-smi's, then torch's
-reserved peak when that monitor is missing); on CPU ranks the largest rank's resident peak (getrusage).
+The outcome of a run is its status (ok / oom), its per-device peak (report/run_peak.run_peak: on a GPU the exact
+NVML peak of the fullest GPU, else nvidia-smi's, else torch's reserved peak; on CPU ranks the largest rank's
+resident peak) and its throughput (report/throughput.run_throughput: samples/s, TFLOP/s and MFU from one
+estimator, named), from the run's summary.json.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from ..jsonio import read_json, write_json
 from ..plan.matrix import MatrixPoint
 from ..plan.tune import boundary
-from . import derived
+from .run_peak import run_peak
+from .throughput import run_throughput
 
 
 def point_id(point: Mapping[str, Any]) -> str:
@@ -24,40 +26,10 @@ def point_id(point: Mapping[str, Any]) -> str:
     return MatrixPoint(**{key: point[key] for key in fields}).point_id
 
 
-def _dig(data: Mapping[str, Any] | None, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(key)
-    return data
-
-
-def device_peak(summary: Mapping[str, Any]) -> tuple[float | None, str | None]:
-    """(MiB, where it came from): what one device of the run held at most."""
-    candidates: tuple[tuple[str, str], ...] = (
-        (("nvml", "peak_mib"), ("gpu", "peak_mib"), ("torch", "max_reserved_mib"))
-        if summary["setup"]["device"] == "cuda" else (("torch", "max_rss_mib"),))
-    for section, key in candidates:
-        value = _dig(summary, section, key)
-        if value is not None:
-            return float(value), f"{section}.{key}"
-    return None, None
-
-
-def throughput(summary: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
-    """Steady samples/s and its 95 % interval from the per-step record (summary.json's `throughput`, issue 12);
-    runs recorded before steps.csv existed give the whole-window figure and no interval."""
-    steps = summary.get("throughput")
-    if steps and steps.get("samples_per_second") is not None:
-        return steps["samples_per_second"], steps.get("samples_per_second_ci_low"), steps.get("samples_per_second_ci_high")
-    return (summary.get("metrics") or {}).get("steady_samples_per_second"), None, None
-
-
 def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
     setup = summary["setup"]
-    peak, source = device_peak(summary)
-    samples, low, high = throughput(summary)
-    achieved = derived.tflops_per_gpu(summary)
+    peak = run_peak(summary)
+    rate = run_throughput(summary, None)  # the peak looked up from the GPU's model name and the run's precision
     point = summary["point"]
     micro_batch = int(setup["per_device_batch_size"])
     return {
@@ -70,13 +42,14 @@ def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
         "gradient_accumulation_steps": setup["gradient_accumulation_steps"],
         "global_batch_size": micro_batch * int(setup["gradient_accumulation_steps"]) * int(point["world_size"]),
         "world_size": point["world_size"],
-        "peak_mib": peak,
-        "peak_source": source,
-        "samples_per_second": samples,
-        "samples_per_second_low": low,
-        "samples_per_second_high": high,
-        "tflops_per_gpu": achieved,
-        "mfu": derived.mfu(summary, achieved, None),  # the peak looked up from the GPU's name
+        "peak_mib": None if peak is None else peak.mib,
+        "peak_source": None if peak is None else peak.name,
+        "samples_per_second": rate.samples_per_second,
+        "samples_per_second_low": rate.samples_per_second_low,
+        "samples_per_second_high": rate.samples_per_second_high,
+        "throughput_estimator": rate.estimator,
+        "tflops_per_gpu": rate.tflops_per_gpu,
+        "mfu": rate.mfu,
     }
 
 
