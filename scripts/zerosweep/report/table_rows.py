@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from .. import records as f
 from ..plan.repeats import split_repeat
 from . import derived
+from .run_peak import PEAK_LABELS, Source, peak_from, shared_peak_source
 from .statistics import (
     ALPHA,
     StepStatistics,
@@ -27,6 +28,7 @@ from .statistics import (
     verdict_from_runs,
 )
 from .table_fields import IDENTITY, record_fields, row_status
+from .throughput import LAUNCHER_MEAN, run_throughput
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,10 +120,10 @@ def _throughput(group: PointRuns, finished: list[dict[str, Any]]) -> dict[str, A
 # --- verdicts ---------------------------------------------------------------------------------------------
 
 
-def _peaks(group: PointRuns, field: str) -> list[float] | None:
-    sections = [run.get("nvml") if field == "nvml" else run.get("gpu") for run in group.finished]
-    peaks = [peak for section in sections if section is not None and _number(peak := section.get("peak_mib"))]
-    return peaks if peaks and len(peaks) == len(sections) else None
+def _peaks(group: PointRuns, source: Source | None) -> list[float] | None:
+    """Every finished run's peak from `source` (report/run_peak); None unless each has one."""
+    peaks = [peak for run in group.finished if (peak := peak_from(run, source)) is not None] if source else []
+    return peaks if peaks and len(peaks) == len(group.finished) else None
 
 
 def throughput_verdict(group: PointRuns, reference: PointRuns) -> Verdict:
@@ -130,13 +132,14 @@ def throughput_verdict(group: PointRuns, reference: PointRuns) -> Verdict:
     if mine and theirs:
         return compare_rows(mine, theirs)
 
-    def steady(runs: PointRuns) -> list[float]:
-        return [float(v) for run in runs.finished if _number(v := run["metrics"].get("steady_samples_per_second"))]
+    def steady(runs: PointRuns) -> list[float]:  # the same estimator on both sides: the launcher's mean
+        return [v for run in runs.finished
+                if (v := run_throughput(run, None, LAUNCHER_MEAN).samples_per_second) is not None]
 
     return verdict_from_runs(steady(group), steady(reference))
 
 
-def memory_verdict(group: PointRuns, reference: PointRuns, source: str) -> Verdict | None:
+def memory_verdict(group: PointRuns, reference: PointRuns, source: Source | None) -> Verdict | None:
     mine, theirs = _peaks(group, source), _peaks(reference, source)
     if mine is None or theirs is None:
         return None
@@ -161,7 +164,7 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
         return []
     reference = groups[index]
     everyone = [group for group in groups if group.finished]
-    source = "nvml" if all(_peaks(group, "nvml") for group in everyone) else "gpu"
+    source = shared_peak_source(run for group in everyone for run in group.finished)
     tests: set[str] = set()
     for row, group in zip(rows, groups):
         if group is reference:
@@ -173,7 +176,7 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
         tests.update(verdict.test for verdict in (speed, memory) if verdict is not None)
         row.update(_verdict_fields("throughput", speed))
         row.update(_verdict_fields("memory", memory))
-    peak = "exact peak (NVML)" if source == "nvml" else "peak GPU memory (nvidia-smi)"
+    peak = PEAK_LABELS[source] if source else "GPU memory (no GPU monitor that every run has)"
     return [
         f"Verdicts against the reference row {rows[index][f.CONFIG]} (`{reference.point_id}`, the table's first "
         f"finished row): steady throughput and {peak}, two-sided at alpha {ALPHA:g}. Throughput: Welch's t on the "

@@ -117,11 +117,14 @@ def peak_note(gpu_name: str | None, precision: str | None, missing: str) -> str:
             "tables re-aggregate without retraining).")
 
 
-def run_throughput(record: Mapping[str, Any], peak_tflops: float | None) -> RunThroughput:
+def run_throughput(record: Mapping[str, Any], peak_tflops: float | None,
+                   use: str | None = None) -> RunThroughput:
     """The run's throughput figures (summary.json), whatever its status; `peak_tflops`: runtime.peak_tflops (None:
-    looked up by the GPU's exact model name and the run's precision, zerosweep.run.flops)."""
+    looked up by the GPU's exact model name and the run's precision, zerosweep.run.flops). `use`: None for the
+    best estimator the record has (the median step, else the launcher's mean); LAUNCHER_MEAN to put a run beside one
+    that has only that."""
     metrics, setup = record.get("metrics") or {}, record.get("setup") or {}
-    section = record.get("throughput") or {}
+    section = (record.get("throughput") or {}) if use != LAUNCHER_MEAN else {}
     if section.get("samples_per_second") is not None:
         estimator: str | None = MEDIAN_STEP
         median = float(section["samples_per_second"])
