@@ -284,11 +284,15 @@ class PredictionErrors:
         return sum(fraction < -SAME for fraction in self.fractions)
 
 
+def relative_error(predicted: float | None, measured: float) -> float | None:
+    """(predicted - measured) / measured: negative is an under-estimate."""
+    return None if predicted is None else (predicted - measured) / measured
+
+
 def prediction_errors(pairs: Iterable[tuple[float | None, float]]) -> PredictionErrors:
     """From (predicted or None, measured) pairs, one per probe that fit."""
-    pairs = list(pairs)
-    return PredictionErrors(tuple((predicted - measured) / measured for predicted, measured in pairs
-                                  if predicted is not None), len(pairs))
+    errors = [relative_error(predicted, measured) for predicted, measured in pairs]
+    return PredictionErrors(tuple(error for error in errors if error is not None), len(errors))
 
 
 def fit_errors(model: MemoryModel, probes: Sequence[Mapping[str, Any]]) -> PredictionErrors:

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..jsonio import read_json
+from ..plan.memory_model import relative_error
 from . import pareto_plot
 from .memory_fit import MemoryModel, headline
 from .tune_records import run_outcome
@@ -56,7 +57,7 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
             "TFLOP/s per GPU": run["tflops_per_gpu"] if run else None,
             "MFU (%)": _percent(run["mfu"]) if run else None,
             "Peak (GiB)": _gib(peak), "Fitted peak (GiB)": _gib(predicted),  # in sample: the boundary probe is in the fit
-            "Fit error (%)": None if peak is None or predicted is None else 100 * (predicted - peak) / peak,
+            "Fit error (%)": None if peak is None else _percent(relative_error(predicted, peak)),
         })
     return pd.DataFrame(rows).sort_values("Samples/s", ascending=False, na_position="last")
 
@@ -121,13 +122,12 @@ def memory_table(probes: Sequence[Mapping[str, Any]], model: MemoryModel) -> pd.
             "Model states, DeepSpeed (MiB)": model.states_mib(probe["point_id"], "deepspeed"),
             "Measured peak (MiB)": measured,
             "Left-out prediction (MiB)": left_out.predicted_mib,
-            "Left-out error (%)": (None if left_out.predicted_mib is None
-                                   else 100 * (left_out.predicted_mib - measured) / measured),
+            "Left-out error (%)": _percent(relative_error(left_out.predicted_mib, measured)),
             "Left-out fit from": left_out.source or "no fit (the others fit at fewer than two micro-batches)",
             "Fixed (MiB)": fit.fixed_mib if fit else None, "Per sample (MiB)": fit.per_sample_mib if fit else None,
             "Fit from": fit.source if fit else "no fit (fewer than two micro-batches fit)",
             "Fitted peak (MiB)": fitted,
-            "Fit error (%)": None if fitted is None else 100 * (fitted - measured) / measured,
+            "Fit error (%)": _percent(relative_error(fitted, measured)),
         })
     return pd.DataFrame(rows)
 
