@@ -1,6 +1,5 @@
 # Helpers and input functions shared by all rules. All logic lives in the `zerosweep` package
 # (scripts/zerosweep); this file only maps the validated config onto wildcards and resources.
-import shlex
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from zerosweep.plan.matrix import (  # noqa: E402
     matrix_table,
 )
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
+from zerosweep.plan.resources import job_slurm_options, slurm_exclusive  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
 from zerosweep.plan.tune import build_tune_studies, find_run  # noqa: E402
 from zerosweep.plan.tune_search import measurement_runs, replay  # noqa: E402
@@ -167,49 +167,52 @@ def tune_measurements(wildcards):
 
 
 # --- resources of a training job, from its matrix point and the `slurm` section ---------------
+# One owner: zerosweep.plan.resources.job_slurm_options (placement, quoting, --exclusive); these only pick
+# the field each resource of the rule reads.
 
 
-def _slurm(key):
-    return config["slurm"].get(key) or ""
-
-
-# How the SLURM executor plugin (2.8) places a job: without an `mpi` resource the rule runs in
-# `srun -n1 --nodes=1` on ONE node, whatever `nodes` says. With `mpi` set, the rule's shell runs in the
-# batch script on the first node, and the launcher starts one node launcher per node itself
-# (`srun --nodes=N --ntasks-per-node=1 ... zerosweep launch-node`). The plugin refuses mpi with tasks=1,
-# so 1-node runs leave `mpi` unset (None drops the resource) and keep the plain one-node path.
+def train_slurm(wildcards, attempt=1):
+    point = run_spec(wildcards).point
+    return job_slurm_options(config["slurm"], gpus_per_node=point.gpus_per_node, nodes=point.nodes,
+                             exclusive=slurm_exclusive(config["slurm"]), attempt=attempt)
 
 
 def train_nodes(wildcards):
-    return run_spec(wildcards).point.nodes
+    return train_slurm(wildcards).nodes
+
+
+def train_tasks(wildcards):
+    return train_slurm(wildcards).tasks
 
 
 def train_mpi(wildcards):
-    return "srun" if run_spec(wildcards).point.nodes > 1 else None
+    return train_slurm(wildcards).mpi
 
 
 def train_runtime(wildcards, attempt):
-    """Minutes; a retried job (`retries` in the profile) gets the limit times the attempt number, so a run
-    killed at its time limit comes back with more time."""
-    return config["slurm"]["time_min"] * attempt
+    """Minutes: slurm.time_min x the attempt number (`retries` in the profile)."""
+    return train_slurm(wildcards, attempt).runtime_min
+
+
+def train_mem_mb(wildcards):
+    return train_slurm(wildcards).mem_mb
+
+
+def train_partition(wildcards):
+    return train_slurm(wildcards).partition
+
+
+def train_account(wildcards):
+    return train_slurm(wildcards).account
 
 
 def train_slurm_extra(wildcards):
-    point = run_spec(wildcards).point
-    # Per node: `gpu`/`gpus` would be job-wide (--gpus), and `gres` with `tasks` makes the plugin add
-    # --ntasks-per-gpu. One task per node: the node launcher, which starts torchrun's ranks.
-    extra = [f"--gpus-per-node={point.gpus_per_node}", "--ntasks-per-node=1"]
-    if _slurm("reservation"):
-        extra.append(f"--reservation={_slurm('reservation')}")
-    if _slurm("constraint"):
-        # feature expressions use & | ( ) [ ] *: one shell word (the plugin runs sbatch through a shell)
-        extra.append(f"--constraint={shlex.quote(_slurm('constraint'))}")
-    return " ".join(extra)
+    return train_slurm(wildcards).slurm_extra
 
 
 def train_cpus(wildcards):
     """CPUs of each node's task: `slurm.cpus_per_gpu` for each of the node's ranks (each rank's OMP threads)."""
-    return config["slurm"]["cpus_per_gpu"] * run_spec(wildcards).point.gpus_per_node
+    return train_slurm(wildcards).cpus_per_task
 
 
 def train_threads(wildcards):
@@ -269,13 +272,18 @@ def train_ops(wildcards):
     return [ancient(f"{OPS_DIR}/{op}.json") for op in ops]
 
 
+def op_slurm(attempt=1):
+    """The op build: one GPU (the compile probes its architecture) on one node, not exclusive (a minute of
+    compiling measures nothing; holding a whole node for it would only delay the runs waiting on it)."""
+    return job_slurm_options(config["slurm"], gpus_per_node=1, nodes=1, exclusive=False, attempt=attempt)
+
+
+def ops_runtime(wildcards, attempt):
+    return op_slurm(attempt).runtime_min
+
+
 def ops_slurm_extra(wildcards):
-    extra = ["--gpus-per-node=1", "--ntasks-per-node=1"]
-    if _slurm("reservation"):
-        extra.append(f"--reservation={_slurm('reservation')}")
-    if _slurm("constraint"):
-        extra.append(f"--constraint={_slurm('constraint')}")
-    return " ".join(extra)
+    return op_slurm().slurm_extra
 
 
 # Before the first job starts: a results directory that cannot take the outputs (read-only, unwritable, full),

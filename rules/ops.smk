@@ -14,13 +14,13 @@ rule build_op:
         extensions=config["runtime"]["torch_extensions_dir"],
     conda:
         "../envs/train.yaml"
-    threads: config["slurm"]["cpus_per_gpu"]
-    resources:
-        cpus_per_task=config["slurm"]["cpus_per_gpu"],
-        mem_mb=config["slurm"]["mem_mb_per_node"],
-        runtime=train_runtime,
-        slurm_partition=_slurm("partition"),
-        slurm_account=_slurm("account"),
+    threads: op_slurm().cpus_per_task
+    resources:  # zerosweep.plan.resources.job_slurm_options, through op_slurm in common.smk
+        cpus_per_task=op_slurm().cpus_per_task,
+        mem_mb=op_slurm().mem_mb,
+        runtime=ops_runtime,
+        slurm_partition=op_slurm().partition,
+        slurm_account=op_slurm().account,
         slurm_extra=ops_slurm_extra,
     shell:
         f"{ZEROSWEEP} build-ops --device cuda --extensions-dir {{params.extensions}} --ops {{wildcards.op}} --out {{output}} > {{log}} 2>&1"

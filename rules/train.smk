@@ -19,16 +19,16 @@ rule train:
         "../envs/train.yaml"
     threads: train_threads
     priority: train_priority
-    resources:
+    resources:  # zerosweep.plan.resources.job_slurm_options, through train_slurm in common.smk
         gpu=train_gpus,
         nodes=train_nodes,
-        tasks=train_nodes,
+        tasks=train_tasks,
         cpus_per_task=train_cpus,
         mpi=train_mpi,
-        mem_mb=config["slurm"]["mem_mb_per_node"],
+        mem_mb=train_mem_mb,
         runtime=train_runtime,
-        slurm_partition=_slurm("partition"),
-        slurm_account=_slurm("account"),
+        slurm_partition=train_partition,
+        slurm_account=train_account,
         slurm_extra=train_slurm_extra,
     shell:
         f"{ZEROSWEEP} launch --spec-json {{params.spec:q}} --run-dir {{params.run_dir}} --cpus-per-task {{resources.cpus_per_task}} > {{log}} 2>&1"

@@ -100,6 +100,7 @@ BAD_CONFIGS: list[BadConfig] = [
     _case("spaces and redirection in slurm.constraint", {"slurm.constraint": "a100 > /tmp/x"}, "slurm.constraint:",
           "does not match"),
     _case("time limit zero", {"slurm.time_min": 0}, "slurm.time_min:", "0 is less than the minimum of 1"),
+    _case("exclusive as text", {"slurm.exclusive": "yes"}, "slurm.exclusive:", "'yes' is not of type 'boolean'"),
     _case("fractional CPUs per GPU", {"slurm.cpus_per_gpu": 1.5}, "slurm.cpus_per_gpu:",
           "1.5 is not of type 'integer'"),
     # --- settings that contradict each other (plan.checks) ---------------------------------------------------

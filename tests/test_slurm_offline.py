@@ -53,39 +53,74 @@ def test_train_resources_become_one_task_per_node(tmp_path: Path) -> None:
         assert (resources["nodes"], resources["tasks"]) == (point.nodes, point.nodes), run
         assert resources.get("mpi") == ("srun" if point.nodes > 1 else None), (run, resources)
         assert resources["runtime"] == 60  # slurm.time_min x attempt 1
-        assert resources["slurm_extra"] == f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1"
+        assert resources["slurm_extra"] == f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1 --exclusive"
         job = type("Job", (), {"resources": _Resources(resources), "threads": threads})()
         command = get_submit_command(job, {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c",
                                            "account": "", "partition": "", "workdir": "w"})
         cpus = 8 * point.gpus_per_node  # slurm.cpus_per_gpu for each of the node's ranks
         assert f"--nodes={point.nodes} --ntasks={point.nodes} --cpus-per-task={cpus} " in command, command
-        assert command.endswith(f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1 -D w"), command
+        assert command.endswith(f"--gpus-per-node={point.gpus_per_node} --ntasks-per-node=1 --exclusive -D w"), command
 
 
-def test_constraint_expression_reaches_sbatch_as_one_word(tmp_path: Path) -> None:
-    """SLURM feature expressions use & | ( ): the plugin runs sbatch through a shell, so the train rule quotes the
-    constraint; the shell hands sbatch exactly the configured expression."""
+# One block per job of a dry run: its rule, its wildcards, threads and resources.
+JOB = re.compile(r"^rule (\w+):\n(?:\s+\w+: .*\n)*?\s+wildcards: (\w+=\S+)\n(?:\s+threads: (\d+)\n)?"
+                 r"\s+resources: (.+)$", re.MULTILINE)
+
+
+def _dry_run_jobs(*args: str) -> dict[str, tuple[str, int, dict[str, Any]]]:
+    """`snakemake -n --executor slurm` (no cluster needed for a dry run): wildcards -> (rule, threads, resources)."""
+    result = conftest.run_snakemake("-n", "--forceall", "--executor", "slurm", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = {}
+    for rule, wildcards, threads, text in JOB.findall(result.stdout + result.stderr):
+        values: dict[str, Any] = {}
+        for item in re.split(r", (?=\w+=)", text):
+            key, _, value = item.partition("=")
+            values[key] = int(value) if value.isdigit() else value
+        jobs[wildcards] = (rule, int(threads or 1), values)
+    return jobs
+
+
+def _sbatch_words(threads: int, resources: dict[str, Any]) -> list[str]:
+    """The plugin's own submit string for these resources, through bash with printf in place of sbatch."""
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 
-    constraint = "a100&(ib|eth)"
-    overlay = tmp_path / "constraint.yaml"
-    overlay.write_text(f"slurm:\n  constraint: '{constraint}'\n  reservation: maint\n", encoding="utf-8")
-    result = conftest.run_snakemake("-n", "--forceall", "results/runs/base-g1n1/metrics.json", "--configfile",
-                                    str(overlay))
-    assert result.returncode == 0, result.stderr[-2000:]
-    (_, threads, text), = RESOURCES.findall(result.stdout + result.stderr)
-    extra = re.search(r"slurm_extra=(.*?)(?:, \w+=|$)", text)
-    assert extra, text
-    resources = _Resources(slurm_extra=extra.group(1), nodes=1, tasks=1, cpus_per_task=8)
-    job = type("Job", (), {"resources": resources, "threads": int(threads or 1)})()
+    job = type("Job", (), {"resources": _Resources(resources), "threads": threads})()
     command = get_submit_command(job, {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c", "account": "",
                                        "partition": "", "workdir": "w"})
     assert command.startswith("sbatch "), command
-    # what the shell would hand sbatch: the same command with sbatch replaced by printf, one word per line
     shown = subprocess.run(["bash", "-c", "printf '%s\\n' " + command[len("sbatch "):]], capture_output=True,
                            text=True, timeout=30, check=False)
-    words = shown.stdout.splitlines()
-    assert f"--constraint={constraint}" in words and "--reservation=maint" in words, (command, shown)
+    assert shown.returncode == 0, (command, shown.stderr)
+    return shown.stdout.splitlines()
+
+
+def test_constraint_expression_reaches_sbatch_as_one_word_from_every_submitting_rule(tmp_path: Path) -> None:
+    """SLURM feature expressions use & | ( ): the plugin runs sbatch through a shell, so every rule that submits
+    (train, build_op) quotes the constraint (zerosweep.plan.resources); the shell hands sbatch exactly the
+    configured expression. build_op once pasted it in unquoted (a bash syntax error; `a100&ib` would have
+    put sbatch in the background)."""
+    constraint = "a100&(ib|eth)"
+    overlay = tmp_path / "constraint.yaml"
+    overlay.write_text(f"slurm:\n  constraint: '{constraint}'\n  reservation: maint\n", encoding="utf-8")
+    jobs = _dry_run_jobs("results/runs/base-g1n1/metrics.json", "results/cache/ops/cpu_adam.json",
+                         "--configfile", str(overlay))
+    assert {rule for rule, _, _ in jobs.values()} == {"train", "build_op"}, jobs
+    words = {wildcards: _sbatch_words(threads, resources) for wildcards, (_, threads, resources) in jobs.items()}
+    for wildcards, shown in words.items():
+        assert f"--constraint={constraint}" in shown and "--reservation=maint" in shown, (wildcards, shown)
+        assert shown.count("--gpus-per-node=1") == 1 and shown.count("--ntasks-per-node=1") == 1, shown
+    # whole nodes for timed runs only (slurm.exclusive, default true); the op build shares its node
+    assert {wildcards: "--exclusive" in shown for wildcards, shown in words.items()} == {
+        "run=base-g1n1": True, "op=cpu_adam": False}
+
+
+def test_exclusive_false_lets_training_jobs_share_nodes(tmp_path: Path) -> None:
+    overlay = tmp_path / "shared.yaml"
+    overlay.write_text("slurm:\n  exclusive: false\n", encoding="utf-8")
+    jobs = _dry_run_jobs("results/runs/base-g1n1/metrics.json", "--configfile", str(overlay))
+    ((rule, threads, resources),) = jobs.values()
+    assert rule == "train" and "--exclusive" not in _sbatch_words(threads, resources)
 
 
 # --- can Snakemake track jobs on a cluster? (canned `scontrol show config`, no cluster) -----------------------
