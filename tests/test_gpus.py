@@ -19,7 +19,6 @@ from zerosweep.report.gpus import run_gpus
 from zerosweep.run.gpus import GpuLease, TooFewGpus, node_gpus, rank_gpu_map, resolve
 
 H200X2 = REPO / "tests" / "fixtures" / "h200x2-records"
-needs_h200x2 = pytest.mark.skipif(not H200X2.is_dir(), reason=f"shared fixtures not beside the checkout: {H200X2}")
 INVENTORY = [
     {"index": 0, "uuid": "GPU-aaaa-0", "name": "H200"},
     {"index": 1, "uuid": "GPU-bbbb-1", "name": "H200"},
@@ -101,7 +100,6 @@ def test_gpu_resource_books_each_runs_gpus_capped_at_the_hosts() -> None:
     assert booked and set(booked) == {"1"}, booked  # capped: never more than the scheduler can give
 
 
-@needs_h200x2
 def test_rank_gpu_map_of_the_real_emulated_two_node_run() -> None:
     """On 2 emulated nodes the rendezvous put rank 0 on node 1 (GPU 1): only the UUID says so."""
     run = H200X2 / "runs" / "z2-offnone-nopin-g1n2"
@@ -114,7 +112,6 @@ def test_rank_gpu_map_of_the_real_emulated_two_node_run() -> None:
     assert gpus.by_tag == {"vm-node0": frozenset({0}), "vm-node1": frozenset({1})}
 
 
-@needs_h200x2
 def test_one_gpu_run_on_a_two_gpu_host_owns_only_gpu_0() -> None:
     gpus = run_gpus(H200X2 / "runs" / "z2-offnone-nopin-g1n1")
     assert gpus is not None and not gpus.emulated_nodes
@@ -137,7 +134,6 @@ def _smi_samples(path: Path) -> dict[int, list[int]]:
     return by_index
 
 
-@needs_h200x2
 def test_one_gpu_run_counts_gpu_0_only_and_its_average_is_gpu_0s() -> None:
     from zerosweep.report.memory import summarise_run
 
@@ -155,7 +151,6 @@ def test_one_gpu_run_counts_gpu_0_only_and_its_average_is_gpu_0s() -> None:
     assert any("samples of GPU 1 left out" in warning for warning in record["warnings"])
 
 
-@needs_h200x2
 def test_emulated_two_node_run_counts_two_gpus_one_per_node_and_says_so() -> None:
     from zerosweep.report.memory import summarise_run
     from zerosweep.report.tables import build_table, markdown
