@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -15,16 +14,17 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..jsonio import read_json, write_json
 from .environment import gpu_inventory, node_environment
 from .extension_locks import LOCK_SCAN_S, clear_stale_extension_locks
-from .gpus import TooFewGpus, node_gpus, resolve, visible_entries
+from .gpus import TooFewGpus, node_gpus
 from .modeling import is_local_path
 from .monitors import NodeMonitors
+from .ops import cuda_arch_list, op_cache_dir
 from .outcome import cgroup_oom_kills
 from .processes import (
     DescendantTracker,
@@ -48,33 +48,6 @@ def node_log_name(node_rank: int, tag: str) -> str:
     return "train.log" if node_rank == 0 else f"train_{tag}.log"
 
 
-def _visible_gpu_capabilities(visible: str | None) -> list[str]:
-    gpus = gpu_inventory().get("gpus", [])
-    try:
-        gpus = resolve(visible_entries(visible) or [], gpus) or gpus
-    except ValueError:
-        pass  # an entry NVML does not know (e.g. a MIG id): build for every GPU of the host
-    if gpus:
-        return sorted({gpu["compute_capability"] for gpu in gpus})
-    try:
-        probe = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
-                               check=False, capture_output=True, text=True, timeout=30)
-        return sorted({line.strip() for line in probe.stdout.splitlines() if re.fullmatch(r"\d+\.\d+", line.strip())})
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-
-
-def cuda_arch_list(visible: str | None, inherited: str | None) -> str | None:
-    """TORCH_CUDA_ARCH_LIST for DeepSpeed's op builder: from the GPUs themselves, since the value images set
-    (e.g. '9.0a') crashes it (int('0a')); failing that, the inherited value without letter suffixes."""
-    capabilities = _visible_gpu_capabilities(visible)
-    if capabilities:
-        return ";".join(capabilities)
-    if inherited:
-        return re.sub(r"(\d+\.\d+)[a-zA-Z]+", r"\1", inherited)
-    return None
-
-
 def needs_hub(spec: Mapping[str, Any]) -> bool:
     """Whether any input comes from the Hugging Face Hub; if none does, the ranks run with the Hub switched off
     (no time lost to an unreachable Hub). Local model directories and a local SQuAD copy need no Hub."""
@@ -95,7 +68,7 @@ class NodeOptions:
     endpoint: str
     rdzv_id: str
     tag: str
-    torch_extensions_dir: Path
+    torch_extensions_dir: Path  # runtime.torch_extensions_dir; run_node narrows it to this host's op_cache_dir
     cache_dir: Path
     memory_headroom_mb: int | None = None
     cuda_visible_devices: str | None = None
@@ -184,12 +157,18 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
     """Monitors + torchrun on this node; returns the node's exit code and leaves records/node<R>.json."""
     run_dir = options.run_dir
     spec = read_json(run_dir / "run_spec.json", what="launch writes it")
+    # this host's builds of the ops (CPU ISA, GPU architecture): the same directory build_op compiled into
+    options = replace(options, torch_extensions_dir=op_cache_dir(
+        options.torch_extensions_dir, spec["runtime"]["device"],
+        options.cuda_visible_devices or os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("TORCH_CUDA_ARCH_LIST")))
+    options.torch_extensions_dir.mkdir(parents=True, exist_ok=True)
     become_subreaper()
     started = time.monotonic()
     record: dict[str, Any] = {
         "node_rank": options.node_rank, "tag": options.tag, "host": socket.gethostname(),
         "log": node_log_name(options.node_rank, options.tag), "nnodes": options.nnodes,
         "gpus_per_node": options.gpus_per_node, "rdzv_endpoint": options.endpoint, "started_at": now_iso(),
+        "torch_extensions_dir": str(options.torch_extensions_dir),
     }
     environ, recorded_env = torchrun_environment(spec, options)
     command = torchrun_command(options)
