@@ -1,4 +1,5 @@
-"""What a run ran on: per-node facts collected by each node launcher, merged into env.json by the job launcher.
+"""What a run ran on: per-node facts collected by each node launcher, merged into env.json by the job launcher,
+and which other zerosweep runs shared a host with it (NeighbourRuns).
 
 Nothing here imports torch: the launchers stay light, and the torch build (CUDA, cuDNN, NCCL versions) is
 reported by rank 0, which has torch loaded anyway.
@@ -6,12 +7,16 @@ reported by rank 0, which has torch loaded anyway.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import os
 import platform
 import socket
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 from ..units import MIB
 from .gpus import rank_gpu_map
@@ -128,6 +133,81 @@ def node_environment() -> dict[str, Any]:
     }
 
 
+# --- other zerosweep runs on this host --------------------------------------------------------------
+
+# The subcommands whose processes belong to one run, each with --run-dir (torchrun's command line names
+# `-m zerosweep train` too).
+RUN_COMMANDS = ("launch", "launch-node", "train")
+
+
+def run_of_command_line(cmdline: Sequence[str], cwd: str | None) -> tuple[str, Path] | None:
+    """(subcommand, absolute run dir) of a zerosweep run's process (`python -m zerosweep launch --run-dir X`,
+    the `zerosweep` script, torchrun's `-m zerosweep train`); None for any other process. A relative run dir
+    (the rule passes results/runs/<run>) is resolved against the process's working directory."""
+    for index, arg in enumerate(cmdline[:-1]):
+        if Path(arg).name != "zerosweep" or cmdline[index + 1] not in RUN_COMMANDS:
+            continue
+        rest = list(cmdline[index + 2:])
+        for position, option in enumerate(rest):
+            value = rest[position + 1] if option == "--run-dir" and position + 1 < len(rest) else (
+                option.split("=", 1)[1] if option.startswith("--run-dir=") else None)
+            if value:
+                path = Path(value)
+                if not path.is_absolute():
+                    if cwd is None:
+                        return None
+                    path = Path(cwd) / path
+                return cmdline[index + 1], Path(os.path.normpath(path))
+    return None
+
+
+class NeighbourRuns:
+    """Other zerosweep runs seen on this host while a run's node was up: scanned at start, every few seconds
+    while it trains, and at the end. Nodes shared with another timed run (no --exclusive, a local executor
+    with several jobs) measure each other; env.json says so."""
+
+    def __init__(self, own_run_dir: Path) -> None:
+        self.own_run_dir = Path(os.path.normpath(own_run_dir.resolve()))
+        self.host = socket.gethostname()
+        self.scans = 0
+        self.runs: dict[str, dict[str, Any]] = {}
+
+    def scan(self) -> None:
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.scans += 1
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                cmdline = process.info["cmdline"] or []
+                if "zerosweep" not in " ".join(cmdline):
+                    continue
+                try:
+                    cwd: str | None = process.cwd()
+                except psutil.AccessDenied:
+                    cwd = None
+                found = run_of_command_line(cmdline, cwd)
+                if found is None or found[1] == self.own_run_dir:
+                    continue
+                command, run_dir = found
+                entry = self.runs.setdefault(str(run_dir), {
+                    "run_id": run_dir.name, "run_dir": str(run_dir), "host": self.host, "pids": [], "commands": [],
+                    "slurm_job_id": None, "first_seen": now, "last_seen": now})
+                entry["last_seen"] = now
+                if process.pid not in entry["pids"]:
+                    entry["pids"] = sorted([*entry["pids"], process.pid])
+                if command not in entry["commands"]:
+                    entry["commands"] = sorted([*entry["commands"], command])
+                if entry["slurm_job_id"] is None:
+                    try:  # another user's environment is not readable: the run dir still says which run
+                        entry["slurm_job_id"] = process.environ().get("SLURM_JOB_ID")
+                    except psutil.AccessDenied:
+                        pass
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+
+    def record(self) -> dict[str, Any]:
+        return {"host": self.host, "scans": self.scans, "runs": sorted(self.runs.values(), key=lambda run: run["run_dir"])}
+
+
 def merge_environment(*, run_id: str, argv: Sequence[str], command: str, launch_mode: str, endpoint: str,
                       nodes: Sequence[Mapping[str, Any]], rank_records: Sequence[Mapping[str, Any]],
                       torch_build: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -160,7 +240,10 @@ def merge_environment(*, run_id: str, argv: Sequence[str], command: str, launch_
         "platform": first.get("platform"),
         "versions": first.get("versions") or package_versions(),
         "slurm": slurm,
+        # other zerosweep runs on a host of this run while it ran (empty: none seen); per node: scans and host
+        "other_zerosweep_runs": [run for node in nodes for run in (node.get("other_runs") or {}).get("runs", [])],
         "environment_variables": dict(nodes[0].get("environment_variables") or {}) if nodes else {},
-        "nodes": [dict(node.get("environment") or {}, node_rank=node.get("node_rank"), tag=node.get("tag"))
+        "nodes": [dict(node.get("environment") or {}, node_rank=node.get("node_rank"), tag=node.get("tag"),
+                       other_runs_scans=(node.get("other_runs") or {}).get("scans"))
                   for node in nodes],
     }

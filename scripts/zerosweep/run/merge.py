@@ -133,6 +133,10 @@ def finalize(*, spec: Mapping[str, Any], run_dir: Path, shown_run_dir: Path, fai
                             nodes=[node for node in nodes if "environment" in node], rank_records=memory,
                             torch_build=(train or {}).get("torch_build"))
     write_json(run_dir / "env.json", env)
+    if env["other_zerosweep_runs"]:  # its timings may include theirs
+        shared = sorted({f"{run['run_id']} on {run['host']}" for run in env["other_zerosweep_runs"]})
+        print(f"[zerosweep] run {run_id} shared a host with other zerosweep runs: {', '.join(shared)} "
+              "(env.json other_zerosweep_runs)", file=sys.stderr, flush=True)
     logs = sorted(path.name for path in run_dir.glob("train*.log")) + sorted(
         path.name for path in run_dir.glob("srun.log"))
     status_record: dict[str, Any] = {

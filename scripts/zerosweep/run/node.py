@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import read_json, write_json
-from .environment import gpu_inventory, node_environment
+from .environment import NeighbourRuns, gpu_inventory, node_environment
 from .extension_locks import LOCK_SCAN_S, clear_stale_extension_locks
 from .gpus import TooFewGpus, node_gpus
 from .modeling import is_local_path
@@ -37,6 +37,10 @@ from .processes import (
     tee_lines,
     tools_first_path,
 )
+
+# How often a node looks for other zerosweep runs on its host while it trains (a psutil pass over the
+# process table: milliseconds).
+NEIGHBOUR_SCAN_S = 10.0
 
 
 def now_iso() -> str:
@@ -186,6 +190,9 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
                             [gpu["uuid"] for gpu in gpus])
     record["oom_kills_before"] = cgroup_oom_kills()
     tracker = DescendantTracker()
+    neighbours = NeighbourRuns(run_dir)
+    neighbours.scan()
+    next_neighbour_scan = time.monotonic() + NEIGHBOUR_SCAN_S
     removed_locks = clear_stale_extension_locks(options.torch_extensions_dir)
     next_lock_scan = time.monotonic() + LOCK_SCAN_S
     torchrun: subprocess.Popen[bytes] | None = None
@@ -218,6 +225,9 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
                         if time.monotonic() > next_lock_scan:  # a rank may be waiting on a dead compile's lock
                             next_lock_scan = time.monotonic() + LOCK_SCAN_S
                             removed_locks += clear_stale_extension_locks(options.torch_extensions_dir)
+                        if time.monotonic() > next_neighbour_scan:
+                            next_neighbour_scan = time.monotonic() + NEIGHBOUR_SCAN_S
+                            neighbours.scan()
                         if shutdown.overdue() and not escalated:
                             escalated = True
                             tracker.scan(torchrun.pid, force=True)
@@ -236,6 +246,8 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
             record["oom_kills_after"] = cgroup_oom_kills()
             record["killed_leftover_pids"] = leftovers
             record["removed_stale_locks"] = removed_locks
+            neighbours.scan()
+            record["other_runs"] = neighbours.record()
     if shutdown.requested:
         code = 128 + int(shutdown.signum or signal.SIGTERM)
         status = "interrupted"
