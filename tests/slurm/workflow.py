@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.plan.matrix import deep_merge
+from zerosweep.run.ops import op_cache_dir
 
 # The workflow profile Snakemake loads by itself (profiles/default): with `--executor slurm` it sets the job
 # limit, retries and the squeue status check.
@@ -299,7 +300,8 @@ def seed_torch_extensions(target: Path, ops: Iterable[str] = CPU_OPS, timeout_s:
     target.mkdir(parents=True, exist_ok=True)
     script = ("import sys\nfrom deepspeed.accelerator import get_accelerator\n"
               "for name in sys.argv[1:]:\n    get_accelerator().create_op_builder(name).load(verbose=False)\n")
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": str(target),
+    # the jobs load from this host's keyed build directory under the base (run.ops.op_cache_dir)
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": str(op_cache_dir(target, "cpu", None, None)),
            # torch finds ninja on PATH: the one of this environment, as in the jobs (and in .ninja_log)
            "PATH": os.pathsep.join(dict.fromkeys([str(Path(sys.executable).parent),
                                                   *os.environ.get("PATH", "").split(os.pathsep)]))}
