@@ -114,7 +114,8 @@ def test_compare_keeps_runs_that_did_not_finish_with_their_status(tmp_path: Path
     z3 = rows["z3-offnone-nopin-g1n1"]
     assert (z3["A status"], z3["B status"]) == ("ok", "oom")
     assert z3["A samples/s"] == pytest.approx(16 / 0.60, rel=0.02) and pd.isna(z3["B samples/s"])
-    assert pd.isna(z3["B peak MiB"]) and pd.isna(z3["ratio B/A"]) and pd.isna(z3["verdict"])  # an OOM's peak is no figure
+    # an OOM's peak is what it held before the failed allocation: no figure of the configuration
+    assert pd.isna(z3["B peak MiB"]) and pd.isna(z3["ratio B/A"]) and pd.isna(z3["verdict"])
     both = rows["z1-offcpu-nopin-g1n1"]
     assert (both["A status"], both["B status"]) == ("oom", "oom") and pd.isna(both["A samples/s"])
     mixed = rows["z2-offnone-nopin-g1n1"]
