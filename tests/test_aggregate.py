@@ -64,7 +64,8 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "label": MatrixPoint(**fields).label,
         "status": status,
         "point": p,
-        "setup": {"device": n["device"], "gpu_name": n["gpu_name"], "samples_per_gpu": 500},
+        "setup": {"device": n["device"], "gpu_name": n["gpu_name"], "precision": n.get("precision", "fp16"),
+                  "samples_per_gpu": 500},
         "metrics": metrics,
         "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"],
                                                "peak_min_mib": n.get("peak_min", n["peak"])},
@@ -153,8 +154,8 @@ COMPARISON_COLUMNS = [
     "steady_tokens_per_second", "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime",
     "repeats", "throughput_verdict", "memory_verdict", "gpus_counted", "status", "run_id",
     "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size", "emulated_nodes",
-    "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap", "runs",
-    "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
+    "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap",
+    "warmup_never_settled", "runs", "run_samples_per_second", "run_peak_mib", "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
     "memory_ratio", "memory_ratio_low", "memory_ratio_high", "memory_p",
 ]  # fmt: skip
 
@@ -210,7 +211,8 @@ SCALING_COLUMNS = [
     "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib", "train_samples_per_second", "speedup",
     "weak_scaling_efficiency", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_counted",
     "emulated_nodes", "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
-    "hit_cap", "runs", "steady_weak_scaling_efficiency_low", "steady_weak_scaling_efficiency_high",
+    "hit_cap", "warmup_never_settled", "runs", "run_samples_per_second", "run_peak_mib",
+    "steady_weak_scaling_efficiency_low", "steady_weak_scaling_efficiency_high",
 ]  # fmt: skip
 
 

@@ -405,7 +405,8 @@ TYPED_TARGET = "results/tables/slurm_typed.md"
 
 def _run_as_typed(tmp_path: Path, env: dict[str, str], extensions_dir: Path) -> tuple[Workdir, str, str]:
     """`snakemake --executor slurm <table>` in a clone: no profile, no --jobs, no status command named."""
-    workdir = make_clone(tmp_path / "clone", TYPED_STUDY, extensions_dir)
+    # slurm.exclusive as shipped (true): the test settings turn it off so that their jobs share nodes
+    workdir = make_clone(tmp_path / "clone", TYPED_STUDY, extensions_dir, {"slurm": {"exclusive": True}})
     (run,) = workdir.study_runs("slurm_typed")
     code, text = run_snakemake(workdir, env, tmp_path / "typed.log", limit_s=600,
                                command=as_typed("--executor", "slurm", TYPED_TARGET))
@@ -428,10 +429,13 @@ def test_executor_slurm_as_typed_with_slurmdbd(tmp_path: Path, slurm: Any, exten
     try:
         acct_env = client_env(info.slurm_conf)
         _, _, job = _run_as_typed(tmp_path, acct_env, extensions_dir)
-        sacct = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "JobID,State,AllocTRES,Account"],
+        sacct = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o",
+                                "JobID,State,ReqTRES,AllocTRES,Account"],
                                env=acct_env, capture_output=True, text=True, timeout=30, check=True).stdout
-        job_id, job_state, tres, account = sacct.strip().splitlines()[0].split("|")
+        job_id, job_state, requested, allocated, account = sacct.strip().splitlines()[0].split("|")
         assert (job_id, job_state, account) == (job, "COMPLETED", "zerosweep"), sacct
-        assert "gres/gpu=2" in tres, tres
+        assert "gres/gpu=2" in requested, requested  # the run's two GPUs ...
+        # ... on a node of its own (--exclusive, the shipped default): SLURM allocates all of the node's GPUs
+        assert f"gres/gpu={info.gpus_per_node}" in allocated and "node=1" in allocated, allocated
     finally:
         test_cluster.stop(state)

@@ -148,11 +148,11 @@ def test_a_row_shows_one_runs_interval_or_its_repeats_min_max() -> None:
 
     single = row_throughput([run(0.5)])
     assert single is not None and single.spread == "95 % CI" and single.n == 1
-    assert single.text() == f"{16 / 0.4995:.1f} ± {(16 / 0.495 - 16 / 0.504) / 2:.1f}"
+    assert single.text() == f"{16 / 0.4995:.1f} [{single.low:.1f}, {single.high:.1f}]"
     repeated = row_throughput([run(0.5), run(0.4), run(0.8)])
     assert repeated is not None and repeated.spread == "min-max" and repeated.n == 3
     assert (repeated.median, repeated.low, repeated.high) == pytest.approx((16 / 0.4995, 16 / 0.7995, 16 / 0.3995))
-    assert repeated.text(2) == f"{16 / 0.4995:.2f} ± {(16 / 0.3995 - 16 / 0.7995) / 2:.2f}"
+    assert repeated.text(2) == f"{16 / 0.4995:.2f} [{16 / 0.7995:.2f}, {16 / 0.3995:.2f}]"  # the ends, not ± half
     assert row_throughput([summarise_step_times([1], [2.0], [16], [False], 2)]) is None
 
 
@@ -168,7 +168,7 @@ def test_run_level_verdict_on_known_ratios() -> None:
     assert "Welch" in noise.test and noise.n_row == 3
     assert verdict_from_runs([100.0], reference).verdict == "untested"
     memory = verdict_from_runs([2000.0, 2010.0], [1000.0, 1005.0], words=("more memory", "less memory"))
-    assert memory.verdict == "more memory" and memory.text().startswith("more memory: +100.0%")
+    assert memory.verdict == "more memory" and memory.text().startswith("more memory: +100.0 % [")
 
 
 def test_step_level_verdict_for_single_runs() -> None:

@@ -43,8 +43,10 @@ TEST_SETTINGS: dict[str, Any] = {
     "monitor": {"cpu_interval_s": 0.5, "gpu_interval_s": 1},
     "runtime": {"device": "cpu"},
     # cpus_per_gpu 1 of the node's 4: the multi-node srun must ask for the allocation's CPUs, not the host's
-    # (the test nodes bind no CPUs, TaskPlugin=task/none). mem 1000 MB of a node's 4000: four jobs fit on one node.
-    "slurm": {"partition": "debug", "time_min": 10, "mem_mb_per_node": 1000, "cpus_per_gpu": 1},
+    # (the test nodes bind no CPUs, TaskPlugin=task/none). mem 1000 MB of a node's 4000: four jobs fit on one node,
+    # which they may share (exclusive off: four whole nodes would run the suite's jobs four at a time; the as-typed
+    # test keeps the shipped default and checks that SLURM gave its job the whole node).
+    "slurm": {"partition": "debug", "time_min": 10, "mem_mb_per_node": 1000, "cpus_per_gpu": 1, "exclusive": False},
 }
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")

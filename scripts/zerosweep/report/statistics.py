@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..steady import CONFIDENCE, Warmup, detect_warmup, median_interval, steady_steps
+from .interval_text import change_interval_text, interval_text
 
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 2000
@@ -62,6 +63,18 @@ __all__ = [
 # What a table says where a row or its reference has one run (the module's rules say why).
 SINGLE_RUN_TEST = ("one run on a side: no verdict without >= 2 runs per row (run-to-run drift); ratio of medians "
                    "with a within-run bootstrap interval of the per-step throughputs")
+# Values with no spread on either side (e.g. the same peak every run): nothing varies, so nothing to test.
+NO_SPREAD_TEST = "no spread: deterministic values, no test"
+PER_STEP_RATIO = "ratio of medians of per-step throughputs"
+
+
+def geometric_mean_ratio(values: str) -> str:
+    """What the Welch verdict's ratio is: exp(mean log row - mean log reference)."""
+    return f"ratio of geometric means of {values}"
+
+
+def median_ratio(values: str) -> str:
+    return f"ratio of medians of {values}"
 
 
 @dataclass(frozen=True)
@@ -162,10 +175,8 @@ class RowThroughput:
     cv: float | None  # of the run medians (repeats only)
 
     def text(self, digits: int = 1) -> str:
-        """'42.7 ± 1.3' (half the interval's width), for Markdown tables; CSV keeps low and high apart."""
-        if self.low is None or self.high is None:
-            return f"{self.median:.{digits}f}"
-        return f"{self.median:.{digits}f} ± {(self.high - self.low) / 2:.{digits}f}"
+        """'54.1 [53.3, 58.4]': the interval's own ends (a min-max is rarely symmetric about the median)."""
+        return interval_text(self.median, self.low, self.high, digits)
 
 
 def row_throughput(runs: Sequence[StepStatistics]) -> RowThroughput | None:
@@ -193,20 +204,23 @@ class Verdict:
     test: str
     n_row: int
     n_reference: int
+    # What `ratio` is, e.g. "ratio of geometric means of run medians": beside row figures that are medians, a
+    # Welch ratio (geometric means) differs from the ratio of the figures shown, so a table names it.
+    estimator: str
 
     @property
     def difference(self) -> float | None:
         """Relative difference (ratio - 1): +0.05 = 5 % higher than the reference."""
         return None if self.ratio is None else self.ratio - 1
 
-    def text(self, unit: str = "") -> str:
-        """E.g. 'faster: +12.3 % (95 % CI +8.0 % to +16.9 %, Welch t on log run medians, p = 0.003)'."""
+    def text(self) -> str:
+        """E.g. 'faster: +12.3 % [+8.0 %, +16.9 %] (ratio of geometric means of run medians; Welch t on log run
+        medians, p = 0.003)': the change, its 95 % interval's ends, what the ratio is and how it was tested."""
         if self.ratio is None:
             return f"{self.verdict} ({self.test})"
-        interval = ("" if self.ratio_low is None or self.ratio_high is None else
-                    f", 95 % CI {self.ratio_low - 1:+.1%} to {self.ratio_high - 1:+.1%}")
         p = "" if self.p_value is None else f", p = {self.p_value:.3g}"
-        return f"{self.verdict}: {self.ratio - 1:+.1%}{unit}{interval}, {self.test}{p}"
+        change = change_interval_text(self.ratio, self.ratio_low, self.ratio_high)
+        return f"{self.verdict}: {change} ({self.estimator}; {self.test}{p})"
 
 
 def _decide(ratio: float, low: float | None, high: float | None, p: float | None,
@@ -217,26 +231,33 @@ def _decide(ratio: float, low: float | None, high: float | None, p: float | None
     return words[0] if ratio > 1 else words[1]
 
 
+def _no_spread(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.ptp(a) == 0 and np.ptp(b) == 0)
+
+
 def verdict_from_runs(row: Sequence[float], reference: Sequence[float],
-                      words: tuple[str, str] = ("faster", "slower")) -> Verdict:
-    """Welch's t-test on log run-level values (>= 2 runs each side): throughput medians or peak memory."""
+                      words: tuple[str, str] = ("faster", "slower"), values: str = "run medians") -> Verdict:
+    """Welch's t-test on log run-level values (>= 2 runs each side): throughput medians or peak memory (`values`
+    names them). Its ratio is the ratio of geometric means (named in `estimator`); with too few runs, or no spread
+    on either side (nothing to test), no verdict and the ratio of medians, as the rows show them."""
     from scipy import stats
 
     a, b = np.asarray(row, dtype=float), np.asarray(reference, dtype=float)
-    test = "Welch t on log run medians"
+    test = f"Welch t on log {values}"
+    as_shown = median_ratio(values)
     if len(a) < 2 or len(b) < 2 or np.any(a <= 0) or np.any(b <= 0):
         ratio = float(np.median(a) / np.median(b)) if len(a) and len(b) and np.median(b) > 0 else None
-        return Verdict("untested", ratio, None, None, None, f"{test}: needs >= 2 positive runs each", len(a), len(b))
+        return Verdict("untested", ratio, None, None, None, f"{test}: needs >= 2 positive runs each", len(a), len(b),
+                       as_shown)
+    if _no_spread(a, b):  # the t statistic is undefined and a p-value would only restate the values
+        return Verdict("untested", float(a[0] / b[0]), None, None, None, NO_SPREAD_TEST, len(a), len(b), as_shown)
     la, lb = np.log(a), np.log(b)
-    if np.ptp(la) == 0 and np.ptp(lb) == 0:  # no spread at all: the t statistic is undefined
-        ratio = float(np.exp(la.mean() - lb.mean()))
-        return Verdict("within noise" if ratio == 1 else (words[0] if ratio > 1 else words[1]), ratio, ratio,
-                       ratio, 0.0 if ratio != 1 else 1.0, f"{test} (no spread)", len(a), len(b))
     result = stats.ttest_ind(la, lb, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)
     ratio, low, high = float(np.exp(la.mean() - lb.mean())), float(np.exp(interval.low)), float(np.exp(interval.high))
     p = float(result.pvalue)
-    return Verdict(_decide(ratio, low, high, p, words), ratio, low, high, p, test, len(a), len(b))
+    return Verdict(_decide(ratio, low, high, p, words), ratio, low, high, p, test, len(a), len(b),
+                   geometric_mean_ratio(values))
 
 
 def verdict_from_steps(row: Sequence[float], reference: Sequence[float],
@@ -247,8 +268,11 @@ def verdict_from_steps(row: Sequence[float], reference: Sequence[float],
     a, b = np.asarray(row, dtype=float), np.asarray(reference, dtype=float)
     test = "Mann-Whitney U on per-step throughput"
     if len(a) < 3 or len(b) < 3:
-        return Verdict("untested", None, None, None, None, f"{test}: needs >= 3 steady steps each", len(a), len(b))
+        return Verdict("untested", None, None, None, None, f"{test}: needs >= 3 steady steps each", len(a), len(b),
+                       PER_STEP_RATIO)
     ratio = float(np.median(a) / np.median(b))
+    if _no_spread(a, b):  # identical steps: a bootstrap interval of width 0 and a p-value would claim a test
+        return Verdict("untested", ratio, None, None, None, NO_SPREAD_TEST, len(a), len(b), PER_STEP_RATIO)
     p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
 
     def ratio_of_medians(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -257,7 +281,7 @@ def verdict_from_steps(row: Sequence[float], reference: Sequence[float],
     boot = stats.bootstrap((a, b), ratio_of_medians, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
                            method="percentile", vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED))
     low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
-    return Verdict(_decide(ratio, low, high, p, words), ratio, low, high, p, test, len(a), len(b))
+    return Verdict(_decide(ratio, low, high, p, words), ratio, low, high, p, test, len(a), len(b), PER_STEP_RATIO)
 
 
 def compare_rows(row_runs: Sequence[StepStatistics], reference_runs: Sequence[StepStatistics],

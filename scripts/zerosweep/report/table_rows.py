@@ -94,7 +94,32 @@ def point_row(group: PointRuns, label: str, peak_tflops: float | None) -> dict[s
             values = [fields[name] for fields in finished]
             row[name] = _median(values) if any(_number(value) for value in values) else values[0]
     row.update(_throughput(group, finished))
+    row[f.WARMUP_NEVER_SETTLED] = warmup_never_settled(group)
+    row[f.RUN_SAMPLES_PER_SECOND] = _run_values(run_rates(group))
+    row[f.RUN_PEAK_MIB] = _run_values(_peaks(group, shared_peak_source(group.finished)))
     return row
+
+
+def warmup_never_settled(group: PointRuns) -> bool | None:
+    """True when a finished run's step times never settled (its steady window starts at the minimum warm-up and
+    holds the unsettled steps); None when no finished run has a per-step record."""
+    sections = [section for run in group.finished if (section := run.get("throughput"))]
+    return any(section.get("warmup_settled") is False for section in sections) if sections else None
+
+
+def run_rates(group: PointRuns) -> list[float]:
+    """Each finished run's steady samples/s, by the estimator the row's figure and verdict use: the median step
+    of the per-step statistics where the row has them, else the launcher's steady-window mean."""
+    statistics = group.statistics()
+    if statistics:
+        return [float(run.samples_per_second) for run in statistics if run.samples_per_second is not None]
+    return [v for run in group.finished
+            if (v := run_throughput(run, None, LAUNCHER_MEAN).samples_per_second) is not None]
+
+
+def _run_values(values: Sequence[float] | None) -> str | None:
+    """Run-level values as one CSV cell, space-separated ('%.6g': enough for a test, short enough to read)."""
+    return " ".join(f"{value:.6g}" for value in values) if values else None
 
 
 def _throughput(group: PointRuns, finished: list[dict[str, Any]]) -> dict[str, Any]:
@@ -136,14 +161,14 @@ def throughput_verdict(group: PointRuns, reference: PointRuns) -> Verdict:
         return [v for run in runs.finished
                 if (v := run_throughput(run, None, LAUNCHER_MEAN).samples_per_second) is not None]
 
-    return verdict_from_runs(steady(group), steady(reference))
+    return verdict_from_runs(steady(group), steady(reference), values="runs' launcher steady-window means")
 
 
 def memory_verdict(group: PointRuns, reference: PointRuns, source: Source | None) -> Verdict | None:
     mine, theirs = _peaks(group, source), _peaks(reference, source)
     if mine is None or theirs is None:
         return None
-    return verdict_from_runs(mine, theirs, words=MEMORY_WORDS)
+    return verdict_from_runs(mine, theirs, words=MEMORY_WORDS, values="run peaks")
 
 
 def _verdict_fields(kind: str, verdict: Verdict | None) -> dict[str, Any]:
@@ -166,7 +191,9 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
     everyone = [group for group in groups if group.finished]
     source = shared_peak_source(run for group in everyone for run in group.finished)
     tests: set[str] = set()
+    estimators: set[str] = set()
     for row, group in zip(rows, groups):
+        row[f.RUN_PEAK_MIB] = _run_values(_peaks(group, source))  # the peaks this table's memory verdict compares
         if group is reference:
             row[f.THROUGHPUT_VERDICT] = row[f.MEMORY_VERDICT] = REFERENCE
             continue
@@ -174,6 +201,7 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
             continue
         speed, memory = throughput_verdict(group, reference), memory_verdict(group, reference, source)
         tests.update(verdict.test for verdict in (speed, memory) if verdict is not None)
+        estimators.update(verdict.estimator for verdict in (speed, memory) if verdict is not None)
         row.update(_verdict_fields("throughput", speed))
         row.update(_verdict_fields("memory", memory))
     peak = PEAK_LABELS[source] if source else "GPU memory (no GPU monitor that every run has)"
@@ -182,9 +210,20 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
         f"finished row): steady throughput and {peak}, two-sided at alpha {ALPHA:g}. Throughput: Welch's t on the "
         "log run medians when both rows have >= 2 runs, else untested (a single run cannot show run-to-run "
         "drift; the ratio of medians is given with a within-run bootstrap 95 % interval); memory: Welch's t on "
-        "the log run peaks (>= 2 runs each, else untested). A row differs only when p < alpha and the ratio's 95 % interval excludes 1; "
-        "otherwise it is within noise. Tests used here: " + ("; ".join(sorted(tests)) or "none") + "."
+        "the log run peaks (>= 2 runs each, else untested); runs with no spread on either side are not tested. "
+        "A row differs only when p < alpha and the ratio's 95 % interval excludes 1; otherwise it is within noise. "
+        "Tests used here: " + ("; ".join(sorted(tests)) or "none") + ". "
+        "The change in brackets is row / reference - 1 by the "
+        + (" / ".join(sorted(estimators)) or "ratio") + _estimator_caveat(estimators) + "."
     ]
+
+
+def _estimator_caveat(estimators: set[str]) -> str:
+    """Why a ratio may differ from the ratio of the two figures shown (both are medians of run medians)."""
+    if not any(name.startswith("ratio of geometric means") for name in estimators):
+        return ""
+    return (": a Welch ratio is of geometric means, so it can differ from the ratio of the row figures shown, "
+            "which are medians of the run medians")
 
 
 def add_efficiency_intervals(frame: pd.DataFrame, groups: list[PointRuns]) -> list[str]:
@@ -211,6 +250,16 @@ def add_efficiency_intervals(frame: pd.DataFrame, groups: list[PointRuns]) -> li
              "times the GPU ratio; rows with a single run have none.")]
 
 
+def warmup_never_settled_note(rows: list[dict[str, Any]]) -> list[str]:
+    """The note behind the ‡ mark: rows with a run whose warm-up was never detected as over."""
+    unsettled = [row[f.RUN_ID] for row in rows if row.get(f.WARMUP_NEVER_SETTLED)]
+    if not unsettled:
+        return []
+    return [("‡ a run's step times never settled within ±10 % of their median (warm-up rule in "
+             "zerosweep.steady): its steady figure starts after training.warmup_steps and may hold warm-up or a "
+             f"drift, and it could not stop by width (CSV: {f.WARMUP_NEVER_SETTLED}): {', '.join(unsettled)}.")]
+
+
 def hit_cap_note(rows: list[dict[str, Any]]) -> list[str]:
     capped = [row[f.RUN_ID] for row in rows if row.get(f.HIT_CAP)]
     if not capped:
@@ -224,7 +273,8 @@ def spread_note(rows: list[dict[str, Any]]) -> list[str]:
     if not spreads:
         return ["Steady samples/s: the launcher's steady-window figure (no per-step record: no interval)."]
     return [
-        ("Steady samples/s: median step time's throughput; ± half the 95 % CI of one run's median, or half "
-        "the min-max over a point's repeats (N runs: median of their medians). CSV: "
+        ("Steady samples/s: median step time's throughput, with [low, high]: one run's 95 % interval of its "
+        "median (batch medians, zerosweep.steady), or the min-max over a point's repeats (N runs: the median of "
+        "their medians). CSV: "
         f"{f.STEADY_SAMPLES_PER_SECOND}_low/_high, {f.STEADY_SPREAD}, {f.REPEATS}.")
     ]

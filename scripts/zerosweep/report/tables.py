@@ -34,7 +34,7 @@ MACHINE = [f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WO
 EMULATED = "emulated on one host"
 # CSV only: the interval and the run ids behind a row, and each verdict's numbers (Markdown folds them in).
 THROUGHPUT_DETAIL = [f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECOND_HIGH, f.STEADY_SPREAD, f.HIT_CAP,
-                     f.RUNS]
+                     f.WARMUP_NEVER_SETTLED, f.RUNS, f.RUN_SAMPLES_PER_SECOND, f.RUN_PEAK_MIB]
 VERDICT_DETAIL = [f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH, f.THROUGHPUT_P,
                   f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH, f.MEMORY_P]
 # Per kind: the columns of the CSV in order, and those the Markdown leaves out (machine-readable only).
