@@ -1,4 +1,4 @@
-"""Phrases of summary.md: numbers, steady figures with their interval, a table verdict in words (only what the
+"""Phrases of summary.md: numbers, steady figures with their interval, a pair's verdict in words (only what the
 test supports), links to the tune studies' recommendations."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from .. import records as f
+from .interval_text import interval_text
+from .statistics import Verdict
 
 
 def fmt_mib(value: float) -> str:
@@ -28,33 +30,25 @@ def is_number(value: Any) -> TypeGuard[float]:
 
 
 def steady_text(row: dict[str, Any]) -> str:
-    """'42.7 ± 1.3' where the row has an interval, else the plain figure."""
+    """'54.1 [53.3, 58.4]' where the row has an interval (report/interval_text), else the plain figure."""
     value, low, high = row[f.STEADY_SAMPLES_PER_SECOND], row.get(f.STEADY_SAMPLES_PER_SECOND_LOW), \
         row.get(f.STEADY_SAMPLES_PER_SECOND_HIGH)
     if is_number(low) and is_number(high):
-        return f"{value:.1f} ± {(high - low) / 2:.1f}"
+        return interval_text(value, low, high, digits=1)
     return f"{value:.2f}"
 
 
-def verdict_phrase(row: dict[str, Any], what: str) -> str | None:
-    """The table's verdict of `row` against its reference row, with the difference and its interval; words like
-    "faster" or "more memory" only where the test found a difference (table notes name the test)."""
-    names = {"throughput": (f.THROUGHPUT_VERDICT, f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH),
-             "memory": (f.MEMORY_VERDICT, f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH)}[what]
-    verdict, ratio, low, high = (row.get(name) for name in names)
-    if verdict is None or verdict == "reference":
+def verdict_phrase(verdict: Verdict | None, what: str) -> str | None:
+    """A pair's verdict (answers.pair_verdict) in words, bold only where the test found a difference, followed by
+    the change with its interval, the ratio's estimator and the test as `Verdict.text` writes them."""
+    if verdict is None:
         return None
-    difference = "" if not is_number(ratio) else f"{fmt_pct(ratio - 1, sign=True)}"
-    # An untested row's interval, where it has one, is a single run's within-run interval (report/statistics).
-    label = "within-run 95 % CI" if verdict == "untested" else "95 % CI"
-    interval = "" if not (is_number(low) and is_number(high)) else \
-        f", {label} {fmt_pct(low - 1, sign=True)} to {fmt_pct(high - 1, sign=True)}"
-    detail = f" ({difference}{interval})" if difference else ""
-    if verdict == "within noise":
+    detail = verdict.text().removeprefix(verdict.verdict)  # ': +12.3 % [+8.0 %, +16.9 %] (estimator; test)'
+    if verdict.verdict == "within noise":
         return f"{what} within the noise{detail}"
-    if verdict == "untested":
-        return f"{what} difference untested (a verdict needs >= 2 runs per row){detail}"
-    return f"**{verdict}**{detail}"
+    if verdict.verdict == "untested":
+        return f"{what} difference untested{detail}"
+    return f"**{verdict.verdict}**{detail}"
 
 
 def recommendations(paths: Sequence[Path], out: Path | None) -> list[str]:

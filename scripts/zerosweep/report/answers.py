@@ -16,6 +16,8 @@ from typing import Any
 from .. import records as f
 from .answer_phrases import fmt_change, fmt_mib, fmt_pct, is_number, recommendations, steady_text, verdict_phrase
 from .derived import WEAK_SCALING_HOLDS
+from .statistics import Verdict, verdict_from_runs
+from .table_rows import MEMORY_WORDS, REFERENCE, VERDICT_FIELDS
 from .tables import read_table
 
 # Relative change under which a memory figure counts as stable across a scaling study.
@@ -105,6 +107,8 @@ def lowest_peak(tables: list[Built]) -> list[str]:
 
 
 def _comparison_rows(tables: list[Built]) -> list[dict[str, Any]]:
+    """Every point of the comparison tables once (the first table's copy); which table's verdict a pair gets is
+    pair_verdict's decision, from every table that holds the point (`_same_point`), not from this copy."""
     seen: dict[str, dict[str, Any]] = {}
     for table in tables:
         if table.kind == "comparison":
@@ -113,21 +117,94 @@ def _comparison_rows(tables: list[Built]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+# --- the verdict between two rows ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    """`after` against `before`: `table` is the study whose own verdict columns are quoted (`before` is its
+    reference row), None where the pair was tested here from the rows' runs."""
+
+    table: str | None
+    throughput: Verdict | None
+    memory: Verdict | None
+
+
+def _same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    # Studies share their runs (one directory per run id), so a point's row in two tables holds the same runs.
+    return bool(a[f.RUN_ID] == b[f.RUN_ID] and a.get(f.RUNS) == b.get(f.RUNS))
+
+
+def _row_in(table: Built, row: dict[str, Any]) -> dict[str, Any] | None:
+    return next((mine for mine in table.rows if _same_point(mine, row)), None)
+
+
+def run_values(cell: Any) -> list[float] | None:
+    """A row's run-level cell (f.RUN_SAMPLES_PER_SECOND, f.RUN_PEAK_MIB: space-separated numbers) as numbers."""
+    if is_number(cell):
+        return [float(cell)]
+    if not isinstance(cell, str) or not cell.strip():
+        return None
+    return [float(value) for value in cell.split()]
+
+
+def _table_verdict(table: Built, reference: dict[str, Any], row: dict[str, Any], what: str) -> Verdict | None:
+    """The verdict columns of `row` in `table`, measured against that table's reference row."""
+    verdict, ratio, low, high, p = (row.get(name) for name in VERDICT_FIELDS[what])
+    if verdict is None:
+        return None
+    ratio, low, high, p = (float(value) if is_number(value) else None for value in (ratio, low, high, p))
+    # An untested row with an interval is a single run's: the table's within-run bootstrap (report/statistics).
+    within_run = verdict == "untested" and low is not None
+    estimator = f"ratio to the reference row of table `{table.study}`" + (
+        ", a within-run interval" if within_run else "")
+    return Verdict(str(verdict), ratio, low, high, p, test="the table's test, named in its notes",
+                   n_row=_repeats(row), n_reference=_repeats(reference), estimator=estimator)
+
+
+def _tested_from_runs(before: dict[str, Any], after: dict[str, Any], column: str, words: tuple[str, str],
+                      values: str) -> Verdict | None:
+    mine, theirs = run_values(after.get(column)), run_values(before.get(column))
+    if mine is None or theirs is None:
+        return None
+    return verdict_from_runs(mine, theirs, words=words, values=values)
+
+
+def pair_verdict(before: dict[str, Any], after: dict[str, Any], tables: Sequence[Built]) -> PairVerdict:
+    """The verdict on `after` against `before`. A table's verdict of a row holds against that table's reference
+    row only, so it is quoted where one comparison table holds both rows with `before` as its reference; any
+    other pair (across tables, or neither row the reference) is tested here from the rows' run-level values
+    (Welch's t on the logs: statistics.verdict_from_runs)."""
+    for table in tables:
+        if table.kind != "comparison":
+            continue
+        reference, row = _row_in(table, before), _row_in(table, after)
+        if reference is not None and row is not None and reference.get(f.THROUGHPUT_VERDICT) == REFERENCE:
+            return PairVerdict(table.study, _table_verdict(table, reference, row, "throughput"),
+                               _table_verdict(table, reference, row, "memory"))
+    return PairVerdict(
+        None,
+        _tested_from_runs(before, after, f.RUN_SAMPLES_PER_SECOND, ("faster", "slower"), "run medians"),
+        _tested_from_runs(before, after, f.RUN_PEAK_MIB, MEMORY_WORDS, "run peaks"),
+    )
+
+
 def _shape(row: dict[str, Any]) -> str:
     gpus = row[f.WORLD_SIZE]
     return f"{gpus} GPU{'s' * (gpus > 1)}" + (f" on {row[f.NODES]} nodes" if row[f.NODES] > 1 else "")
 
 
-def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], change: str) -> str:
+def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], change: str,
+                   verdict: PairVerdict) -> str:
     if after[f.STATUS] != "ok" or before[f.STATUS] != "ok":
         failed = after if after[f.STATUS] != "ok" else before
         what = "ran out of memory" if failed[f.STATUS] == "oom" else "left no valid sample"
         return f"{subject}: {failed[f.CONFIG]} {what} ({failed[f.STATUS]}), no comparison."
     parts = []
-    tested = [phrase for what in ("throughput", "memory")
-              if before.get(f.THROUGHPUT_VERDICT) == "reference" and (phrase := verdict_phrase(after, what))]
-    verdicts = (": " + ", ".join(tested)) if tested else \
-        " (untested: the table tests each row against its reference row only)"
+    tested = [verdict_phrase(verdict.throughput, "throughput")
+              or "throughput difference untested (no run-level samples/s on both rows to test)"]
+    tested += [phrase for phrase in [verdict_phrase(verdict.memory, "memory")] if phrase]
+    verdicts = ": " + ", ".join(tested)
     steady = f.STEADY_SAMPLES_PER_SECOND
     if is_number(before.get(steady)) and is_number(after.get(steady)):
         parts.append(f"steady throughput went from {steady_text(before)} to {steady_text(after)} samples/s "
@@ -181,12 +258,13 @@ def offload_effect(tables: list[Built]) -> list[str]:
             pairs.append((off, on))
     if not pairs:
         return ["Skipped: no built table has the same ZeRO stage and GPU count both with and without CPU offload."]
+    verdicts = [pair_verdict(off, on, tables) for off, on in pairs]
     answers = [
-        _pair_sentence(f"ZeRO Stage {on[f.ZERO_STAGE]} on {_shape(on)}", off, on, "with CPU offload,")
-        for off, on in pairs
+        _pair_sentence(f"ZeRO Stage {on[f.ZERO_STAGE]} on {_shape(on)}", off, on, "with CPU offload,", verdict)
+        for (off, on), verdict in zip(pairs, verdicts)
     ]
-    tested = [on.get(f.THROUGHPUT_VERDICT) for off, on in pairs
-              if off.get(f.THROUGHPUT_VERDICT) == "reference" and on.get(f.STATUS) == "ok"]
+    tested = [verdict.throughput.verdict for (off, on), verdict in zip(pairs, verdicts)
+              if verdict.throughput is not None and off[f.STATUS] == on[f.STATUS] == "ok"]
     if tested:
         counts = {verdict: tested.count(verdict) for verdict in ("slower", "faster", "within noise", "untested")}
         answers.append(
@@ -195,8 +273,8 @@ def offload_effect(tables: list[Built]) -> list[str]:
             f"{counts['within noise']}, untested in {counts['untested']}."
         )
     else:
-        answers.append("Overall: no pair's difference was tested (the tables test each row against their first "
-                       "row only), so no claim of faster or slower is made.")
+        answers.append("Overall: no pair's difference was tested (no pair has run-level figures or a table verdict "
+                       "against its no-offload row), so no claim of faster or slower is made.")
     return answers
 
 
@@ -225,6 +303,7 @@ def pin_memory_effect(tables: list[Built]) -> list[str]:
                     plain,
                     pinned,
                     "with pin_memory,",
+                    pair_verdict(plain, pinned, tables),
                 )
             )
     return answers or ["Skipped: no built table has an offloaded run both with and without pin_memory."]
@@ -358,9 +437,11 @@ def render(tables: list[Built], tuned: Sequence[Path] = (), out: Path | None = N
     built = ", ".join(f"`{t.study}` ({t.kind})" for t in tables) or "none"
     lines += [f"Tables read: {built}.", ""]
     lines += [
-        ("Faster, slower, more or less memory are said only where the table's test (named in its notes) found "
-         "a difference beyond the noise, with the difference and its 95 % interval; otherwise the difference is "
-         "within the noise or untested."),
+        ("Faster, slower, more or less memory are said only where a test found a difference beyond the noise, "
+         "with the difference, its 95 % interval and the test: a table's own verdict where the pair's first row is "
+         "that table's reference row (the table's notes name its test), else a test of the pair from its runs "
+         "(Welch's t on the log run medians or run peaks, >= 2 runs a side); otherwise the difference is within "
+         "the noise or untested."),
         "",
     ]
     for heading, answer in QUESTIONS:
