@@ -152,13 +152,14 @@ def test_summary_json_keys() -> None:
     }  # fmt: skip
     assert summary["throughput"] is None  # recorded before steps.csv existed
     assert summary["gpu_clocks"] is None  # and before clocks were sampled
+    window = {"training_window_modes_mib", "training_window_samples", "training_window_problem"}
     assert set(summary["gpu"]) == {"gpus", "nodes", "gpus_counted", "peak_mib", "peak_min_mib", "average_mib",
-                                   "modes_mib", "mode_text"}
+                                   "modes_mib", "mode_text", *window}
     assert set(summary["gpu"]["gpus"][0]) == {
         "host", "index", "name", "file", "samples", "total_mib", "peak_mib", "average_mib", "modes_mib",
         "mode_text", "workshop_line",
     }  # fmt: skip
-    assert set(summary["cpu"]) == {"nodes", "peak_mib", "average_mib", "modes_mib", "mode_text"}
+    assert set(summary["cpu"]) == {"nodes", "peak_mib", "average_mib", "modes_mib", "mode_text", *window}
     assert set(summary["nvml"]) == {"gpus", "gpus_counted", "peak_mib", "peak_min_mib"}
     assert set(summary["torch"]) == {"ranks", "max_allocated_mib", "max_reserved_mib", "max_rss_mib"}
 

@@ -141,6 +141,9 @@ def check_ok_run(result: subprocess.CompletedProcess[str], run_dir: Path, spec: 
         assert node["monitors"]["nvml"]["status"] == "skipped"
         assert node["monitors"]["psrecord"]["status"] == "ok"
         check_cpu_log(run_dir / node["monitors"]["psrecord"]["file"])
+        # psrecord's clock counts from its start: the report needs it to find the training window's samples
+        assert finite_positive(node["monitors"]["psrecord"]["started_s"])
+        assert node["monitors"]["psrecord"]["started_s"] <= (run_dir / node["monitors"]["psrecord"]["file"]).stat().st_mtime
         assert (run_dir / node["log"]).stat().st_size > 0
         env_vars = node["environment_variables"]
         assert env_vars["NCCL_NVLS_ENABLE"] == "0" and env_vars["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"

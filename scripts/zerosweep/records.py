@@ -111,7 +111,16 @@ class Setup(TypedDict):
     precision: str | None
 
 
-class GpuMemory(TypedDict, total=False):
+class TrainingWindowModes(TypedDict):
+    """The run-level modes that tables show: over the training window only (report/training_window.py); None
+    with the reason where the run has no window (no step recorded) or one of its logs cannot be placed in it."""
+
+    training_window_modes_mib: list[float] | None
+    training_window_samples: int
+    training_window_problem: str | None
+
+
+class GpuMemory(TrainingWindowModes, total=False):
     """nvidia-smi: per GPU (`gpus`), per node (`nodes`) and for the run."""
 
     gpus: list[dict[str, Any]]
@@ -120,7 +129,7 @@ class GpuMemory(TypedDict, total=False):
     peak_mib: float  # the highest GPU's peak
     peak_min_mib: float  # the lowest GPU's peak: with peak_mib, the spread over GPUs (unbalanced sharding)
     average_mib: float
-    modes_mib: list[float]
+    modes_mib: list[float]  # over the whole log (per GPU: the workshop's printout, `gpus[].workshop_line`)
     mode_text: str
 
 
@@ -148,13 +157,13 @@ class TorchPeaks(TypedDict):
     max_rss_mib: float | None
 
 
-class CpuMemory(TypedDict):
+class CpuMemory(TrainingWindowModes):
     """psrecord's Real column (its "MB" is rss / 2**20: MiB), per node and for the run."""
 
     nodes: list[dict[str, Any]]
     peak_mib: float
     average_mib: float
-    modes_mib: list[float]
+    modes_mib: list[float]  # over the whole log (per node: the workshop's printout, `nodes[].workshop_lines`)
     mode_text: str
 
 
@@ -197,12 +206,12 @@ GPU_AVERAGE_MIB: Final = "gpu_average_mib"
 GPU_PEAK_MIN_MIB: Final = "gpu_peak_min_mib"  # the lowest GPU's peak: with gpu_peak_mib, the spread over GPUs
 GPUS_COUNTED: Final = "gpus_counted"  # GPUs whose samples count (the run's own, each once)
 EMULATED_NODES: Final = "emulated_nodes"  # nodes emulated on one host (launch mode local-nodes)
-GPU_MODES_MIB: Final = "gpu_modes_mib"
+GPU_MODES_MIB: Final = "gpu_modes_mib"  # over the training window (summary.json gpu.training_window_modes_mib)
 NVML_PEAK_MIB: Final = "nvml_peak_mib"
 TORCH_MAX_RESERVED_MIB: Final = "torch_max_reserved_mib"
 CPU_PEAK_MIB: Final = "cpu_peak_mib"
 CPU_AVERAGE_MIB: Final = "cpu_average_mib"
-CPU_MODES_MIB: Final = "cpu_modes_mib"
+CPU_MODES_MIB: Final = "cpu_modes_mib"  # over the training window (cpu.training_window_modes_mib)
 TRAIN_SAMPLES_PER_SECOND: Final = "train_samples_per_second"
 EVAL_SAMPLES_PER_SECOND: Final = "eval_samples_per_second"
 STEADY_SAMPLES_PER_SECOND: Final = "steady_samples_per_second"  # a row: median of its runs' step medians

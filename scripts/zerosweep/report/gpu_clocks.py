@@ -17,6 +17,7 @@ from ..run.steps import STEPS_FILE
 from .gpu_memory import GpuFilter
 from .gpus import RunGpus
 from .logs import CLOCKS_LOG, host_of, matching_logs
+from .training_window import inside, training_window
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,19 +55,6 @@ def read_clocks(path: Path) -> pd.DataFrame:
     return numeric.astype({"index": int, "clock_event_reasons": int})
 
 
-def training_window(run_dir: Path) -> tuple[float, float] | None:
-    """Wall-clock start of the first recorded step and end of the last; None without steps.csv."""
-    from .throughput import read_steps
-
-    path = run_dir / STEPS_FILE
-    if not path.is_file():
-        return None
-    steps = read_steps(path)
-    if steps.empty:
-        return None
-    return float(steps["wall_start"].min()), float(steps["wall_end"].max())
-
-
 def reason_shares(reasons: pd.Series) -> dict[str, float]:
     """Per named reason, the share of samples in which it was active (only reasons that occurred)."""
     shares = {name: float(((reasons & bit) != 0).mean()) for bit, name in CLOCK_EVENT_REASONS.items()}
@@ -85,7 +73,7 @@ def summarise_clocks(run_dir: Path, warnings: list[str], own: RunGpus | None = N
             warnings.append(f"GPU clocks left out: {error}")
             continue
         if window is not None:
-            frame = frame[frame["timestamp_s"].between(*window)]
+            frame = frame[inside(frame["timestamp_s"].to_numpy(), window)]
         for index, rows in frame.groupby("index"):
             if not kept.keeps(host_of(match), int(index), path.name):
                 continue

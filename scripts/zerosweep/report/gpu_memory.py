@@ -4,13 +4,16 @@ Older records (and every emulated node before the monitors were restricted) log 
 sample counts only if `RunGpus.keeps(tag, index)` says the GPU is one of the run's ranks' on that node (tag =
 the monitor file's host/tag group). One physical GPU is counted once even if several files logged it.
 Per-GPU figures are kept; the run level is the highest GPU's peak, the lowest GPU's peak (so the spread
-over GPUs shows unbalanced sharding) and the mean of the per-GPU averages.
+over GPUs shows unbalanced sharding) and the mean of the per-GPU averages. Per-GPU figures and the pooled
+`modes_mib` are over the whole log, as the workshop's analyze_memory.py prints them; the modes the tables show
+(`training_window_modes_mib`) are over the training window only, where the idle samples before and after
+training cannot outnumber the busy ones.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +21,7 @@ from .. import records
 from . import workshop
 from .gpus import RunGpus
 from .logs import GPU_LOG, NVIDIA_SMI, NVML, NVML_LOG, ParsedLog, host_of, matching_logs, read_log, read_numeric_log
+from .training_window import NoWindow, TrainingWindow
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,6 +49,38 @@ def mean(values: Iterable[float]) -> float:
 def skipped(log: ParsedLog | None, warnings: list[str]) -> None:
     if log is not None:
         warnings.extend(log.warnings())
+
+
+class WindowedSamples:
+    """A run's samples inside its training window, pooled for the run-level modes. The first log whose samples
+    cannot be placed in the window empties them, with its reason: the modes of part of the run are not the run's."""
+
+    def __init__(self, window: TrainingWindow) -> None:
+        self.values: list[float] = []
+        self.problem = window.problem
+
+    def add(self, place: Callable[[str, Sequence[Any]], np.ndarray], tag: str, times: Sequence[Any],
+            values: Sequence[float]) -> None:
+        """`place(tag, times)`: which of the values (sampled at `times` on node `tag`) lie in the window; it
+        raises NoWindow when it cannot say."""
+        import numpy as np
+
+        if self.problem is not None:
+            return
+        try:
+            mask = place(tag, times)
+        except NoWindow as error:
+            self.problem = str(error)
+            return
+        self.values.extend(np.asarray(values)[mask].tolist())
+
+    def record(self) -> records.TrainingWindowModes:
+        """summary.json's training_window_* fields: the modes, how many samples they are of, or why none."""
+        if self.problem is not None or not self.values:
+            return {"training_window_modes_mib": None, "training_window_samples": 0,
+                    "training_window_problem": self.problem or "no sample to place in the training window"}
+        return {"training_window_modes_mib": memory_stats(self.values)["modes"],
+                "training_window_samples": len(self.values), "training_window_problem": None}
 
 
 class GpuFilter:
@@ -84,11 +120,15 @@ def _spread(gpus: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def summarise_gpu(monitor: Path, warnings: list[str], own: RunGpus | None = None) -> records.GpuMemory | None:
-    """nvidia-smi logs: per GPU (host, index), per node (file) and for the run; None without a valid sample."""
+def summarise_gpu(monitor: Path, warnings: list[str], own: RunGpus | None = None,
+                  window: TrainingWindow | None = None) -> records.GpuMemory | None:
+    """nvidia-smi logs: per GPU (host, index), per node (file) and for the run; None without a valid sample.
+    `window`: the run's training window (by default that of the run `monitor` belongs to)."""
     gpus: list[dict[str, Any]] = []
     nodes: list[dict[str, Any]] = []
     pooled: list[int] = []
+    window = TrainingWindow.of(monitor.parent) if window is None else window
+    busy = WindowedSamples(window)
     kept = GpuFilter(own, "nvidia-smi", warnings)
     for path, match in matching_logs(monitor, GPU_LOG):
         log = read_log(path, NVIDIA_SMI)
@@ -119,6 +159,7 @@ def summarise_gpu(monitor: Path, warnings: list[str], own: RunGpus | None = None
                 }
             )
             pooled.extend(used)
+            busy.add(window.smi_samples, host_of(match), [sample[0] for sample in samples], used)
         if not node_gpus:
             continue
         gpus.extend(node_gpus)
@@ -140,11 +181,13 @@ def summarise_gpu(monitor: Path, warnings: list[str], own: RunGpus | None = None
         "gpus": gpus,
         "nodes": nodes,
         # Run level: the highest and lowest GPU's peak; the mean of the per-GPU averages (each GPU weighs the
-        # same, whatever its sample count); the modes of all the run's GPUs' samples pooled.
+        # same, whatever its sample count); the modes of all the run's GPUs' samples pooled (whole log and
+        # training window).
         **_spread(gpus),
         "average_mib": mean(gpu["average_mib"] for gpu in gpus),
-        "modes_mib": run_stats["modes"],
+        "modes_mib": run_stats["modes"],  # over the whole log
         "mode_text": workshop.mode_text(run_stats["modes"]),
+        **busy.record(),  # the modes the tables show: over the training window
     }
 
 

@@ -3,6 +3,8 @@
 Statistics follow the workshop's analyze_memory.py so the numbers match what it prints for the same logs:
 per GPU index per nvidia-smi file, peak = max, average = arithmetic mean, modes = every most frequent value
 in ascending order (pandas' `Series.mode`); CPU memory is psrecord's Real column with the same three.
+Those per-file figures are the workshop's, over the whole log; the run-level modes that tables show
+(`training_window_modes_mib`) are over the training window only (`training_window`).
 They are computed with numpy (the same reductions; numpy imports in a quarter of pandas' time, paid by every
 Snakemake job). The log grammar and what it skips are in `logs`; the record's fields in `zerosweep.records`.
 """
@@ -18,10 +20,11 @@ from ..jsonio import read_json, read_json_or_none, write_json
 from ..units import MIB
 from . import derived, workshop
 from .gpu_clocks import summarise_clocks
-from .gpu_memory import mean, memory_stats, skipped, summarise_gpu, summarise_nvml
+from .gpu_memory import WindowedSamples, mean, memory_stats, skipped, summarise_gpu, summarise_nvml
 from .gpus import RunGpus, run_gpus
 from .logs import CPU_LOG, GPU_LOG, NVML_LOG, TORCH_LOG, LogError, host_of, matching_logs, psrecord_format, read_log
 from .throughput import summarise_throughput
+from .training_window import TrainingWindow
 
 
 def _torch_entry(entry: dict[str, Any], source: str) -> dict[str, Any]:
@@ -70,8 +73,9 @@ def summarise_torch(monitor: Path, metrics: records.MetricsJson, metrics_path: P
     }
 
 
-def summarise_cpu(monitor: Path, warnings: list[str]) -> records.CpuMemory | None:
-    """psrecord logs, one per node; the plain form (the workshop's) wins over a CSV of the same host."""
+def summarise_cpu(monitor: Path, warnings: list[str], window: TrainingWindow | None = None) -> records.CpuMemory | None:
+    """psrecord logs, one per node; the plain form (the workshop's) wins over a CSV of the same host.
+    `window`: the run's training window (by default that of the run `monitor` belongs to)."""
     chosen: dict[str, Path] = {}
     for path, match in matching_logs(monitor, CPU_LOG):
         host = host_of(match)
@@ -83,6 +87,8 @@ def summarise_cpu(monitor: Path, warnings: list[str]) -> records.CpuMemory | Non
             chosen[host] = path
     nodes: list[dict[str, Any]] = []
     pooled: list[float] = []
+    window = TrainingWindow.of(monitor.parent) if window is None else window
+    busy = WindowedSamples(window)
     for host in sorted(chosen):
         path = chosen[host]
         fmt, real_column = psrecord_format(path)
@@ -93,6 +99,7 @@ def summarise_cpu(monitor: Path, warnings: list[str]) -> records.CpuMemory | Non
             continue
         stats = memory_stats(real)
         pooled.extend(real)
+        busy.add(window.psrecord_samples, host, [values[0] for _line, values in log.rows], real)  # elapsed s
         nodes.append(
             {
                 "host": host,
@@ -114,8 +121,9 @@ def summarise_cpu(monitor: Path, warnings: list[str]) -> records.CpuMemory | Non
         # Run level: the fullest node's peak (what must fit in one node's RAM); mean of the node averages.
         "peak_mib": max(node["peak_mib"] for node in nodes),
         "average_mib": mean(node["average_mib"] for node in nodes),
-        "modes_mib": run_stats["modes"],
+        "modes_mib": run_stats["modes"],  # over the whole log
         "mode_text": workshop.mode_text(run_stats["modes"]),
+        **busy.record(),  # the modes the tables show: over the training window
     }
 
 
@@ -202,8 +210,9 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
     warnings: list[str] = []
     point = spec["point"]
     own = run_gpus(run_dir)
-    gpu = summarise_gpu(monitor, warnings, own)
-    cpu = summarise_cpu(monitor, warnings)
+    window = TrainingWindow.of(run_dir)
+    gpu = summarise_gpu(monitor, warnings, own, window)
+    cpu = summarise_cpu(monitor, warnings, window)
     nvml = summarise_nvml(monitor, warnings, own)
     clocks = summarise_clocks(run_dir, warnings, own)
     device = spec.get("runtime", {}).get("device")

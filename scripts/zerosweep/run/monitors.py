@@ -86,10 +86,12 @@ class Monitor:
     status: str = "skipped"  # running -> ok | failed; or skipped
     reason: str | None = None
     exit_code: int | None = None
+    started_s: float | None = None  # unix time; psrecord's elapsed clock counts from (just after) it
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def record(self) -> dict[str, Any]:
-        return {"status": self.status, "file": self.file, "reason": self.reason, "exit_code": self.exit_code}
+        return {"status": self.status, "file": self.file, "reason": self.reason, "exit_code": self.exit_code,
+                "started_s": self.started_s}
 
 
 class NodeMonitors:
@@ -151,6 +153,7 @@ class NodeMonitors:
         monitor.file = f"monitor/cpu_memory_log_{self.tag}.txt"
         command = [executable, str(pid), "--include-children", "--interval", str(self.config["cpu_interval_s"]),
                    "--log", str(self.run_dir / monitor.file)]
+        monitor.started_s = time.time()  # places its samples in the run's training window (report)
         monitor.process = start_child(command)  # its chatter ("Attaching to process") is not worth a log
         monitor.status = "running"
 
