@@ -16,9 +16,9 @@ from zerosweep.report.throughput import summarise_throughput
 from zerosweep.run.steps import StepLayout, StepRecord, StepRow
 
 
-def write_run(results: Path, run_id: str, step_seconds: float, peak_mib: float, seed: int, steps: int = 30) -> None:
+def write_run(results: Path, run_id: str, step_seconds: float, peak_mib: float, seed: int, steps: int = 102) -> None:
     """A run directory as the pipeline leaves it: steps.csv (the training side's writer) and summary.json with
-    its throughput section (the report's summariser)."""
+    its throughput section (the report's summariser). 102 steps: 99 steady ones, >= 90 for an interval."""
     run_dir = results / "runs" / run_id
     run_dir.mkdir(parents=True)
     rng = np.random.default_rng(seed)

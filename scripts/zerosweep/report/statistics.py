@@ -7,11 +7,13 @@ Rules (the tables and summary.md state them as given here):
   half of the candidate steps, warm-up ends at the first step that is itself within ±10 % of M and after
   which every 5-step rolling median stays within ±10 % of M; never fewer than `training.warmup_steps`. A series that never settles keeps the minimum
   and is flagged (`warmup_settled: false`).
-- A run's figure: the median step time with its 95 % distribution-free order-statistic interval (binomial,
-  `scipy.stats.quantile_test(...).confidence_interval`; needs >= 6 steady steps), and the coefficient of
-  variation of the steady step times (`scipy.stats.variation`, ddof=1). Throughput = samples per step /
-  step time: the median throughput is samples / median step time and its interval is samples / the step-time
-  interval's ends (a monotone map keeps order statistics).
+- A run's figure: the median step time with its interval (zerosweep.steady.median_interval, the one the stop
+  rule judges: a t-interval over the medians of sqrt(n) batches of sqrt(n) consecutive steps, which counts
+  autocorrelation and drift, at the level of its look so that it holds at 95 % however often the rule looked;
+  needs >= 90 steady steps), and the coefficient of variation of the steady step times (`scipy.stats.variation`,
+  ddof=1). Throughput = samples per step / step time: the median throughput is samples / median step time and
+  its interval is samples / the step-time interval's ends (a monotone map keeps the coverage; no upper end when
+  the step-time interval reaches 0).
 - Repeats: a row's figure is the median of its runs' medians, with min-max and N.
 - Verdict of a row against the study's reference row (two-sided, alpha 0.05), ratio = row / reference:
   * both rows with >= 2 runs: Welch's t-test on the logarithms of the run medians (`scipy.stats.ttest_ind`,
@@ -129,8 +131,8 @@ def summarise_step_times(steps: Sequence[int], seconds: Sequence[float], samples
     per_step = int(samples_a[chosen.indices][0])
     interval = median_interval(steady, confidence)
     cv = float(stats.variation(steady, ddof=1)) if len(steady) >= 2 else None
-    low = per_step / interval.high if interval.high else None
-    high = per_step / interval.low if interval.low else None
+    low = per_step / interval.high if interval.high is not None and interval.high > 0 else None
+    high = per_step / interval.low if interval.low is not None and interval.low > 0 else None
     return StepStatistics(
         steady_steps=len(steady), warmup_steps_detected=chosen.warmup.steps, warmup_settled=chosen.warmup.settled,
         samples_per_step=per_step, step_seconds_median=interval.median, step_seconds_ci_low=interval.low,

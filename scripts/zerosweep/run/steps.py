@@ -2,9 +2,10 @@
 
 Every optimizer step's wall time, samples and tokens go to `<run_dir>/steps.csv` (rank 0), one row per step,
 with `eval_gap` marking intervals that hold an evaluation or a checkpoint; nothing is dropped here: warm-up and
-gaps are the report's decision (report/statistics.py). With `training.measure.enabled`, training stops once the
-steady step-time median's 95 % interval is narrower than `target_halfwidth` (same rule as the report,
-zerosweep.steady), or a cap is reached; `stop_reason` says which.
+gaps are the report's decision (report/statistics.py). With `training.measure.enabled`, training stops at the
+first look (100, 200, 400, ... steady steps) where the steady step-time median's interval is narrower than
+`target_halfwidth`, or at a cap; `stop_reason` says which. The interval and the looks are zerosweep.steady's:
+the report recomputes the same interval from steps.csv, so a recorded interval is the one the rule judged.
 
 The callback class is built inside a function so that importing this module does not import transformers.
 """
@@ -97,6 +98,7 @@ class StepRecord:
     max_length: int
     rows: list[StepRow] = field(default_factory=list)
     stop_reason: str | None = None
+    last_look: int = 0  # steady steps at the rule's latest look: each look is judged once (its level is spent)
     train_begin: float | None = None  # perf_counter at on_train_begin
     first_step_end: float | None = None
 
@@ -128,8 +130,11 @@ class StepRecord:
 
 def tight_enough(record: StepRecord, settings: MeasureSettings, elapsed_s: float) -> str | None:
     """The stop reason if measuring may end now, else None (rank 0 decides; the callback broadcasts it).
-    Same selection and interval as the report (zerosweep.steady)."""
-    from ..steady import median_interval, steady_steps
+    Same selection and interval as the report (zerosweep.steady), judged only at the looks. A series whose
+    warm-up never settled is judged too: a trend or a late warm-up spreads the batch medians, so its interval
+    is wide anyway, and step noise beyond the ±10 % warm-up band (CPU runs, 8 of 15 H100 repeats) must not keep
+    a steady run from ever stopping."""
+    from ..steady import is_look, median_interval, steady_steps
 
     if elapsed_s >= settings.max_seconds:
         return "cap_time"
@@ -137,12 +142,14 @@ def tight_enough(record: StepRecord, settings: MeasureSettings, elapsed_s: float
     seconds = [row.seconds for row in rows]
     steady = steady_steps([row.step for row in rows], [row.samples for row in rows],
                           [row.eval_gap for row in rows], seconds, record.warmup_steps)
-    if len(steady.indices) >= settings.max_steady_steps:
-        return "cap_steps"
-    if not steady.warmup.settled or len(steady.indices) < settings.min_steady_steps:
-        return None
-    halfwidth = median_interval([seconds[i] for i in steady.indices]).relative_halfwidth
-    return "width" if halfwidth is not None and halfwidth <= settings.target_halfwidth else None
+    count = len(steady.indices)
+    # a re-detected warm-up can bring the count back to a look already judged: judge each look once
+    if is_look(count) and count > record.last_look and count >= settings.min_steady_steps:
+        record.last_look = count
+        halfwidth = median_interval([seconds[i] for i in steady.indices]).relative_halfwidth
+        if halfwidth is not None and halfwidth <= settings.target_halfwidth:
+            return "width"
+    return "cap_steps" if count >= settings.max_steady_steps else None
 
 
 def make_step_callback(record: StepRecord, settings: MeasureSettings, *, cuda: bool, run_dir: Path) -> Any:
