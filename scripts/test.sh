@@ -6,4 +6,5 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash scripts/setup_venv.sh
 export PATH="$repo/.venv/bin:$PATH"
-python -m pytest -q -ra "$@"
+# --durations: the slowest tests in the log, to keep the suite well inside CI's limit
+python -m pytest -q -ra --durations=20 "$@"

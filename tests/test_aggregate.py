@@ -67,13 +67,16 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "setup": {"device": n["device"], "gpu_name": n["gpu_name"], "precision": n.get("precision", "fp16"),
                   "samples_per_gpu": 500},
         "metrics": metrics,
+        # the tables show the modes over the training window (the whole log's stay in modes_mib)
         "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"],
+                                               "training_window_modes_mib": n["modes"],
                                                "peak_min_mib": n.get("peak_min", n["peak"])},
         "nvml": None if n["exact"] is None else {"peak_mib": n["exact"]},
         "torch": None if n["reserved"] is None else {"max_reserved_mib": n["reserved"]},
         "cpu": None
         if n["cpu_peak"] is None
-        else {"peak_mib": n["cpu_peak"], "average_mib": n["cpu_avg"], "modes_mib": n["cpu_modes"]},
+        else {"peak_mib": n["cpu_peak"], "average_mib": n["cpu_avg"], "modes_mib": n["cpu_modes"],
+              "training_window_modes_mib": n["cpu_modes"]},
         "warnings": [],
         "unusable": n["unusable"],
     }
@@ -148,11 +151,13 @@ def write_table(
 
 # --- comparison --------------------------------------------------------------------------------------------
 
+# The Markdown's columns first (the compact table), then the CSV's further ones: the CSV keeps every field.
 COMPARISON_COLUMNS = [
-    "config", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib", "cpu_peak_mib", "cpu_average_mib",
-    "train_samples_per_second", "nvml_peak_mib", "torch_max_reserved_mib", "steady_samples_per_second",
-    "steady_tokens_per_second", "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime",
-    "repeats", "throughput_verdict", "memory_verdict", "gpus_counted", "status", "run_id",
+    "config", "gpu_peak_mib", "gpu_average_mib", "gpu_modes_mib", "cpu_peak_mib", "cpu_average_mib",
+    "cpu_modes_mib", "train_samples_per_second", "steady_samples_per_second", "repeats", "throughput_verdict",
+    "memory_verdict",
+    "gpu_peak_min_mib", "nvml_peak_mib", "torch_max_reserved_mib", "steady_tokens_per_second",
+    "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime", "gpus_counted", "status", "run_id",
     "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size", "emulated_nodes",
     "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap",
     "warmup_never_settled", "runs", "run_samples_per_second", "run_peak_mib", "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
@@ -183,18 +188,15 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
     oom = rows[-1]
     assert (oom["status"], oom["run_id"]) == ("oom", "z3-offcpu-nopin-g1n1")
     # The OOM row keeps its identity but no number, though its summary had a GPU peak.
-    numeric = COMPARISON_COLUMNS[1:15]
-    assert all(oom[column] == "" for column in numeric)
+    numeric = [column for column in COMPARISON_COLUMNS[1:21] if column != "repeats"]
+    assert all(oom[column] == "" for column in numeric) and oom["repeats"] == "0"
     md = (tmp_path / "zero.md").read_text()
     assert md.startswith("# Title of zero\n")
-    assert (
-        "| ZeRO Stage 0 | 21658 | 21658 | 18683.53 | 3892 | 2276.06 | 11.26 | 21902 | 20480 | 12.50 | 6400 | 1600 | 40.1 "
-        "| 4.0 % |"
-        in md
-    )
-    assert "| ZeRO Stage 3 + Offloading | – | – |" in md and "| oom | z3-offcpu-nopin-g1n1 |" in md
-    assert "ZeRO Stage" not in md.split("\n")[4].split("Run")[1]  # machine-readable columns stay out of Markdown
+    # the workshop's columns, steady samples/s (no per-step record: no interval), N and the verdicts
+    assert "| ZeRO Stage 0 | 21658 | 18683.53 | – | 3892 | 2276.06 | – | 11.26 | 12.5 | 1 | reference | reference |" in md
+    assert "| ZeRO Stage 3 + Offloading | – | – | – | – | – | – | – | oom | 0 | – | – |" in md  # its status says why
     assert "Out of memory (row kept, numbers empty): z3-offcpu-nopin-g1n1." in md
+    assert "Runs, in table order: `z0-offnone-nopin-g1n1`, `z1-offnone-nopin-g1n1`, `z1-offcpu-nopin-g1n1`," in md
 
 
 def test_comparison_labels_name_gpu_count_when_study_mixes_them() -> None:
@@ -206,10 +208,11 @@ def test_comparison_labels_name_gpu_count_when_study_mixes_them() -> None:
 # --- scaling -----------------------------------------------------------------------------------------------
 
 SCALING_COLUMNS = [
-    "config", "world_size", "gpus_per_node", "nodes", "steady_samples_per_second", "repeats", "steady_speedup",
-    "steady_weak_scaling_efficiency", "train_loss", "gpu_peak_mib", "gpu_peak_min_mib", "gpu_average_mib",
-    "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib", "train_samples_per_second", "speedup",
-    "weak_scaling_efficiency", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_counted",
+    "config", "world_size", "steady_samples_per_second", "repeats", "steady_speedup",
+    "steady_weak_scaling_efficiency", "gpu_peak_mib", "gpu_average_mib", "gpu_modes_mib", "cpu_peak_mib",
+    "cpu_average_mib", "cpu_modes_mib",
+    "gpus_per_node", "nodes", "train_samples_per_second", "speedup", "weak_scaling_efficiency", "train_loss",
+    "gpu_peak_min_mib", "nvml_peak_mib", "gpus_counted", "status", "run_id", "zero_stage", "offload", "pin_memory",
     "emulated_nodes", "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
     "hit_cap", "warmup_never_settled", "runs", "run_samples_per_second", "run_peak_mib",
     "steady_weak_scaling_efficiency_low", "steady_weak_scaling_efficiency_high",
@@ -231,7 +234,7 @@ def test_scaling_speedup_and_efficiency(tmp_path: Path) -> None:
         assert row["steady_weak_scaling_efficiency_low"] == ""  # single runs: no interval (run-to-run drift)
     assert rows[3]["gpu_modes_mib"] == "9008"
     md = (tmp_path / "weak.md").read_text()
-    assert "| 6.40× | 80.0 % |" in md
+    assert "| 7.27× | 90.9 % |" in md and "| 6.40× | 80.0 % |" not in md  # the Trainer's figures: CSV only
     assert "Speed-up and efficiency are against z2-offcpu-pin-g1n1 (1 GPU)" in md
 
 
@@ -253,8 +256,9 @@ def test_scaling_shows_cpu_memory_per_node_and_steady_figures_first() -> None:
     assert [row["cpu_average_mib"] for row in table.rows] == [20001.0, 20002.0]
     header = aggregate.markdown(table).splitlines()[4]
     assert "Peak CPU Memory per Node (MiB)" in header and "Average CPU Memory per Node (MiB)" in header
-    assert header.index("Steady Samples/sec") < header.index("Train Samples/sec (Trainer, whole run)")
-    assert "Speed-up (Trainer, whole run)" in header
+    assert header.index("Steady Samples/sec") < header.index("Steady Speed-up")
+    assert "Trainer" not in header  # the Trainer's whole-run figures are secondary: in the CSV
+    assert [row["train_samples_per_second"] for row in table.rows] == [9.0, 18.0]
 
 
 def test_eval_loss_of_epoch_1_is_the_epoch_end_evaluation_only() -> None:
@@ -276,10 +280,10 @@ def test_padding_is_named_and_real_tokens_sit_beside() -> None:
     assert by_run["z0-offnone-nopin-g1n1"]["steady_real_tokens_per_second"] == pytest.approx(6400.0 * 0.25)
     assert by_run["z1-offnone-nopin-g1n1"]["steady_real_tokens_per_second"] is None  # no fraction recorded
     text = aggregate.markdown(table)
-    header = text.splitlines()[4]
-    assert "Tokens/Second (incl. padding)" in header and "MFU (incl. padding)" in header
-    assert header.index("Tokens/Second (incl. padding)") < header.index("Real Tokens/Second (no padding)")
-    assert "count padding" in text
+    pointer = next(line for line in text.splitlines() if line.startswith("`zero.csv` has every field"))
+    assert "Tokens/Second (incl. padding)" in pointer and "MFU (incl. padding)" in pointer
+    assert pointer.index("Tokens/Second (incl. padding)") < pointer.index("Real Tokens/Second (no padding)")
+    assert "count padding" in text and "Real Tokens/Second (no padding) (CSV `steady_real_tokens_per_second`)" in text
 
 
 # --- baseline ----------------------------------------------------------------------------------------------
@@ -308,7 +312,7 @@ def test_baseline_evaluation_summary(tmp_path: Path) -> None:
     assert "| Training Metrics | Final Train Loss | 0.7039 |" in md
     assert "| GPU Memory | GPU Peak Usage (MiB) | 21658 |" in md
     assert "| CPU Memory | CPU Peak Usage (MiB) | 3892 |" in md
-    assert "|  | CPU Mode Usage (MiB) | 2145, 2178 |" in md
+    assert "|  | CPU Mode Usage (training window) (MiB) | 2145, 2178 |" in md
 
 
 def test_markdown_caps_long_mode_lists() -> None:
@@ -387,15 +391,15 @@ def test_summary_answers_every_question(tmp_path: Path) -> None:
     assert "Ran out of GPU memory: ZeRO Stage 3 + Offloading." in text
     # Offload: stage 1 11.0 -> 5.5 samples/s is -50 %, runtime 136.4 -> 273.0 s.
     assert ("ZeRO Stage 1 on 1 GPU: with CPU offload, the Trainer's whole-run throughput went from 11.00 to 5.50 "
-            "samples/s (-50.0 %) (untested: the table tests each row against its reference row only)") in text
+            "samples/s (-50.0 %): throughput difference untested (no run-level samples/s on both rows to test)") in text
     assert "train runtime from 136.4 s to 273.0 s (+100.1 %)" in text
     assert "ZeRO Stage 3 on 1 GPU: ZeRO Stage 3 + Offloading ran out of memory (oom), no comparison." in text
-    # One launcher figure per run and no reference pair: no claim of slower, though the numbers fell by half.
+    # No run-level samples/s and no reference pair: no claim of slower, though the numbers fell by half.
     assert "Overall: no pair's difference was tested" in text and "lowered throughput" not in text
     assert "**slower**" not in text and "**faster**" not in text
     # pin_memory: 5.0 -> 6.0 samples/s.
     assert ("with pin_memory, the Trainer's whole-run throughput went from 5.00 to 6.00 samples/s (+20.0 %): "
-            "throughput difference untested (a verdict needs >= 2 runs per row)") in text
+            "throughput difference untested (the table's test, named in its notes)") in text
     # Weak scaling from the steady figures (primary): 80 samples/s on 8 GPUs against 11 on 1: 7.27x, 90.9 % ->
     # holds; the Trainer's whole run (64 against 10: 80 %) is the secondary figure.
     assert ("steady samples/s went from 11.00 to 80.00, a 7.27× speed-up for 8× the GPUs: weak-scaling efficiency "
@@ -465,6 +469,9 @@ def test_weak_scaling_answer_with_repeats_comes_from_the_efficiency_interval(tmp
     assert float(row["steady_weak_scaling_efficiency_high"]) == pytest.approx(ratio.ratio_high / 4, rel=0.02)
     assert float(row["steady_weak_scaling_efficiency_low"]) <= float(row["steady_weak_scaling_efficiency"]) \
         <= float(row["steady_weak_scaling_efficiency_high"])
+    # the Markdown shows the efficiency with its interval's ends, as percentages
+    low, mid, high = (100 * float(row[f"steady_weak_scaling_efficiency{end}"]) for end in ("_low", "", "_high"))
+    assert f"| {mid:.1f} % [{low:.1f} %, {high:.1f} %] |" in (tmp_path / "nodes.md").read_text()
 
 
 def test_lowest_peak_says_when_finished_runs_had_no_gpu_monitor(tmp_path: Path) -> None:
@@ -520,7 +527,21 @@ def test_mfu_follows_peak_tflops_without_new_records(tmp_path: Path) -> None:
     (row,) = aggregate.build_table(study("zero", "comparison", cpu, peak=1000.0), cpu).rows
     assert row["tflops_per_gpu"] == 40.1 and row["mfu"] is None  # no tensor-core peak on a CPU
     md = aggregate.markdown(aggregate.build_table(study("zero", "comparison", runs, peak=500.0), runs))
-    assert "| 40.1 | 8.0 % |" in md and "runtime.peak_tflops = 500" in md
+    assert "runtime.peak_tflops = 500" in md and "MFU empty for" not in md
+    assert "the dense peak for the run's precision (fp16/bf16 tensor; fp32 without TF32)" in md
+
+
+def test_a_gpu_without_a_peak_gets_the_note_that_says_how_to_set_one() -> None:
+    runs = [make_summary(point(0), gpu_name="NVIDIA H200 NVL Prototype", tokens=6400.0, flops_per_token=6265625000.0),
+            make_summary(point(1), gpu_name="NVIDIA H200 NVL Prototype", tokens=6000.0, flops_per_token=6265625000.0)]
+    table = aggregate.build_table(study("zero", "comparison", runs, peak=None), runs)
+    assert [row["mfu"] for row in table.rows] == [None, None] and table.rows[0]["tflops_per_gpu"] == 40.1
+    notes = [note for note in table.notes if note.startswith("MFU empty for")]
+    assert notes == [("MFU empty for NVIDIA H200 NVL Prototype at fp16: GPU model 'NVIDIA H200 NVL Prototype' is not "
+                      "in the peak table (exact NVML names). Set runtime.peak_tflops to the GPU's dense peak in "
+                      "TFLOP/s for that precision (a report setting: the tables re-aggregate without retraining).")]
+    configured = aggregate.build_table(study("zero", "comparison", runs, peak=500.0), runs)
+    assert not any(note.startswith("MFU empty for") for note in configured.notes)
 
 
 def test_unusable_run_keeps_its_row_and_says_so(tmp_path: Path) -> None:
@@ -549,12 +570,12 @@ def test_unusable_run_keeps_its_row_and_says_so(tmp_path: Path) -> None:
 
 def repeat(p: dict[str, Any], k: int, rate: float, peak: float, *, cap: bool = False, wobble: float = 0.01,
            status: str = "ok") -> dict[str, Any]:
-    """Repeat k of point p: 30 steady steps of 16 samples around `rate` samples/s (a fixed ±wobble pattern), its
+    """Repeat k of point p: 100 steady steps of 16 samples around `rate` samples/s (a fixed ±wobble pattern), its
     `throughput` section computed by the real statistics code, and a GPU peak."""
     from zerosweep.report.statistics import summarise_step_times
 
-    seconds = [16 / rate * (1 + wobble * ((i * 7) % 5 - 2) / 2) for i in range(30)]
-    stats = summarise_step_times(list(range(1, 31)), seconds, [16] * 30, [False] * 30, 0)
+    seconds = [16 / rate * (1 + wobble * ((i * 7) % 5 - 2) / 2) for i in range(100)]  # >= 90: an interval
+    stats = summarise_step_times(list(range(1, 101)), seconds, [16] * 100, [False] * 100, 0)
     summary = make_summary(p, status=status, peak=peak, exact=peak + 0.5, rate=rate * 0.9, steady=rate * 1.02,
                            tokens=rate * 1.02 * 512, flops_per_token=6e9, real=0.5)
     summary["run_id"] = f"{run_id(p)}-r{k}"
@@ -587,8 +608,8 @@ def test_repeats_make_one_row_per_point_with_median_min_max_and_n(tmp_path: Path
     assert float(rows[1]["steady_tokens_per_second"]) == pytest.approx(medians[1] * 512)
     assert float(rows[1]["gpu_peak_mib"]) == 24000  # median of the repeats' peaks
     md = (tmp_path / "zero.md").read_text()
-    half = (medians[2] - medians[0]) / 2
-    assert f"| {medians[1]:.1f} ± {half:.1f} |" in md
+    assert f"| {medians[1]:.1f} [{medians[0]:.1f}, {medians[2]:.1f}] | 3 |" in md  # the min-max's own ends
+    assert "±" not in md
     assert [row["hit_cap"] for row in rows] == ["False", "False", "True"]
     assert " † |" in md and "† stopped at the step or time cap" in md and "z2-offnone-nopin-g1n1" in md
 
@@ -605,9 +626,81 @@ def test_verdicts_against_the_reference_row_name_the_test() -> None:
     assert same["throughput_verdict"] == "within noise" and same["memory_verdict"] == "within noise"
     assert same["throughput_ratio_low"] < 1 < same["throughput_ratio_high"]
     text = aggregate.markdown(table)
-    assert "faster (+" in text and "more memory (+" in text and "within noise (" in text
+    change = 100 * (faster["throughput_ratio"] - 1)
+    assert f"| faster +{change:.1f} % | more memory +{100 * (faster['memory_ratio'] - 1):.1f} % |" in text
+    assert "| within noise | within noise |" in text  # no change shown where the interval holds none
     assert "Welch t on log run medians" in text and "exact peak (NVML)" in text
     assert "Verdicts against the reference row ZeRO Stage 0 (`z0-offnone-nopin-g1n1`" in text
+
+
+def markdown_header(text: str) -> list[str]:
+    """The cells of a Markdown table's header line (the first line that starts with '|')."""
+    line = next(line for line in text.splitlines() if line.startswith("|"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+# The compact tables: the workshop's columns (config, GPU and CPU peak / average / modes, the Trainer's samples/s),
+# steady samples/s with its interval, N and the verdicts; scaling: GPUs, speed-up and efficiency, the memory.
+COMPARISON_MARKDOWN = ["config", "gpu_peak_mib", "gpu_average_mib", "gpu_modes_mib", "cpu_peak_mib", "cpu_average_mib",
+                       "cpu_modes_mib", "train_samples_per_second", "steady_samples_per_second", "repeats",
+                       "throughput_verdict", "memory_verdict"]
+SCALING_MARKDOWN = ["config", "world_size", "steady_samples_per_second", "repeats", "steady_speedup",
+                    "steady_weak_scaling_efficiency", "gpu_peak_mib", "gpu_average_mib", "gpu_modes_mib",
+                    "cpu_peak_mib", "cpu_average_mib", "cpu_modes_mib"]
+
+
+@pytest.mark.parametrize(("kind", "runs", "axis", "markdown_ids", "csv_ids"), [
+    ("comparison", REFERENCE_RUNS + FASTER_RUNS + OFFLOAD, None, COMPARISON_MARKDOWN, COMPARISON_COLUMNS),
+    ("scaling", SCALING, "gpus_per_node", SCALING_MARKDOWN, SCALING_COLUMNS),
+])
+def test_markdown_shows_the_compact_columns_and_the_csv_keeps_every_one(
+        tmp_path: Path, kind: str, runs: list[dict[str, Any]], axis: str | None, markdown_ids: list[str],
+        csv_ids: list[str]) -> None:
+    csv_header, _rows = read_csv(write_table(tmp_path, kind, kind, runs, axis))
+    header = markdown_header((tmp_path / f"{kind}.md").read_text())
+    assert header == [labels.label(name, kind) for name in markdown_ids]
+    assert csv_header == csv_ids and set(markdown_ids) < set(csv_header)
+    assert len(header) == 12 and len(csv_header) > 35  # was 21 Markdown columns for a comparison
+    assert "Status" not in header and "Run" not in header and "MFU (incl. padding)" not in header
+
+
+def test_verdict_cells_are_short_and_name_the_change_only_where_one_was_found() -> None:
+    assert aggregate.verdict_cell("faster", 1.123) == "faster +12.3 %"
+    assert aggregate.verdict_cell("less memory", 0.9) == "less memory -10.0 %"
+    assert aggregate.verdict_cell("within noise", 1.02) == "within noise"  # its interval holds no change
+    assert aggregate.verdict_cell("untested", 1.15) == "+15.0 % (untested)"
+    assert aggregate.verdict_cell("untested", None) == "untested"
+    assert aggregate.verdict_cell("reference", 1.0) == "reference"
+    assert aggregate.verdict_cell(None, None) == "–"
+
+
+def drifting(p: dict[str, Any], k: int, settles: bool) -> dict[str, Any]:
+    """Repeat k of p whose 62 steps settle near 0.5 s after two slow ones, or slow down every step (never settle)."""
+    import numpy as np
+    from zerosweep.report.statistics import summarise_step_times
+
+    seconds = np.linspace(0.5, 1.5, 62) if not settles else np.concatenate(
+        [[3.0, 2.0], 0.5 * (1 + 0.01 * k + 0.01 * np.sin(np.arange(60)))])
+    stats = summarise_step_times(np.arange(1, 63), seconds, [16] * 62, [False] * 62, 1)
+    summary = make_summary(p, peak=20000.0, steady=16 / float(np.median(seconds)))
+    summary["run_id"] = f"{run_id(p)}-r{k}"
+    summary["throughput"] = {**stats.record(), "hit_cap": False, "stop_reason": "epochs"}
+    return summary
+
+
+def test_a_row_whose_warm_up_never_settled_is_marked_double_dagger_with_its_note() -> None:
+    runs = [drifting(point(0), k, settles=True) for k in (1, 2)] + [drifting(point(1), 1, settles=False),
+                                                                     drifting(point(1), 2, settles=True)]
+    assert [run["throughput"]["warmup_settled"] for run in runs] == [True, True, False, True]
+    table = aggregate.build_table(study("zero", "comparison", runs), runs)
+    settled, unsettled = table.rows
+    assert (settled["warmup_never_settled"], unsettled["warmup_never_settled"]) == (False, True)
+    text = aggregate.markdown(table)
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ZeRO")}
+    assert f"| {labels.with_interval(unsettled, 'steady_samples_per_second')} ‡ |" in lines["| ZeRO Stage 1"]
+    assert "‡" not in lines["| ZeRO Stage 0"]
+    note = next(line for line in text.splitlines() if line.startswith("- ‡ "))
+    assert "never settled" in note and note.endswith(": z1-offnone-nopin-g1n1.") and "z0-offnone" not in note
 
 
 def test_single_runs_get_a_ratio_with_a_within_run_interval_but_no_verdict() -> None:
@@ -630,7 +723,7 @@ def test_records_without_steps_keep_the_old_steady_figure_without_interval() -> 
     row = table.rows[0]
     assert row["steady_samples_per_second"] == 12.5 and row["steady_samples_per_second_low"] is None
     assert row["steady_spread"] is None and row["hit_cap"] is None
-    assert "| 12.50 |" in aggregate.markdown(table)  # no "±" where nothing measured the spread
+    assert "| 12.5 | 1 |" in aggregate.markdown(table)  # no interval where nothing measured the spread
     assert table.rows[1]["throughput_verdict"] == "untested"  # one launcher figure each: nothing to test
 
 
@@ -654,15 +747,19 @@ def _pin_pair(tmp_path: Path, pinned_rates: list[float], pinned_peaks: list[floa
 def test_summary_says_faster_only_with_a_verdict_and_its_interval(tmp_path: Path) -> None:
     text = _pin_pair(tmp_path / "a", [24.0, 24.4, 23.7], [9500, 9510, 9490])
     sentence = next(line for line in text.splitlines() if "with pin_memory" in line)
-    assert "steady throughput went from 20.0 ± " in sentence
-    assert re.search(r": \*\*faster\*\* \(\+\d+\.\d %, 95 % CI \+\d+\.\d % to \+\d+\.\d %\)", sentence), sentence
-    assert re.search(r"\*\*more memory\*\* \(\+5\.\d %, 95 % CI", sentence), sentence
+    assert re.search(r"steady throughput went from 20\.0 \[19\.\d, 20\.\d\] to 24\.0 \[23\.\d, 24\.\d\] samples/s",
+                     sentence), sentence
+    assert "±" not in sentence and "95 % CI" not in sentence
+    # the change with its interval's ends, then the ratio and the test (the pin_memory table's own verdict)
+    assert re.search(r": \*\*faster\*\*: \+20\.0 % \[\+\d+\.\d %, \+\d+\.\d %\] \(ratio to the reference row of table "
+                     r"`pin_memory`; the table's test, named in its notes, p = ", sentence), sentence
+    assert re.search(r"\*\*more memory\*\*: \+5\.\d % \[\+5\.\d %, \+5\.\d %\] \(", sentence), sentence
 
 
 def test_summary_says_within_the_noise_where_the_test_finds_nothing(tmp_path: Path) -> None:
     text = _pin_pair(tmp_path / "b", [20.2, 19.7, 20.4], [9005, 8990, 9012])
     sentence = next(line for line in text.splitlines() if "with pin_memory" in line)
-    assert "throughput within the noise (" in sentence and "memory within the noise (" in sentence
+    assert "throughput within the noise: " in sentence and "memory within the noise: " in sentence
     assert "faster" not in sentence and "slower" not in sentence and "more memory" not in sentence
 
 

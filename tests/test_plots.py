@@ -127,3 +127,41 @@ def test_scaling_plots_say_where_nodes_were_emulated(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plots.study_plots(study("weak", "scaling", SCALING[:2], "gpus_per_node"), SCALING[:2], plain)
     assert "emulated" not in (plain / "scaling.svg").read_text()
+
+
+def test_bar_labels_and_error_bars_use_the_intervals_ends(tmp_path: Path) -> None:
+    from test_aggregate import FASTER_RUNS, REFERENCE_RUNS
+    from zerosweep.report.tables import build_table
+
+    runs = REFERENCE_RUNS + FASTER_RUNS
+    rows = build_table(study("rep", "comparison", runs), runs).rows
+    row = rows[1]
+    low, mid, high = (row[f"steady_samples_per_second{end}"] for end in ("_low", "", "_high"))
+    assert plots.bar_label(row, "steady_samples_per_second", "{:.1f}") == f"{mid:.1f}\n[{low:.1f}, {high:.1f}]"
+    assert plots.bar_label(row, "train_samples_per_second", "{:.1f}") == f"{row['train_samples_per_second']:.1f}"
+    plots.study_plots(study("rep", "comparison", runs), runs, tmp_path)
+    svg = (tmp_path / "throughput.svg").read_text()
+    assert f"[{low:.1f}, {high:.1f}]" in svg and "±" not in svg  # matplotlib keeps each text as a comment
+
+
+def test_efficiency_error_bars_are_the_interval_in_percent() -> None:
+    rows = [{"steady_weak_scaling_efficiency": 0.9, "steady_weak_scaling_efficiency_low": 0.8,
+             "steady_weak_scaling_efficiency_high": 0.95},
+            {"steady_weak_scaling_efficiency": 1.0, "steady_weak_scaling_efficiency_low": None,
+             "steady_weak_scaling_efficiency_high": None}]
+    below, above = plots.error_bars(rows, "steady_weak_scaling_efficiency", scale=100.0)
+    assert below == pytest.approx([10.0, 0.0]) and above == pytest.approx([5.0, 0.0])
+    assert plots.error_bars(rows[1:], "steady_weak_scaling_efficiency", scale=100.0) is None
+
+
+def test_scaling_plot_with_repeats_draws_the_efficiency_interval(tmp_path: Path) -> None:
+    from test_aggregate import repeat
+
+    points = [point(2, "cpu", True, gpn=g) for g in (1, 4)]
+    runs = [repeat(p, k, rate, 10000.0) for p, rates in zip(points, ((40.0, 40.4, 39.6), (150.0, 156.0, 160.0)))
+            for k, rate in enumerate(rates, 1)]
+    plots.study_plots(study("weak", "scaling", runs, "gpus_per_node"), runs, tmp_path)
+    assert_figure(tmp_path / "scaling.png", tmp_path / "scaling.svg")
+    rows = plots.aggregate.build_table(study("weak", "scaling", runs, "gpus_per_node"), runs).rows
+    below, above = plots.error_bars(rows, "steady_weak_scaling_efficiency", scale=100.0)
+    assert below[0] == above[0] == 0.0 and below[1] > 0 and above[1] > 0  # the reference has no interval

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.plan.matrix import build_plan, deep_merge
+from zerosweep.plan.memory_model import relative_error
 from zerosweep.plan.tune import boundary, build_tune_studies
 from zerosweep.report.compare import load_runs
 from zerosweep.report.memory import summarise_run
@@ -148,8 +149,9 @@ def memory_section(study: dict[str, Any], runs: list[dict[str, Any]], workshop: 
     lines = ["## Memory model: predicted vs measured peak (every probe that fit)", "",
              ("Model states: zerosweep.plan.memory_model (DeepSpeed's accounting); fixed + per-sample memory: "
               "least squares over the configuration's own probes (zerosweep.report.memory_fit.MemoryModel; pooled "
-              "over all points when a configuration has fewer than two micro-batches that fit). Left out: the same "
-              "fit without the probe (needs two other fits). From ZeRO-0: ZeRO-0's fit with this configuration's "
+              "over all points when a configuration has fewer than two micro-batches that fit). Left out: the model "
+              "refitted without the probe by the same rule (the configuration's other probes where two "
+              "micro-batches fit, else pooled over all other probes). From ZeRO-0: ZeRO-0's fit with this configuration's "
               f"model states. Target: within {TARGET_ERROR:.0%}."), "",
              ("| run | micro-batch | measured (MiB) | model states (MiB) | fit from | predicted (MiB) | error | "
               "left out (MiB) | error | from ZeRO-0 (MiB) | error |"), "|" + "---|" * 11]
@@ -163,7 +165,8 @@ def memory_section(study: dict[str, Any], runs: list[dict[str, Any]], workshop: 
                        cross.predict(probe["point_id"], probe["micro_batch"]))
         cells = []
         for value in predictions:
-            cells += ["-", "-"] if value is None else [f"{value:.0f}", f"{(value - measured) / measured:+.1%}"]
+            error = relative_error(value, measured)
+            cells += ["-", "-"] if value is None or error is None else [f"{value:.0f}", f"{error:+.1%}"]
         lines.append(f"| {probe['run_id']} | {probe['micro_batch']} | {measured:.0f} | "
                      f"{model.states_mib(probe['point_id']):.0f} | {fit.source if fit else '-'} | {' | '.join(cells)} |")
     micro_batch = int(study["tune"]["workshop_micro_batch"])
@@ -180,7 +183,8 @@ def memory_section(study: dict[str, Any], runs: list[dict[str, Any]], workshop: 
         predicted = cross.predict(point, micro_batch)
         if not peaks or predicted is None:
             continue
-        error = (predicted - max(peaks)) / max(peaks)
+        error = relative_error(predicted, max(peaks))
+        assert error is not None
         lines.append(f"| {point} | {', '.join(f'{peak:.0f}' for peak in peaks)} | {predicted:.0f} | {error:+.1%} |")
     return lines
 

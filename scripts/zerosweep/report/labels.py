@@ -6,22 +6,25 @@ headers, with MiB where the values are MiB). Renaming a label changes no CSV, pl
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 from .. import records as f
+from .interval_text import interval_text
 
 LABELS: dict[str, str] = {
     f.CONFIG: "DeepSpeed Config",
     f.GPU_PEAK_MIB: "Peak GPU Memory Used (MiB)",
     f.GPU_AVERAGE_MIB: "Average GPU Memory Used (MiB)",
-    f.GPU_MODES_MIB: "Mode GPU Memory (MiB)",
+    f.GPU_MODES_MIB: "Mode GPU Memory (training window) (MiB)",
     f.GPU_PEAK_MIN_MIB: "Lowest GPU's Peak (MiB)",
     f.GPUS_COUNTED: "GPUs Counted",
     f.EMULATED_NODES: "Emulated Nodes",
     # psrecord's "MB" is rss / 1024**2: MiB.
     f.CPU_PEAK_MIB: "Peak CPU Memory Used (MiB)",
     f.CPU_AVERAGE_MIB: "Average CPU Memory Used (MiB)",
-    f.CPU_MODES_MIB: "Mode CPU Memory (MiB)",
+    f.CPU_MODES_MIB: "Mode CPU Memory (training window) (MiB)",
     f.NVML_PEAK_MIB: "Exact Peak GPU Memory (MiB)",
     f.TORCH_MAX_RESERVED_MIB: "Torch Peak Reserved (MiB)",
     f.TRAIN_SAMPLES_PER_SECOND: "Train Samples/Second",
@@ -77,10 +80,10 @@ KIND_LABELS: dict[str, dict[str, str]] = {
         f.TRAIN_SAMPLES_PER_SECOND: "Train Samples/sec",
         f.GPU_PEAK_MIB: "GPU Peak Usage (MiB)",
         f.GPU_AVERAGE_MIB: "GPU Average Usage (MiB)",
-        f.GPU_MODES_MIB: "GPU Mode Usage (MiB)",
+        f.GPU_MODES_MIB: "GPU Mode Usage (training window) (MiB)",
         f.CPU_PEAK_MIB: "CPU Peak Usage (MiB)",
         f.CPU_AVERAGE_MIB: "CPU Average Usage (MiB)",
-        f.CPU_MODES_MIB: "CPU Mode Usage (MiB)",
+        f.CPU_MODES_MIB: "CPU Mode Usage (training window) (MiB)",
     },
     "scaling": {
         f.WORLD_SIZE: "GPUs",
@@ -118,6 +121,33 @@ FORMATS: Final[dict[str, str]] = {
                      f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH), "percent"),
     **dict.fromkeys((f.SPEEDUP, f.STEADY_SPEEDUP), "{:.2f}×"),
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Where a field's interval lives in a row (its low and high ends) and how it is written."""
+
+    low: str
+    high: str
+    digits: int
+    percent: bool = False  # a fraction, written as '90.9 % [85.0 %, 95.0 %]'
+
+
+# The fields shown with their interval (tables' Markdown cells, plots' labels and error bars).
+INTERVALS: Final[dict[str, Interval]] = {
+    f.STEADY_SAMPLES_PER_SECOND: Interval(f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECOND_HIGH, 1),
+    f.STEADY_WEAK_SCALING_EFFICIENCY: Interval(f.STEADY_WEAK_SCALING_EFFICIENCY_LOW,
+                                               f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH, 1, percent=True),
+}
+
+
+def with_interval(row: Mapping[str, Any], name: str) -> str:
+    """A field of INTERVALS as '54.1 [53.3, 58.4]' (the plain figure where the row has no interval)."""
+    spec = INTERVALS[name]
+    scale, suffix = (100.0, " %") if spec.percent else (1.0, "")
+    low, high = row.get(spec.low), row.get(spec.high)
+    return interval_text(scale * row[name], None if low is None else scale * low,
+                         None if high is None else scale * high, spec.digits, suffix)
 
 
 def label(field: str, kind: str) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import records as f
 from ..jsonio import read_json
-from . import logs
+from . import labels, logs
 from . import tables as aggregate
 from .derived import WEAK_SCALING_HOLDS
 from .memory import summarise_cpu
@@ -69,25 +69,29 @@ def _wrap(label: str, width: int = 18) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
-# A bar's interval columns (error bars): the steady figure's 95 % CI or min-max over repeats.
-ERRORS = {f.STEADY_SAMPLES_PER_SECOND: (f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECOND_HIGH)}
-
-
-def error_bars(rows: list[dict[str, Any]], column: str) -> list[list[float]] | None:
-    """matplotlib's yerr (distances below and above each bar) from the row's interval; None without any."""
-    if column not in ERRORS:
+def error_bars(rows: list[dict[str, Any]], column: str, scale: float = 1.0) -> list[list[float]] | None:
+    """matplotlib's yerr (distances below and above each point, times `scale`) from the ends of the row's interval
+    (labels.INTERVALS: the steady figure's 95 % CI or min-max over repeats); None without any."""
+    if column not in labels.INTERVALS:
         return None
-    low_name, high_name = ERRORS[column]
+    spec = labels.INTERVALS[column]
     below, above = [], []
     for row in rows:
-        value, low, high = row.get(column), row.get(low_name), row.get(high_name)
+        value, low, high = row.get(column), row.get(spec.low), row.get(spec.high)
         if all(isinstance(x, (int, float)) for x in (value, low, high)):
-            below.append(float(value) - float(low))  # type: ignore[arg-type]
-            above.append(float(high) - float(value))  # type: ignore[arg-type]
+            below.append(scale * (float(value) - float(low)))  # type: ignore[arg-type]
+            above.append(scale * (float(high) - float(value)))  # type: ignore[arg-type]
         else:
             below.append(0.0)
             above.append(0.0)
     return [below, above] if any(below) or any(above) else None
+
+
+def bar_label(row: Mapping[str, Any], column: str, unit_fmt: str) -> str:
+    """A bar's figure; with its interval's ends on a second line where the row has one ('54.1\n[53.3, 58.4]')."""
+    if column not in labels.INTERVALS:
+        return unit_fmt.format(row[column])
+    return labels.with_interval(row, column).replace(" [", "\n[", 1)
 
 
 def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str]], unit_fmt: str) -> None:
@@ -101,11 +105,13 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
         xs = positions - 0.4 + width * (offset + 0.5)
         values = [row.get(column) for row in rows]
         heights = [v if isinstance(v, (int, float)) else 0.0 for v in values]
-        bars = ax.bar(xs, heights, width, label=legend, color=color, yerr=error_bars(rows, column), capsize=4)
-        for bar, value in zip(bars, values):
-            if isinstance(value, (int, float)):
-                ax.annotate(unit_fmt.format(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=10, xytext=(0, 2), textcoords="offset points")
+        yerr = error_bars(rows, column)
+        bars = ax.bar(xs, heights, width, label=legend, color=color, yerr=yerr, capsize=4)
+        tops = heights if yerr is None else [height + up for height, up in zip(heights, yerr[1])]
+        for bar, top, row in zip(bars, tops, rows):
+            if isinstance(row.get(column), (int, float)):  # above the error bar, which would cross the text
+                ax.annotate(bar_label(row, column, unit_fmt), (bar.get_x() + bar.get_width() / 2, top),
+                            ha="center", va="bottom", fontsize=9, xytext=(0, 2), textcoords="offset points")
     for position, row in zip(positions, rows):
         if row[f.STATUS] != "ok":
             ax.annotate(
@@ -227,9 +233,11 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
         (f.WEAK_SCALING_EFFICIENCY, "Trainer", COLORS["train"]),
         (f.STEADY_WEAK_SCALING_EFFICIENCY, "steady state", COLORS["steady"]),
     ):
-        points = [(row[gpus], 100 * row[column]) for row in rows if row[column] is not None]
-        if points:
-            right.plot(*zip(*points), marker="o", color=color, label=legend)
+        measured = [row for row in rows if row[column] is not None]
+        points = [(row[gpus], 100 * row[column]) for row in measured]
+        if points:  # error bars: the efficiency interval's ends (steady figures with repeats at both ends)
+            right.errorbar(*zip(*points), yerr=error_bars(measured, column, scale=100.0), marker="o", color=color,
+                           label=legend, capsize=4)
     all_gpus = sorted({row[gpus] for row in table.rows})
     right.plot(all_gpus, [100] * len(all_gpus), linestyle="--", color=COLORS["ideal"], label="ideal")
     right.axhline(

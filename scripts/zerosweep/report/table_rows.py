@@ -213,8 +213,10 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
         "the log run peaks (>= 2 runs each, else untested); runs with no spread on either side are not tested. "
         "A row differs only when p < alpha and the ratio's 95 % interval excludes 1; otherwise it is within noise. "
         "Tests used here: " + ("; ".join(sorted(tests)) or "none") + ". "
-        "The change in brackets is row / reference - 1 by the "
-        + (" / ".join(sorted(estimators)) or "ratio") + _estimator_caveat(estimators) + "."
+        "The change a verdict cell shows (none where within noise) is row / reference - 1 by the "
+        + (" / ".join(sorted(estimators)) or "ratio") + _estimator_caveat(estimators) + ". Each ratio's 95 % interval "
+        f"and p-value are in the CSV ({f.THROUGHPUT_RATIO}_low/_high, {f.THROUGHPUT_P}; {f.MEMORY_RATIO}_low/_high, "
+        f"{f.MEMORY_P})."
     ]
 
 
@@ -245,9 +247,9 @@ def add_efficiency_intervals(frame: pd.DataFrame, groups: list[PointRuns]) -> li
         frame.at[index, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH] = verdict.ratio_high * scale
     if frame[f.STEADY_WEAK_SCALING_EFFICIENCY_LOW].isna().all():
         return []
-    return [("Steady weak-scaling efficiency interval (CSV: steady_weak_scaling_efficiency_low/high): the 95 % "
-             "interval of the throughput ratio to the reference (Welch's t on the log run medians, >= 2 runs each) "
-             "times the GPU ratio; rows with a single run have none.")]
+    return [("Steady weak-scaling efficiency [low, high]: the 95 % interval of the throughput ratio to the "
+             "reference (Welch's t on the log run medians, >= 2 runs each) times the GPU ratio; rows with a single "
+             f"run have none (CSV: {f.STEADY_WEAK_SCALING_EFFICIENCY_LOW}/_high).")]
 
 
 def warmup_never_settled_note(rows: list[dict[str, Any]]) -> list[str]:

@@ -3,8 +3,9 @@
 Three layouts, chosen by the study's `table` key: `comparison` (the workshop's ZeRO comparison table),
 `scaling` (its weak-scaling tables, with speed-up and efficiency) and `baseline` (its evaluation summary).
 The CSV's headers are the field ids of `zerosweep.records` (`pandas.read_csv` gives usable columns, full
-precision, plus machine-readable columns such as zero_stage and offload); the Markdown shows the labels of
-`labels` and rounds like the workshop's script. Rows of runs that ran out of memory, or whose logs held no
+precision, plus machine-readable columns such as zero_stage and offload): every field of a row. The Markdown is
+compact (MARKDOWN per kind: the workshop's columns, steady samples/s with its interval, N and the verdicts), with
+the labels of `labels`, rounded like the workshop's script. Rows of runs that ran out of memory, or whose logs held no
 valid sample, keep their identity with every number empty.
 """
 
@@ -20,8 +21,19 @@ from typing import TYPE_CHECKING, Any
 from .. import records as f
 from ..jsonio import read_json
 from . import derived, labels
+from .interval_text import change_interval_text
 from .table_fields import row_status
-from .table_rows import add_efficiency_intervals, add_verdicts, group_repeats, hit_cap_note, point_row, spread_note
+from .table_rows import (
+    REFERENCE,
+    add_efficiency_intervals,
+    add_verdicts,
+    group_repeats,
+    hit_cap_note,
+    point_row,
+    spread_note,
+    warmup_never_settled_note,
+)
+from .throughput import peak_notes
 from .workshop import mode_text
 
 if TYPE_CHECKING:
@@ -37,35 +49,40 @@ THROUGHPUT_DETAIL = [f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECON
                      f.WARMUP_NEVER_SETTLED, f.RUNS, f.RUN_SAMPLES_PER_SECOND, f.RUN_PEAK_MIB]
 VERDICT_DETAIL = [f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH, f.THROUGHPUT_P,
                   f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH, f.MEMORY_P]
-# Per kind: the columns of the CSV in order, and those the Markdown leaves out (machine-readable only).
-COLUMNS: dict[str, list[str]] = {
-    "comparison": [
-        f.CONFIG, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB,
-        f.TRAIN_SAMPLES_PER_SECOND, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_SAMPLES_PER_SECOND,
-        f.STEADY_TOKENS_PER_SECOND, f.STEADY_REAL_TOKENS_PER_SECOND, f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME,
-        f.REPEATS, f.THROUGHPUT_VERDICT, f.MEMORY_VERDICT, f.GPUS_COUNTED, f.STATUS, f.RUN_ID, *MACHINE,
-        *THROUGHPUT_DETAIL, *VERDICT_DETAIL,
-    ],
-    "baseline": [
-        f.CONFIG, f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS, f.TRAIN_SAMPLES_PER_SECOND,
-        f.EVAL_SAMPLES_PER_SECOND, f.STEPS_PER_EPOCH, f.GPU_PEAK_MIB, f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB,
-        f.NVML_PEAK_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.CPU_MODES_MIB, f.STATUS, f.RUN_ID, *MACHINE,
-    ],
-    "scaling": [
-        f.CONFIG, f.WORLD_SIZE, f.GPUS_PER_NODE, f.NODES, f.STEADY_SAMPLES_PER_SECOND, f.REPEATS, f.STEADY_SPEEDUP,
-        f.STEADY_WEAK_SCALING_EFFICIENCY, f.TRAIN_LOSS, f.GPU_PEAK_MIB, f.GPU_PEAK_MIN_MIB, f.GPU_AVERAGE_MIB,
-        f.GPU_MODES_MIB, f.NVML_PEAK_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB, f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP,
-        f.WEAK_SCALING_EFFICIENCY, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_COUNTED,
-        f.EMULATED_NODES, *THROUGHPUT_DETAIL, f.STEADY_WEAK_SCALING_EFFICIENCY_LOW,
-        f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH,
-    ],
-}  # fmt: skip
-HIDDEN: dict[str, set[str]] = {
-    "comparison": {*MACHINE, *THROUGHPUT_DETAIL, *VERDICT_DETAIL},
-    "baseline": set(MACHINE),
-    "scaling": {f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *THROUGHPUT_DETAIL,
-                f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH},
+# The workshop's memory columns (its analyze_memory.py printout: peak, average and mode, GPU then CPU).
+WORKSHOP_MEMORY = [f.GPU_PEAK_MIB, f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB,
+                   f.CPU_MODES_MIB]
+# Per kind, the Markdown's columns in order: the workshop's, then steady samples/s with its interval, N and the
+# verdicts (scaling: speed-up and efficiency). The CSV has these, then CSV_ONLY's: every field of the row.
+MARKDOWN: dict[str, list[str]] = {
+    "comparison": [f.CONFIG, *WORKSHOP_MEMORY, f.TRAIN_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND, f.REPEATS,
+                   f.THROUGHPUT_VERDICT, f.MEMORY_VERDICT],
+    "baseline": [f.CONFIG, f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS,
+                 f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEPS_PER_EPOCH, f.GPU_PEAK_MIB,
+                 f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB, f.NVML_PEAK_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB,
+                 f.CPU_MODES_MIB, f.STATUS, f.RUN_ID],
+    "scaling": [f.CONFIG, f.WORLD_SIZE, f.STEADY_SAMPLES_PER_SECOND, f.REPEATS, f.STEADY_SPEEDUP,
+                f.STEADY_WEAK_SCALING_EFFICIENCY, *WORKSHOP_MEMORY],
 }
+CSV_ONLY: dict[str, list[str]] = {
+    "comparison": [f.GPU_PEAK_MIN_MIB, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_TOKENS_PER_SECOND,
+                   f.STEADY_REAL_TOKENS_PER_SECOND, f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME, f.GPUS_COUNTED,
+                   f.STATUS, f.RUN_ID, *MACHINE, *THROUGHPUT_DETAIL, *VERDICT_DETAIL],
+    "baseline": MACHINE,
+    "scaling": [f.GPUS_PER_NODE, f.NODES, f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY,
+                f.TRAIN_LOSS, f.GPU_PEAK_MIN_MIB, f.NVML_PEAK_MIB, f.GPUS_COUNTED, f.STATUS, f.RUN_ID, f.ZERO_STAGE,
+                f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *THROUGHPUT_DETAIL,
+                f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH],
+}  # fmt: skip
+COLUMNS: dict[str, list[str]] = {kind: MARKDOWN[kind] + CSV_ONLY[kind] for kind in TABLE_KINDS}
+HIDDEN: dict[str, set[str]] = {kind: set(CSV_ONLY[kind]) for kind in TABLE_KINDS}  # in the CSV only
+# A verdict cell's change comes from its ratio (CSV); marks after steady samples/s, with the row field each flags.
+VERDICT_RATIOS = {f.THROUGHPUT_VERDICT: f.THROUGHPUT_RATIO, f.MEMORY_VERDICT: f.MEMORY_RATIO}
+STEADY_MARKS = ((f.HIT_CAP, "†"), (f.WARMUP_NEVER_SETTLED, "‡"))
+# CSV-only fields the Markdown's pointer to the CSV sums up in words rather than listing each.
+CSV_DETAIL = {*MACHINE, *THROUGHPUT_DETAIL, *VERDICT_DETAIL, f.STEADY_WEAK_SCALING_EFFICIENCY_LOW,
+              f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH, f.STATUS, f.RUN_ID}
+EMPTY = "–"
 
 
 @dataclass
@@ -171,7 +188,7 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
         notes += derived.add_scaling(frame) + add_efficiency_intervals(frame, groups)
     frame = frame[COLUMNS[kind]]
     if kind != "baseline":
-        notes += spread_note(rows) + hit_cap_note(rows)
+        notes += spread_note(rows) + hit_cap_note(rows) + warmup_never_settled_note(rows)
     for status, what in (("oom", "Out of memory"), ("unusable", "No valid sample in the monitor logs")):
         ids = [group.point_id for group in groups if not group.finished and row_status(group.runs[0]) == status]
         if ids:
@@ -185,32 +202,40 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
         notes.append(f"Nodes {EMULATED} (one launcher per node on the same machine, each with its own GPUs; "
                      f"inter-node traffic never left the host): {', '.join(emulated)}.")
     notes += _definition_notes(kind, peak_tflops)
+    if kind == "comparison":  # MFU is a comparison column (CSV): say where it is empty for want of a peak
+        notes += peak_notes([run for group in groups for run in group.finished], peak_tflops)
     for run in runs:
         notes += [f"{run['run_id']}: {warning}" for warning in run.get("warnings", [])]
     return Table(study=study["name"], title=study.get("title") or study["name"], kind=kind, frame=frame, notes=notes)
 
 
+def _where(name: str, kind: str) -> str:
+    """How a note names a field: by its label where the Markdown shows it, else as a CSV column."""
+    return labels.label(name, kind) if name in MARKDOWN[kind] else f"{labels.label(name, kind)} (CSV `{name}`)"
+
+
 def _definition_notes(kind: str, peak_tflops: float | None) -> list[str]:
+    lowest = (f" {_where(f.GPU_PEAK_MIN_MIB, kind)} = the smallest per-GPU maximum (peak minus it is the spread "
+              "over GPUs: unbalanced sharding)." if f.GPU_PEAK_MIN_MIB in COLUMNS[kind] else "")
     notes = [
-        (
-            "GPU memory from nvidia-smi (5 s samples) of the run's own GPUs only (each once; other GPUs the logs "
-            "hold are left out): peak = the highest GPU's maximum; lowest GPU's peak = the smallest per-GPU "
-            "maximum (peak minus it is the spread over GPUs: unbalanced sharding); average = mean of the "
-            "per-GPU averages; mode = most frequent value(s) over the run's GPUs' samples (all ties listed)."
-        ),
-        "Exact peak: maximum of the fast NVML samples (catches spikes between nvidia-smi samples).",
+        ("GPU memory from nvidia-smi (5 s samples) of the run's own GPUs only (each once; other GPUs the logs hold "
+         "are left out): peak = the highest GPU's maximum; average = mean of the per-GPU averages; mode = the most "
+         "frequent value(s) over the training window (steps.csv's first step to its last; empty without one), "
+         f"all ties listed.{lowest}"),
+        (f"{_where(f.NVML_PEAK_MIB, kind)}: maximum of the fast NVML samples (catches spikes between nvidia-smi "
+         "samples)."),
+        ("CPU memory from psrecord's Real column (process tree, per node): peak = the fullest node's; average = "
+         "mean of the node averages; mode = the most frequent value(s) over the training window."),
     ]
-    notes.append(
-        "CPU memory from psrecord's Real column (process tree, per node): peak = the fullest node's; "
-        "average = mean of the node averages."
-    )
     if kind == "comparison":
-        peak = f"runtime.peak_tflops = {peak_tflops:g}" if peak_tflops else "looked up by GPU name"
+        peak = (f"runtime.peak_tflops = {peak_tflops:g}" if peak_tflops
+                else "looked up by the GPU's exact model name, zerosweep.run.flops")
         notes.append(
-            "TFLOP/s per GPU = training FLOPs per token (6·N + 12·L·d·s) × steady tokens/s / GPUs; "
-            f"MFU = that / the GPU's dense fp16/bf16 peak ({peak}; empty on CPU). Tokens/s, TFLOP/s and MFU "
-            "count padding (every sample is max_length tokens); Real Tokens/s = steady tokens/s × the run's "
-            "real (non-padding) token fraction (empty where the record lacks it)."
+            f"{_where(f.TFLOPS_PER_GPU, kind)} = training FLOPs per token (6·N + 12·L·d·s) × steady tokens/s / GPUs; "
+            f"{_where(f.MFU, kind)} = that / the dense peak for the run's precision (fp16/bf16 tensor; fp32 without "
+            f"TF32) ({peak}; empty on CPU). Tokens/s, TFLOP/s and MFU count padding (every sample is max_length "
+            f"tokens); {_where(f.STEADY_REAL_TOKENS_PER_SECOND, kind)} = steady tokens/s × the run's real "
+            "(non-padding) token fraction (empty where the record lacks it)."
         )
     if kind == "baseline":
         notes.append("Eval Loss (Epoch N): the evaluation at the end of epoch N only (empty if none was there).")
@@ -222,7 +247,7 @@ def _definition_notes(kind: str, peak_tflops: float | None) -> list[str]:
 
 def md_value(value: Any, name: str) -> str:
     if value is None or value == "":
-        return "–"
+        return EMPTY
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):
@@ -237,17 +262,29 @@ def md_value(value: Any, name: str) -> str:
 
 
 def md_cell(row: Mapping[str, Any], name: str) -> str:
-    """A Markdown cell with its row: steady samples/s as '42.7 ± 1.3' (and † where a run hit the cap); a
-    verdict with its difference, e.g. 'faster (+12.3 %)'."""
+    """A Markdown cell with its row: steady samples/s as '54.1 [53.3, 58.4]' (with † where a run hit the cap, ‡
+    where a run's warm-up never settled, the status where the row did not finish), an efficiency with its
+    interval, a verdict as verdict_cell writes it."""
     value = row.get(name)
-    if name == f.STEADY_SAMPLES_PER_SECOND and value is not None:
-        low, high = row.get(f.STEADY_SAMPLES_PER_SECOND_LOW), row.get(f.STEADY_SAMPLES_PER_SECOND_HIGH)
-        text = md_value(value, name) if low is None or high is None else f"{value:.1f} ± {(high - low) / 2:.1f}"
-        return text + (" †" if row.get(f.HIT_CAP) else "")
-    ratio = {f.THROUGHPUT_VERDICT: f.THROUGHPUT_RATIO, f.MEMORY_VERDICT: f.MEMORY_RATIO}.get(name)
-    if ratio is not None and value is not None and row.get(ratio) is not None:
-        return f"{value} ({100 * (row[ratio] - 1):+.1f} %)"
+    if name == f.STEADY_SAMPLES_PER_SECOND and value is None and row.get(f.STATUS) not in (None, "ok"):
+        return str(row[f.STATUS])  # the row's one word on why its numbers are empty
+    if name in labels.INTERVALS and value is not None:
+        marks = [mark for flag, mark in STEADY_MARKS if row.get(flag)] if name == f.STEADY_SAMPLES_PER_SECOND else []
+        return " ".join([labels.with_interval(row, name), *marks])
+    if name in VERDICT_RATIOS:
+        return verdict_cell(value, row.get(VERDICT_RATIOS[name]))
     return md_value(value, name)
+
+
+def verdict_cell(verdict: str | None, ratio: float | None) -> str:
+    """A verdict short enough for a table cell: 'faster +12.3 %'; 'within noise' without the change (its interval
+    holds 0); an untested ratio as '+15.0 % (untested)'. The interval, p-value and test are in the CSV and notes."""
+    if verdict is None:
+        return EMPTY
+    if ratio is None or verdict in (REFERENCE, "within noise"):
+        return verdict
+    change = change_interval_text(ratio)
+    return f"{change} (untested)" if verdict == "untested" else f"{verdict} {change}"
 
 
 def csv_frame(table: Table) -> pd.DataFrame:
@@ -277,11 +314,24 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return str(frame.to_markdown(index=False, tablefmt="pipe", stralign=None, numalign=None, disable_numparse=True))
 
 
+def csv_pointer(study: str, kind: str) -> str:
+    """The line under a Markdown table that says what else its CSV holds (the columns the Markdown leaves out)."""
+    extra = [labels.label(name, kind) for name in CSV_ONLY[kind] if name not in CSV_DETAIL]
+    detail = ["each row's status and run ids"] if f.STATUS in CSV_ONLY[kind] else []
+    if f.STEADY_SAMPLES_PER_SECOND_LOW in CSV_ONLY[kind]:
+        detail.append("interval ends and run-level values")
+    if f.THROUGHPUT_RATIO in CSV_ONLY[kind]:
+        detail.append("verdict ratios with their intervals and p-values")
+    detail.append("the point as machine-readable fields")
+    return (f"`{study}.csv` has every field, headed by field ids; beyond the columns here: "
+            + "".join(f"{label}, " for label in extra) + ", ".join(detail) + ".")
+
+
 def markdown(table: Table) -> str:
     import pandas as pd
 
     frame = table.frame
-    shown = [name for name in frame.columns if name not in HIDDEN[table.kind]]
+    shown = MARKDOWN[table.kind]
     lines = [f"# {table.title}", "", f"Study `{table.study}`, {table.kind} table, {len(frame)} run(s).", ""]
     if table.kind == "baseline":
         # The workshop's evaluation summary is one metric per line: keep that shape, one column per run.
@@ -299,12 +349,13 @@ def markdown(table: Table) -> str:
                 ]
             )
             previous = category
-        transposed = pd.DataFrame(body, columns=["Category", "Metric", *frame[f.CONFIG]])
-        lines += [_markdown_table(transposed), "", "Runs: " + ", ".join(f"`{run}`" for run in frame[f.RUN_ID])]
+        lines.append(_markdown_table(pd.DataFrame(body, columns=["Category", "Metric", *frame[f.CONFIG]])))
     else:
         rows = table.rows
         display = pd.DataFrame({labels.label(name, table.kind): [md_cell(row, name) for row in rows] for name in shown})
         lines.append(_markdown_table(display))
+    lines += ["", "Runs, in table order: " + ", ".join(f"`{run}`" for run in frame[f.RUN_ID]) + ".", "",
+              csv_pointer(table.study, table.kind)]
     if table.notes:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
