@@ -19,8 +19,8 @@ from zerosweep.plan.matrix import (  # noqa: E402
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.plan.resources import job_slurm_options, slurm_exclusive  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
-from zerosweep.plan.tune import build_tune_studies, find_run  # noqa: E402
-from zerosweep.plan.tune_search import measurement_runs, replay  # noqa: E402
+from zerosweep.plan.tune.studies import build_tune_studies, find_run  # noqa: E402
+from zerosweep.plan.tune.search import measurement_runs, replay  # noqa: E402
 from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
 from zerosweep.run.ops import OP_BUILDERS, ops_for  # noqa: E402
 
@@ -135,7 +135,7 @@ def _probe_outcome(run_id):
 
 def _model_size(study):
     def size():  # only when a start is guessed: a pretrained model's config may be a download
-        from zerosweep.report.memory_fit import model_size
+        from zerosweep.run.modeling import model_size
 
         return model_size(TUNE[study].to_dict()["settings"]["model"])
 

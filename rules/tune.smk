@@ -1,8 +1,8 @@
 # Tune studies: per matrix point, probe runs find the largest micro-batch that fits, then the boundary is
-# measured and every configuration ranked per memory budget (zerosweep.plan.tune, zerosweep.report.recommend).
+# measured and every configuration ranked per memory budget (zerosweep.plan.tune.studies, zerosweep.report.tune.recommend).
 # Probes and measurements are ordinary runs (rules train and parse_memory); an `oom` probe is an outcome.
 # Which probe comes next is decided by replaying the search over the finished checkpoints
-# (zerosweep.plan.tune_search.replay, called by the input functions in common.smk).
+# (zerosweep.plan.tune.search.replay, called by the input functions in common.smk).
 
 
 checkpoint tune_probe:

@@ -13,11 +13,11 @@ import pytest
 from zerosweep import cli
 from zerosweep.plan.matrix import MatrixPoint
 from zerosweep.records import SCHEMA_VERSION
-from zerosweep.report import answers as summary
-from zerosweep.report import labels
-from zerosweep.report import tables as aggregate
-from zerosweep.report.memory import summarise_run
-from zerosweep.report.table_fields import eval_loss_at
+from zerosweep.report.run_summary.memory import summarise_run
+from zerosweep.report.study import labels
+from zerosweep.report.study import tables as aggregate
+from zerosweep.report.study.table_fields import eval_loss_at
+from zerosweep.report.summary import answers as summary
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

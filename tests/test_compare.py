@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO
-from zerosweep.report.throughput import summarise_throughput
+from zerosweep.report.run_summary.throughput import summarise_throughput
 from zerosweep.run.steps import StepLayout, StepRecord, StepRow
 
 

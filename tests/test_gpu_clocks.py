@@ -1,4 +1,4 @@
-"""GPU clocks over a run's training steps (report/gpu_clocks.py), from clock logs in the sampler's format."""
+"""GPU clocks over a run's training steps (report/run_summary/gpu_clocks.py), from clock logs in the sampler's format."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from zerosweep.report.gpu_clocks import step_clocks, summarise_clocks
-from zerosweep.report.memory import summarise_run
+from zerosweep.report.run_summary.gpu_clocks import step_clocks, summarise_clocks
+from zerosweep.report.run_summary.memory import summarise_run
 from zerosweep.run.monitors import CLOCKS_HEADER
 
 REAL_RUN = Path(__file__).parent / "fixtures" / "real_h100_run"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import REPO, run_snakemake
 from zerosweep.plan.matrix import MatrixPoint
-from zerosweep.report.gpus import run_gpus
+from zerosweep.report.run_summary.gpus import run_gpus
 from zerosweep.run.gpus import GpuLease, TooFewGpus, node_gpus, rank_gpu_map, resolve
 
 H200X2 = REPO / "tests" / "fixtures" / "h200x2-records"
@@ -135,7 +135,7 @@ def _smi_samples(path: Path) -> dict[int, list[int]]:
 
 
 def test_one_gpu_run_counts_gpu_0_only_and_its_average_is_gpu_0s() -> None:
-    from zerosweep.report.memory import summarise_run
+    from zerosweep.report.run_summary.memory import summarise_run
 
     run = H200X2 / "runs" / "z2-offnone-nopin-g1n1"
     samples = _smi_samples(run / "monitor" / "gpu_memory_log_vm.csv")
@@ -152,8 +152,8 @@ def test_one_gpu_run_counts_gpu_0_only_and_its_average_is_gpu_0s() -> None:
 
 
 def test_emulated_two_node_run_counts_two_gpus_one_per_node_and_says_so() -> None:
-    from zerosweep.report.memory import summarise_run
-    from zerosweep.report.tables import build_table, markdown
+    from zerosweep.report.run_summary.memory import summarise_run
+    from zerosweep.report.study.tables import build_table, markdown
 
     run = H200X2 / "runs" / "z2-offnone-nopin-g1n2"
     record = summarise_run(run)
@@ -175,7 +175,7 @@ def test_emulated_two_node_run_counts_two_gpus_one_per_node_and_says_so() -> Non
 
 
 def test_hand_made_4_gpus_on_a_shared_host_ignore_the_other_jobs_gpus() -> None:
-    from zerosweep.report.memory import summarise_run
+    from zerosweep.report.run_summary.memory import summarise_run
 
     run = HANDMADE / "g4_shared_host"
     samples = _smi_samples(run / "monitor" / "gpu_memory_log_host8.csv")
@@ -192,8 +192,8 @@ def test_hand_made_4_gpus_on_a_shared_host_ignore_the_other_jobs_gpus() -> None:
 
 
 def test_hand_made_8_gpus_on_2_emulated_nodes_count_each_gpu_once() -> None:
-    from zerosweep.report.memory import summarise_run
-    from zerosweep.report.tables import build_table
+    from zerosweep.report.run_summary.memory import summarise_run
+    from zerosweep.report.study.tables import build_table
 
     run = HANDMADE / "g8_two_nodes"
     record = summarise_run(run)
@@ -215,7 +215,7 @@ def test_a_gpu_logged_by_two_files_of_one_host_counts_once(tmp_path: Path) -> No
     """Emulated nodes whose map names the same GPU on both (or two unrestricted logs) must not double-count."""
     import shutil
 
-    from zerosweep.report.memory import summarise_run
+    from zerosweep.report.run_summary.memory import summarise_run
 
     run = tmp_path / "run"
     shutil.copytree(HANDMADE / "g8_two_nodes", run)

@@ -8,7 +8,7 @@ import re
 
 import numpy
 import pytest
-from zerosweep.plan.memory_model import (
+from zerosweep.plan.tune.memory_model import (
     MIB,
     MemoryModel,
     ModelSize,
@@ -218,7 +218,7 @@ def test_left_out_uses_the_configurations_own_line_where_two_other_micro_batches
 
 
 def test_the_headline_is_the_left_out_error_with_its_under_estimates_and_the_fit_is_named_a_fit() -> None:
-    from zerosweep.report.memory_fit import headline
+    from zerosweep.report.tune.memory_fit import headline
 
     probes = probes_on_lines({"z0": (1000.0, 2000.0, (2, 4)), "z3": (500.0, 3000.0, (3, 5))})
     model = MemoryModel(STUDY, SIZE, probes)

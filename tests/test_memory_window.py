@@ -1,4 +1,4 @@
-"""Run-level memory modes over the training window (report/training_window.py), the workshop's whole-log
+"""Run-level memory modes over the training window (report/run_summary/training_window.py), the workshop's whole-log
 printout unchanged beside them.
 
 A synthetic run on the real H100 run's records: idle samples before and after training outnumber the busy
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from zerosweep import records as f
-from zerosweep.report import labels
-from zerosweep.report.memory import summarise_run
-from zerosweep.report.table_fields import record_fields
+from zerosweep.report.run_summary.memory import summarise_run
+from zerosweep.report.study import labels
+from zerosweep.report.study.table_fields import record_fields
 
 REAL_RUN = Path(__file__).parent / "fixtures" / "real_h100_run"
 TAG = "h100node1"

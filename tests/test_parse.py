@@ -1,7 +1,7 @@
 """parse-memory: workshop-equal statistics from real and hand-made logs, and precise errors for broken logs.
 
 Expected numbers are computed here with the standard library (statistics.multimode, max, fsum), never
-with zerosweep.report.memory; tests/fixtures/README.md says which logs come from real runs.
+with zerosweep.report.run_summary.memory; tests/fixtures/README.md says which logs come from real runs.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from zerosweep import cli
-from zerosweep.report import tables
-from zerosweep.report.logs import LogError
-from zerosweep.report.memory import summarise_run
+from zerosweep.report.run_summary.logs import LogError
+from zerosweep.report.run_summary.memory import summarise_run
+from zerosweep.report.study import tables
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_RUN = FIXTURES / "real_h100_run"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_aggregate import BASELINE, OFFLOAD, SCALING, STAGES, make_summary, point, study
 from zerosweep import cli
-from zerosweep.report import plots
-from zerosweep.report.memory import summarise_run
+from zerosweep.report.run_summary.memory import summarise_run
+from zerosweep.report.study import plots
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -102,7 +102,7 @@ def test_binned_max_keeps_the_peak() -> None:
 
 def test_throughput_bars_draw_the_rows_interval_as_error_bars(tmp_path: Path) -> None:
     from test_aggregate import FASTER_RUNS, REFERENCE_RUNS
-    from zerosweep.report.tables import build_table
+    from zerosweep.report.study.tables import build_table
 
     runs = REFERENCE_RUNS + FASTER_RUNS
     rows = build_table(study("rep", "comparison", runs), runs).rows
@@ -131,7 +131,7 @@ def test_scaling_plots_say_where_nodes_were_emulated(tmp_path: Path) -> None:
 
 def test_bar_labels_and_error_bars_use_the_intervals_ends(tmp_path: Path) -> None:
     from test_aggregate import FASTER_RUNS, REFERENCE_RUNS
-    from zerosweep.report.tables import build_table
+    from zerosweep.report.study.tables import build_table
 
     runs = REFERENCE_RUNS + FASTER_RUNS
     rows = build_table(study("rep", "comparison", runs), runs).rows

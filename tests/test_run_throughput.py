@@ -1,4 +1,4 @@
-"""One owner of a run's throughput figures (report/throughput.run_throughput) and of its peak (report/run_peak):
+"""One owner of a run's throughput figures (report/run_summary/throughput.run_throughput) and of its peak (report/run_summary/run_peak):
 the table row, the tune outcome and `compare` read the same estimator and the same monitor."""
 
 from __future__ import annotations
@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from zerosweep.report.run_peak import GPU_MONITORS, NVIDIA_SMI_PEAK, NVML_PEAK, run_peak, shared_peak_source
-from zerosweep.report.table_fields import record_fields
-from zerosweep.report.throughput import LAUNCHER_MEAN, MEDIAN_STEP, peak_notes, run_throughput, summarise_throughput
-from zerosweep.report.tune_records import run_outcome
+from zerosweep.report.run_summary.run_peak import GPU_MONITORS, NVIDIA_SMI_PEAK, NVML_PEAK, run_peak, shared_peak_source
+from zerosweep.report.run_summary.throughput import (
+    LAUNCHER_MEAN,
+    MEDIAN_STEP,
+    peak_notes,
+    run_throughput,
+    summarise_throughput,
+)
+from zerosweep.report.study.table_fields import record_fields
+from zerosweep.report.tune.tune_records import run_outcome
 from zerosweep.run.steps import StepLayout, StepRecord, StepRow
 
 FLOPS_PER_TOKEN = 3_506_282_496.0  # bloom-560m at 512 tokens (tests/test_flops.py)

@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO
 from test_training_run import launch, make_spec, results_dir, torch_extensions_dir
 from zerosweep.plan.matrix import MatrixPoint
+from zerosweep.report.run_summary.throughput import read_steps, summarise_throughput
 from zerosweep.report.statistics import (
     SINGLE_RUN_TEST,
     StepStatistics,
@@ -24,7 +25,6 @@ from zerosweep.report.statistics import (
     verdict_from_runs,
     verdict_from_steps,
 )
-from zerosweep.report.throughput import read_steps, summarise_throughput
 from zerosweep.steady import (
     Warmup,
     batch_count,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from test_aggregate import point, repeat, write_table
 from zerosweep import records as f
-from zerosweep.report import answers as summary
-from zerosweep.report.answer_phrases import verdict_phrase
+from zerosweep.report.summary import answers as summary
+from zerosweep.report.summary.answer_phrases import verdict_phrase
 
 # The reproduction: ZeRO-2 alone in one study; ZeRO-1 and ZeRO-2 with offload in another, where ZeRO-2 + offload
 # is 50 % faster than its reference ZeRO-1 + offload but far slower than ZeRO-2 without offload.

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from test_aggregate import make_summary, point, repeat, study
 from zerosweep import records as f
-from zerosweep.report import tables as aggregate
 from zerosweep.report.statistics import (
     NO_SPREAD_TEST,
     RowThroughput,
@@ -17,7 +16,8 @@ from zerosweep.report.statistics import (
     verdict_from_runs,
     verdict_from_steps,
 )
-from zerosweep.report.table_rows import warmup_never_settled_note
+from zerosweep.report.study import tables as aggregate
+from zerosweep.report.study.table_rows import warmup_never_settled_note
 
 # --- intervals as intervals ----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from zerosweep.plan.matrix import RUN_ID_PATTERN, ConfigError, build_plan
-from zerosweep.plan.tune import FIT, OOM, boundary, build_tune_studies, find_run, next_probe
+from zerosweep.plan.tune.studies import FIT, OOM, boundary, build_tune_studies, find_run, next_probe
 
 
 def search(true_max: int, start: int, upper: int) -> tuple[dict[int, str], list[int]]:
@@ -208,8 +208,8 @@ def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
 
 
 def test_pareto_front_and_budget_pick_from_known_runs() -> None:
-    from zerosweep.report.pareto_plot import pareto_front
-    from zerosweep.report.recommend import budget_table
+    from zerosweep.report.tune.pareto_plot import pareto_front
+    from zerosweep.report.tune.recommend import budget_table
 
     assert pareto_front([(10, 5), (12, 4), (14, 9), (14, 7), (20, 9), (30, 12)]) == [(10, 5), (14, 9), (30, 12)]
 
@@ -261,8 +261,8 @@ def test_a_right_guess_costs_two_probes() -> None:
 
 
 def test_model_guided_start_from_a_searched_reference(config: dict[str, Any]) -> None:
-    from zerosweep.plan.memory_model import MemoryModel, ModelSize
-    from zerosweep.plan.tune_search import Replay, guided_start
+    from zerosweep.plan.tune.memory_model import MemoryModel, ModelSize
+    from zerosweep.plan.tune.search import Replay, guided_start
 
     config = tune_config(config, start_from_model=True)
     config["runtime"]["device"] = "cuda"
@@ -293,8 +293,8 @@ def test_model_guided_start_from_a_searched_reference(config: dict[str, Any]) ->
 
 
 def test_workshop_budget_says_out_of_memory_above_a_probe_that_ran_out(config: dict[str, Any]) -> None:
-    from zerosweep.report.memory_fit import MemoryModel
-    from zerosweep.report.recommend import workshop_table
+    from zerosweep.report.tune.memory_fit import MemoryModel
+    from zerosweep.report.tune.recommend import workshop_table
 
     config = tune_config(config)
     study = build_tune_studies(config, build_plan(config))["tuned"].to_dict()

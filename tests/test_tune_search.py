@@ -1,4 +1,4 @@
-"""The replay of a tune study's searches over finished probes (plan.tune_search), as the workflow's input
+"""The replay of a tune study's searches over finished probes (plan.tune.search), as the workflow's input
 functions run it, with a dict of probe outcomes in place of the checkpoint."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from test_tune import tune_config
 from zerosweep.plan.matrix import build_plan
-from zerosweep.plan.memory_model import MemoryModel, ModelSize
-from zerosweep.plan.tune import FIT, OOM, TuneStudy, build_tune_studies, next_probe
-from zerosweep.plan.tune_search import guided_start, measurement_runs, replay
+from zerosweep.plan.tune.memory_model import MemoryModel, ModelSize
+from zerosweep.plan.tune.search import guided_start, measurement_runs, replay
+from zerosweep.plan.tune.studies import FIT, OOM, TuneStudy, build_tune_studies, next_probe
 
 SIZE = ModelSize(n_params=559_214_592, largest_layer_params=256_901_120)  # bloom-560m
 FIRST, OFFLOAD = "z0-offnone-nopin-g1n1", "z2-offcpu-nopin-g1n1"

@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.jsonio import read_json
-from zerosweep.report.gpu_clocks import step_clocks, summarise_clocks
-from zerosweep.report.logs import CLOCKS_LOG, matching_logs
-from zerosweep.report.throughput import step_statistics
+from zerosweep.report.run_summary.gpu_clocks import step_clocks, summarise_clocks
+from zerosweep.report.run_summary.logs import CLOCKS_LOG, matching_logs
+from zerosweep.report.run_summary.throughput import step_statistics
 
 
 def run_dirs(paths: list[Path]) -> list[Path]:

@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.plan.repeats import split_repeat
-from zerosweep.report.compare import load_runs
-from zerosweep.report.logs import CPU_LOG, matching_logs, psrecord_format, read_log
+from zerosweep.report.run_summary.logs import CPU_LOG, matching_logs, psrecord_format, read_log
+from zerosweep.report.run_summary.throughput import CAP_REASONS, read_steps, step_statistics
 from zerosweep.report.statistics import StepStatistics, aggregate_repeats, compare_rows
-from zerosweep.report.throughput import CAP_REASONS, read_steps, step_statistics
+from zerosweep.report.study.compare import load_runs
 from zerosweep.steady import median_interval
 
 GPU_BOUND = ("base-g1n1", "z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1", "z2-offnone-nopin-g1n1",

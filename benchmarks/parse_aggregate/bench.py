@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.jsonio import write_json
 from zerosweep.plan.matrix import MatrixPoint
-from zerosweep.report import memory
-from zerosweep.report import tables as aggregate
+from zerosweep.report.run_summary import memory
+from zerosweep.report.study import tables as aggregate
 
 # (gpus_per_node, nodes, weight): roughly the shipped studies' mix.
 SHAPES = [(1, 1, 10), (2, 1, 7), (4, 1, 1), (8, 1, 1), (2, 2, 1), (2, 4, 1), (2, 8, 1)]

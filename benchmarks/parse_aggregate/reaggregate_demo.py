@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from zerosweep.jsonio import write_json
 from zerosweep.plan.matrix import build_plan
-from zerosweep.report import answers, labels, memory, tables
+from zerosweep.report.run_summary import memory
+from zerosweep.report.study import labels, tables
+from zerosweep.report.summary import answers
 
 # Old headers that no label maps to any more.
 OLD_HEADERS = {

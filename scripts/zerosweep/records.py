@@ -2,7 +2,7 @@
 
 A run directory holds `run_spec.json` (plan), `metrics.json`, `status.json` and `env.json` (run), and
 `summary.json`, the per-run record that `parse-memory` derives from them and from the monitor logs (report).
-Tables, plots and answers select columns by the field ids below; display labels live in `report/labels.py`.
+Tables, plots and answers select columns by the field ids below; display labels live in `report/study/labels.py`.
 Memory fields hold MiB (2**20 bytes) and are named `*_mib`.
 """
 
@@ -46,7 +46,7 @@ class Measured(TypedDict, total=False):
     steady_tokens_per_second: float | None  # counts padding: every sample is max_length tokens
     real_token_fraction: float | None  # non-padding share of the training tokens (optional in older records)
     world_size: int | None
-    # raw input of the derived TFLOP/s and MFU (report/derived.py); in the record: counted from the
+    # raw input of the derived TFLOP/s and MFU (report/run_summary/throughput.py); in the record: counted from the
     # architecture when metrics.json lacks it
     flops_per_token: float | None
 
@@ -112,7 +112,7 @@ class Setup(TypedDict):
 
 
 class TrainingWindowModes(TypedDict):
-    """The run-level modes that tables show: over the training window only (report/training_window.py); None
+    """The run-level modes that tables show: over the training window only (report/run_summary/training_window.py); None
     with the reason where the run has no window (no step recorded) or one of its logs cannot be placed in it."""
 
     training_window_modes_mib: list[float] | None
@@ -141,7 +141,7 @@ class NvmlMemory(TypedDict):
 
 
 class GpuClocks(TypedDict):
-    """report/gpu_clocks.py: SM clock, power and temperature over the run's training steps."""
+    """report/run_summary/gpu_clocks.py: SM clock, power and temperature over the run's training steps."""
 
     window: str  # "training steps" (steps.csv) | "whole log"
     gpus: list[dict[str, Any]]
@@ -184,7 +184,7 @@ class RunRecord(TypedDict):
     gpu_clocks: GpuClocks | None  # None without a clocks log (CPU runs, records before clocks were sampled)
     torch: TorchPeaks | None
     cpu: CpuMemory | None
-    throughput: dict[str, Any] | None  # steady throughput from steps.csv (report/throughput.py); None without
+    throughput: dict[str, Any] | None  # steady throughput from steps.csv (report/run_summary/throughput.py); None without
     warnings: list[str]
     unusable: str | None  # why nothing valid was left in the run's logs; None when usable
 
@@ -225,7 +225,7 @@ HIT_CAP: Final = "hit_cap"  # a run stopped at the step/time cap before its inte
 # a finished run of the row whose warm-up never settled (its steady window starts at the minimum warm-up)
 WARMUP_NEVER_SETTLED: Final = "warmup_never_settled"
 # The row's run-level values, space-separated in run order (CSV only): what a test between rows of two
-# different tables is computed from (report/answers), since a row's verdict holds only against its own reference
+# different tables is computed from (report/summary/answers), since a row's verdict holds only against its own reference
 RUN_SAMPLES_PER_SECOND: Final = "run_samples_per_second"  # each finished run's steady samples/s
 RUN_PEAK_MIB: Final = "run_peak_mib"  # each finished run's peak (the source the table's memory verdict uses)
 # Verdict of the row against the study's reference row (report/statistics.py); ratio = row / reference

@@ -32,7 +32,7 @@ AXIS_DEFAULTS: dict[str, list[Any]] = {
 }
 
 POINT_ID_PATTERN = r"(base|z[0-3]-off(none|cpu)-(pin|nopin))-g[1-9][0-9]*n[1-9][0-9]*"
-# -x<hash>: study overrides; -b<micro_batch>: a tune study's probe or measurement (plan.tune); then -r<k> repeats
+# -x<hash>: study overrides; -b<micro_batch>: a tune study's probe or measurement (plan.tune.studies); then -r<k> repeats
 RUN_ID_PATTERN = POINT_ID_PATTERN + r"(-x[0-9a-f]{6})?(-b[1-9][0-9]*)?" + REPEAT_ID_SUFFIX
 STUDY_PATTERN = r"[a-z][a-z0-9_]*"
 
@@ -259,7 +259,7 @@ def build_plan(config: dict[str, Any]) -> Plan:
             pruned=pruned,
         )
         entry.points = points
-        if study["table"] == "tune":  # its runs follow from probe outcomes: plan.tune makes them
+        if study["table"] == "tune":  # its runs follow from probe outcomes: plan.tune.studies makes them
             studies[name] = entry
             continue
         for point in points:

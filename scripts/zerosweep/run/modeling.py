@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import read_json
+from ..plan.tune.memory_model import ModelSize, bloom_largest_layer_params
+from .flops import bloom_parameter_count
 
 ARCHITECTURES_DIR = Path(__file__).resolve().parent / "architectures"
 RANDOM_WEIGHTS_NOTE = "random-init weights: loss says nothing about quality"
@@ -79,3 +81,11 @@ def build_model(model: Mapping[str, Any], seed: int, init_device: str | None = N
     config = BloomConfig(**load_architecture(model["architecture"]))
     with torch.device(init_device or "cpu"):
         return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def model_size(model: Mapping[str, Any]) -> ModelSize:
+    """The size of a run's model (settings' `model` section) that its model states need."""
+    architecture = model_config_dict(model)
+    return ModelSize(n_params=bloom_parameter_count(architecture),
+                     largest_layer_params=bloom_largest_layer_params(int(architecture["vocab_size"]),
+                                                                     int(architecture["hidden_size"])))

@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
     if spec["point"]["deepspeed"]:
         import deepspeed  # noqa: F401
     phases["imports_s"] = time.perf_counter() - started
-    # A tune study's host-memory cap travels in the run's spec (runtime.memory_headroom_mib, plan.tune).
+    # A tune study's host-memory cap travels in the run's spec (runtime.memory_headroom_mib, plan.tune.studies).
     headroom = args.memory_headroom_mb if args.memory_headroom_mb is not None else spec["runtime"].get(
         "memory_headroom_mib")
     if headroom is not None:

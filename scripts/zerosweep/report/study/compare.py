@@ -2,10 +2,10 @@
 
 For two result sets (two GPU types, before/after a change): every run id in both `A/runs/*/summary.json` and
 `B/runs/*/summary.json` (repeats `-r<k>` grouped under their run id; their `throughput` sections, see
-report/throughput.py) becomes one row with each side's status, A's and B's median
+report/run_summary/throughput.py) becomes one row with each side's status, A's and B's median
 steady samples/s and interval, the ratio B / A with its interval, and the verdict of report/statistics.py
 (Welch on log run medians with >= 2 runs each; with one run a side, untested, the ratio with a within-run
-interval), and the same for the GPU memory peak (report/run_peak: the first GPU monitor both sides' runs have; a
+interval), and the same for the GPU memory peak (report/run_summary/run_peak: the first GPU monitor both sides' runs have; a
 verdict only with >= 2 runs each). A run that did not finish (oom, crashed, unusable) keeps its row with its
 status and empty numbers; a side's numbers come from its finished runs only. Written as CSV and Markdown.
 """
@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..plan.repeats import split_repeat
-from .run_peak import GPU_MONITORS, PEAK_LABELS, Source, peak_from, shared_peak_source
-from .statistics import StepStatistics, compare_rows, row_throughput, verdict_from_runs
+from ...plan.repeats import split_repeat
+from ..run_summary.run_peak import GPU_MONITORS, PEAK_LABELS, Source, peak_from, shared_peak_source
+from ..statistics import StepStatistics, compare_rows, row_throughput, verdict_from_runs
 from .table_fields import row_status
 
 SUMMARY = "summary.json"

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from .. import records as f
-from .interval_text import interval_text
-from .statistics import Verdict
+from ... import records as f
+from ..interval_text import interval_text
+from ..statistics import Verdict
 
 
 def fmt_mib(value: float) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import records
-from ..run.monitors import CLOCK_FIELDS
-from ..run.steps import STEPS_FILE
+from ... import records
+from ...run.monitors import CLOCK_FIELDS
+from ...run.steps import STEPS_FILE
 from .gpu_memory import GpuFilter
 from .gpus import RunGpus
 from .logs import CLOCKS_LOG, host_of, matching_logs

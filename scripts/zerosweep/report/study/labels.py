@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .. import records as f
-from .interval_text import interval_text
+from ... import records as f
+from ..interval_text import interval_text
 
 LABELS: dict[str, str] = {
     f.CONFIG: "DeepSpeed Config",

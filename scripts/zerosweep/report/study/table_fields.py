@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .. import records as f
-from .throughput import run_throughput
+from ... import records as f
+from ..run_summary.throughput import run_throughput
 
 # What identifies a row; every other field is a measurement, emptied in rows of runs that did not finish.
 IDENTITY = frozenset(

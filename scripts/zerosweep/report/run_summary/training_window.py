@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..jsonio import read_json_or_none
-from ..run.steps import STEPS_FILE
+from ...jsonio import read_json_or_none
+from ...run.steps import STEPS_FILE
 
 if TYPE_CHECKING:
     import numpy as np

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import records as f
+from ... import records as f
+from ..statistics import Verdict, verdict_from_runs
+from ..study.derived import WEAK_SCALING_HOLDS
+from ..study.table_rows import MEMORY_WORDS, REFERENCE, VERDICT_FIELDS
+from ..study.tables import read_table
 from .answer_phrases import fmt_change, fmt_mib, fmt_pct, is_number, recommendations, steady_text, verdict_phrase
-from .derived import WEAK_SCALING_HOLDS
-from .statistics import Verdict, verdict_from_runs
-from .table_rows import MEMORY_WORDS, REFERENCE, VERDICT_FIELDS
-from .tables import read_table
 
 # Relative change under which a memory figure counts as stable across a scaling study.
 STABLE = 0.05

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import records as f
-from ..jsonio import read_json
+from ... import records as f
+from ...jsonio import read_json
+from ..interval_text import change_interval_text
+from ..run_summary.throughput import peak_notes
+from ..run_summary.workshop import mode_text
 from . import derived, labels
-from .interval_text import change_interval_text
 from .table_fields import row_status
 from .table_rows import (
     REFERENCE,
@@ -33,8 +35,6 @@ from .table_rows import (
     spread_note,
     warmup_never_settled_note,
 )
-from .throughput import peak_notes
-from .workshop import mode_text
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..units import MIB
+from ...units import MIB
 
 Accounting = Literal["zero_paper", "deepspeed"]
 # bytes per parameter: (parameters, gradients, optimizer state)

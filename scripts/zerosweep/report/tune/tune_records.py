@@ -1,8 +1,8 @@
 """`tune-probe` (one probe run's outcome, the checkpoint the search reads) and `tune-search` (one point's boundary).
 
-The outcome of a run is its status (ok / oom), its per-device peak (report/run_peak.run_peak: on a GPU the exact
+The outcome of a run is its status (ok / oom), its per-device peak (report/run_summary/run_peak.run_peak: on a GPU the exact
 NVML peak of the fullest GPU, else nvidia-smi's, else torch's reserved peak; on CPU ranks the largest rank's
-resident peak) and its throughput (report/throughput.run_throughput: samples/s, TFLOP/s and MFU from one
+resident peak) and its throughput (report/run_summary/throughput.run_throughput: samples/s, TFLOP/s and MFU from one
 estimator, named), from the run's summary.json.
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import read_json, write_json
-from ..plan.matrix import MatrixPoint
-from ..plan.tune import boundary
-from .run_peak import run_peak
-from .throughput import run_throughput
+from ...jsonio import read_json, write_json
+from ...plan.matrix import MatrixPoint
+from ...plan.tune.studies import boundary
+from ..run_summary.run_peak import run_peak
+from ..run_summary.throughput import run_throughput
 
 
 def point_id(point: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..jsonio import RecordError
+from ...jsonio import RecordError
 
 if TYPE_CHECKING:
     import numpy as np

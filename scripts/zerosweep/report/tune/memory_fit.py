@@ -1,4 +1,4 @@
-"""The memory model (plan.memory_model) of a tune study, with the model's size taken from its architecture, and
+"""The memory model (plan.tune.memory_model) of a tune study, with the model's size taken from its architecture, and
 the sentence that judges it: the left-out error over every probe, the in-sample figure called a fit.
 """
 
@@ -7,22 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..plan import memory_model
-from ..plan.memory_model import ModelSize, PredictionErrors, bloom_largest_layer_params
-from ..run.flops import bloom_parameter_count
-from ..run.modeling import model_config_dict
-
-
-def model_size(model: Mapping[str, Any]) -> ModelSize:
-    """The size of a run's model (settings' `model` section) that its model states need."""
-    architecture = model_config_dict(model)
-    return ModelSize(n_params=bloom_parameter_count(architecture),
-                     largest_layer_params=bloom_largest_layer_params(int(architecture["vocab_size"]),
-                                                                     int(architecture["hidden_size"])))
+from ...plan.tune import memory_model
+from ...plan.tune.memory_model import PredictionErrors
+from ...run.modeling import model_size
 
 
 class MemoryModel(memory_model.MemoryModel):
-    """plan.memory_model.MemoryModel for a tune study's own model."""
+    """plan.tune.memory_model.MemoryModel for a tune study's own model."""
 
     def __init__(self, study: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> None:
         super().__init__(study, model_size(study["settings"]["model"]), probes)

@@ -15,15 +15,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .. import records
-from ..jsonio import read_json, read_json_or_none, write_json
-from ..units import MIB
-from . import derived, workshop
+from ... import records
+from ...jsonio import read_json, read_json_or_none, write_json
+from ...units import MIB
+from . import workshop
 from .gpu_clocks import summarise_clocks
 from .gpu_memory import WindowedSamples, mean, memory_stats, skipped, summarise_gpu, summarise_nvml
 from .gpus import RunGpus, run_gpus
 from .logs import CPU_LOG, GPU_LOG, NVML_LOG, TORCH_LOG, LogError, host_of, matching_logs, psrecord_format, read_log
-from .throughput import summarise_throughput
+from .throughput import flops_per_token, summarise_throughput
 from .training_window import TrainingWindow
 
 
@@ -150,7 +150,7 @@ def extract_metrics(
         ]
         if values["eval_loss"] is None and losses:
             values["eval_loss"] = values["eval_losses"][-1]["eval_loss"]
-    values["flops_per_token"] = derived.flops_per_token(metrics, spec)
+    values["flops_per_token"] = flops_per_token(metrics, spec)
     values["real_token_fraction"] = metrics.get("real_token_fraction")
     return values  # type: ignore[return-value]
 
@@ -184,7 +184,7 @@ def _setup(spec: dict[str, Any], gpu_name: str | None) -> records.Setup:
 
 
 def _label(point: dict[str, Any]) -> str:
-    from ..plan.matrix import MatrixPoint
+    from ...plan.matrix import MatrixPoint
 
     fields = {key: point[key] for key in ("deepspeed", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")}
     return MatrixPoint(**fields).label
@@ -252,7 +252,7 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
         "gpu_clocks": clocks,
         "torch": summarise_torch(monitor, metrics, metrics_path),
         "cpu": cpu,
-        # steady throughput with its interval, from steps.csv (report/throughput.py); None without one
+        # steady throughput with its interval, from steps.csv (report/run_summary/throughput.py); None without one
         "throughput": summarise_throughput(run_dir, dict(metrics), int(spec.get("training", {}).get("warmup_steps", 0)))
         if status == "ok" else None,
         "warnings": warnings,

@@ -18,16 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .matrix import (
-    RUN_SECTIONS,
-    ConfigError,
-    MatrixPoint,
-    Plan,
-    RunSpec,
-    _effective_overrides,
-    _suffix,
-    deep_merge,
-)
+from ..matrix import RUN_SECTIONS, ConfigError, MatrixPoint, Plan, RunSpec, _effective_overrides, _suffix, deep_merge
 
 FIT, OOM = "ok", "oom"
 OUTCOMES = (FIT, OOM)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import records
+from ... import records
 from . import workshop
 from .gpus import RunGpus
 from .logs import GPU_LOG, NVIDIA_SMI, NVML, NVML_LOG, ParsedLog, host_of, matching_logs, read_log, read_numeric_log

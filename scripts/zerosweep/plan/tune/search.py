@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .memory_model import MemoryModel, ModelSize
-from .tune import Boundary, TuneStudy, boundary, next_probe
+from .studies import Boundary, TuneStudy, boundary, next_probe
 
 ProbeOutcome = Callable[[str], Mapping[str, Any]]  # probe run id -> its tune-probe outcome
 SizeOf = Callable[[], ModelSize]  # called only when a start is guessed (a pretrained model's config is a download)

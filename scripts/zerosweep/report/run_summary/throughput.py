@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..run import flops
-from ..run.steps import STEP_FIELDS, STEPS_FILE
+from ...run import flops
+from ...run.steps import STEP_FIELDS, STEPS_FILE
 
 if TYPE_CHECKING:  # numpy, pandas and scipy load on first use: parsing a run without steps.csv stays light
     import pandas as pd
 
-    from .statistics import StepStatistics
+    from ..statistics import StepStatistics
 
 CAP_REASONS = ("cap_steps", "cap_time")
 MEDIAN_STEP = "median step"  # summary.json `throughput`: the median steady step's rate, with a 95 % CI
@@ -57,7 +57,7 @@ def read_steps(path: Path) -> pd.DataFrame:
 
 def step_statistics(run_dir: Path, warmup_steps: int) -> StepStatistics | None:
     """The run's StepStatistics (for table verdicts across runs); None without a steps.csv."""
-    from .statistics import summarise_step_times
+    from ..statistics import summarise_step_times
 
     path = run_dir / STEPS_FILE
     if not path.is_file():
@@ -81,6 +81,25 @@ def summarise_throughput(run_dir: Path, metrics: dict[str, Any], warmup_steps: i
         "stop_reason": stop_reason,
         "hit_cap": stop_reason in CAP_REASONS,
     }
+
+
+def flops_per_token(metrics: Mapping[str, Any], spec: Mapping[str, Any]) -> float | None:
+    """Training FLOPs per token as the run recorded it, else counted from its shipped architecture (random-init
+    runs only: a pretrained model's architecture is the Hub's, which the report layer does not fetch)."""
+    if metrics.get("flops_per_token") is not None:
+        return float(metrics["flops_per_token"])
+    model = spec.get("model") or {}
+    seq_len = metrics.get("tokens_per_sample") or (spec.get("data") or {}).get("max_length")
+    name = model.get("architecture")
+    if model.get("weights") != "random" or not name or not seq_len:
+        return None
+    from ...run.modeling import load_architecture
+
+    architecture = load_architecture(name)
+    n_params = metrics.get("n_params") or flops.bloom_parameter_count(architecture)
+    return flops.training_flops_per_token(
+        int(n_params), int(architecture["n_layer"]), int(architecture["hidden_size"]), int(seq_len)
+    )
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..jsonio import read_json
-from ..plan.memory_model import relative_error
+from ...jsonio import read_json
+from ...plan.tune.memory_model import relative_error
 from . import pareto_plot
 from .memory_fit import MemoryModel, headline
 from .tune_records import run_outcome

@@ -14,12 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import records as f
-from ..jsonio import read_json
-from . import labels, logs
+from ... import records as f
+from ...jsonio import read_json
+from ..run_summary import logs
+from ..run_summary.memory import summarise_cpu
+from . import labels
 from . import tables as aggregate
 from .derived import WEAK_SCALING_HOLDS
-from .memory import summarise_cpu
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

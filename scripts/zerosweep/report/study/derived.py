@@ -1,44 +1,20 @@
-"""Figures derived from a run's raw measurements, computed at report time so that changing how they are
-derived (`runtime.peak_tflops`, the scaling reference) re-aggregates without retraining.
-
-FLOPs per token of a run (recorded, else counted from its architecture); TFLOP/s per GPU and MFU are the run's
-throughput estimator's (report/throughput.run_throughput). Speed-up and weak-scaling efficiency are against the
-smallest configuration that finished.
+"""Figures derived across a study's rows at report time, so that changing how they are derived (the scaling
+reference) re-aggregates without retraining: speed-up and weak-scaling efficiency against the smallest
+configuration that finished. A run's own FLOPs per token, TFLOP/s and MFU: report/run_summary/throughput.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import records as f
-from ..run import flops
+from ... import records as f
 
 if TYPE_CHECKING:
     import pandas as pd
 
 # Weak scaling counts as holding at or above this per-GPU efficiency (stated in the notes and summary).
 WEAK_SCALING_HOLDS = 0.9
-
-
-def flops_per_token(metrics: Mapping[str, Any], spec: Mapping[str, Any]) -> float | None:
-    """Training FLOPs per token as the run recorded it, else counted from its shipped architecture (random-init
-    runs only: a pretrained model's architecture is the Hub's, which the report layer does not fetch)."""
-    if metrics.get("flops_per_token") is not None:
-        return float(metrics["flops_per_token"])
-    model = spec.get("model") or {}
-    seq_len = metrics.get("tokens_per_sample") or (spec.get("data") or {}).get("max_length")
-    name = model.get("architecture")
-    if model.get("weights") != "random" or not name or not seq_len:
-        return None
-    from ..run.modeling import load_architecture
-
-    architecture = load_architecture(name)
-    n_params = metrics.get("n_params") or flops.bloom_parameter_count(architecture)
-    return flops.training_flops_per_token(
-        int(n_params), int(architecture["n_layer"]), int(architecture["hidden_size"]), int(seq_len)
-    )
 
 
 def _usable(value: Any) -> bool:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..jsonio import read_json_or_none
-from ..run.gpus import rank_gpu_map
+from ...jsonio import read_json_or_none
+from ...run.gpus import rank_gpu_map
 
 
 @dataclass(frozen=True)

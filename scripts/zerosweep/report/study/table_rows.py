@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from .. import records as f
-from ..plan.repeats import split_repeat
-from . import derived
-from .run_peak import PEAK_LABELS, Source, peak_from, shared_peak_source
-from .statistics import (
+from ... import records as f
+from ...plan.repeats import split_repeat
+from ..run_summary.run_peak import PEAK_LABELS, Source, peak_from, shared_peak_source
+from ..run_summary.throughput import LAUNCHER_MEAN, run_throughput
+from ..statistics import (
     ALPHA,
     StepStatistics,
     Verdict,
@@ -27,8 +27,8 @@ from .statistics import (
     row_throughput,
     verdict_from_runs,
 )
+from . import derived
 from .table_fields import IDENTITY, record_fields, row_status
-from .throughput import LAUNCHER_MEAN, run_throughput
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,7 +146,7 @@ def _throughput(group: PointRuns, finished: list[dict[str, Any]]) -> dict[str, A
 
 
 def _peaks(group: PointRuns, source: Source | None) -> list[float] | None:
-    """Every finished run's peak from `source` (report/run_peak); None unless each has one."""
+    """Every finished run's peak from `source` (report/run_summary/run_peak); None unless each has one."""
     peaks = [peak for run in group.finished if (peak := peak_from(run, source)) is not None] if source else []
     return peaks if peaks and len(peaks) == len(group.finished) else None
 

@@ -1,0 +1,1 @@
+"""The tune study: its points, the micro-batch search and the memory model that seeds it."""

@@ -1,0 +1,1 @@
+"""One run's summary: monitor logs -> peaks, modes, clocks, throughput (summary.json)."""

@@ -1,0 +1,1 @@
+"""summary.md: the workshop's questions answered from the study tables."""
