@@ -160,7 +160,8 @@ COMPARISON_COLUMNS = [
     "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime", "gpus_counted", "status", "run_id",
     "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size", "emulated_nodes",
     "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap",
-    "warmup_never_settled", "runs", "run_samples_per_second", "run_peak_mib", "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
+    "warmup_never_settled", "runs", "run_samples_per_second", "run_samples_estimator", "run_peak_mib",
+    "run_peak_source", "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
     "memory_ratio", "memory_ratio_low", "memory_ratio_high", "memory_p",
 ]  # fmt: skip
 
@@ -214,7 +215,8 @@ SCALING_COLUMNS = [
     "gpus_per_node", "nodes", "train_samples_per_second", "speedup", "weak_scaling_efficiency", "train_loss",
     "gpu_peak_min_mib", "nvml_peak_mib", "gpus_counted", "status", "run_id", "zero_stage", "offload", "pin_memory",
     "emulated_nodes", "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
-    "hit_cap", "warmup_never_settled", "runs", "run_samples_per_second", "run_peak_mib",
+    "hit_cap", "warmup_never_settled", "runs", "run_samples_per_second", "run_samples_estimator", "run_peak_mib",
+    "run_peak_source",
     "steady_weak_scaling_efficiency_low", "steady_weak_scaling_efficiency_high",
 ]  # fmt: skip
 

@@ -104,3 +104,21 @@ def test_run_values_reads_the_run_level_cells() -> None:
     assert summary.run_values("40.1 39.5 4.06e+04") == [40.1, 39.5, 40600.0]
     assert summary.run_values(12.5) == [12.5]
     assert summary.run_values(None) is None and summary.run_values("") is None
+
+
+def test_a_pair_across_tables_with_peaks_from_different_monitors_is_not_tested(tmp_path: Path) -> None:
+    # ZeRO-2's study has no NVML record, so its table compares nvidia-smi peaks; the offload study's compares
+    # NVML peaks: a Welch test between the two would test the monitors, not the configurations
+    without_nvml = [{**run, "nvml": None} for run in ZERO2]
+    paths = []
+    for name, runs in (("zero2", without_nvml), ("zero_offload", OFFLOAD1 + OFFLOAD2)):
+        paths += [write_table(tmp_path, name, "comparison", runs), tmp_path / f"{name}.md"]
+    tables = summary.load_tables(paths)
+    rows = {row[f.RUN_ID]: row for table in tables for row in table.rows}
+    before, after = rows["z2-offnone-nopin-g1n1"], rows["z2-offcpu-nopin-g1n1"]
+    assert before[f.RUN_PEAK_SOURCE] != after[f.RUN_PEAK_SOURCE]
+    verdict = summary.pair_verdict(before, after, tables)
+    assert verdict.memory is not None and verdict.memory.verdict == "untested" and verdict.memory.ratio is None
+    assert "measured differently" in verdict.memory.test
+    assert verdict.throughput is not None and verdict.throughput.verdict == "slower"  # same estimator: tested
+    assert before[f.RUN_SAMPLES_ESTIMATOR] == after[f.RUN_SAMPLES_ESTIMATOR] == "median step"

@@ -228,6 +228,9 @@ WARMUP_NEVER_SETTLED: Final = "warmup_never_settled"
 # different tables is computed from (report/summary/answers), since a row's verdict holds only against its own reference
 RUN_SAMPLES_PER_SECOND: Final = "run_samples_per_second"  # each finished run's steady samples/s
 RUN_PEAK_MIB: Final = "run_peak_mib"  # each finished run's peak (the source the table's memory verdict uses)
+# what those values are (a test between rows of two tables compares like with like only)
+RUN_SAMPLES_ESTIMATOR: Final = "run_samples_estimator"  # report.run_summary.throughput MEDIAN_STEP | LAUNCHER_MEAN
+RUN_PEAK_SOURCE: Final = "run_peak_source"  # report.run_summary.run_peak PEAK_LABELS
 # Verdict of the row against the study's reference row (report/statistics.py); ratio = row / reference
 THROUGHPUT_VERDICT: Final = "throughput_verdict"
 THROUGHPUT_RATIO: Final = "throughput_ratio"
@@ -281,6 +284,8 @@ _FIELD_DTYPES: Final[dict[str, str]] = {
     WARMUP_NEVER_SETTLED: "boolean",
     RUN_SAMPLES_PER_SECOND: "string",
     RUN_PEAK_MIB: "string",
+    RUN_SAMPLES_ESTIMATOR: "string",
+    RUN_PEAK_SOURCE: "string",
     THROUGHPUT_VERDICT: "string",
     MEMORY_VERDICT: "string",
 }

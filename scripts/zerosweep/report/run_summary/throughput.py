@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # numpy, pandas and scipy load on first use: parsing a run wi
 CAP_REASONS = ("cap_steps", "cap_time")
 MEDIAN_STEP = "median step"  # summary.json `throughput`: the median steady step's rate, with a 95 % CI
 LAUNCHER_MEAN = "launcher steady-window mean"  # metrics.json: samples over seconds after the warm-up (old records)
+# What a test between rows calls the runs' values of each estimator
+RUN_VALUES = {MEDIAN_STEP: "run medians", LAUNCHER_MEAN: "runs' launcher steady-window means"}
 
 
 class StepsError(ValueError):

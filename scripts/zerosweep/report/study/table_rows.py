@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from ... import records as f
 from ...plan.repeats import split_repeat
 from ..run_summary.run_peak import PEAK_LABELS, Source, peak_from, shared_peak_source
-from ..run_summary.throughput import LAUNCHER_MEAN, run_throughput
+from ..run_summary.throughput import LAUNCHER_MEAN, MEDIAN_STEP, RUN_VALUES, run_throughput
 from ..statistics import (
     ALPHA,
     StepStatistics,
@@ -95,9 +95,15 @@ def point_row(group: PointRuns, label: str, peak_tflops: float | None) -> dict[s
             row[name] = _median(values) if any(_number(value) for value in values) else values[0]
     row.update(_throughput(group, finished))
     row[f.WARMUP_NEVER_SETTLED] = warmup_never_settled(group)
-    row[f.RUN_SAMPLES_PER_SECOND] = _run_values(run_rates(group))
-    row[f.RUN_PEAK_MIB] = _run_values(_peaks(group, shared_peak_source(group.finished)))
+    estimator, rates = run_rates(group)
+    row[f.RUN_SAMPLES_PER_SECOND], row[f.RUN_SAMPLES_ESTIMATOR] = _run_values(rates), estimator if rates else None
+    row.update(_run_peaks(group, shared_peak_source(group.finished)))
     return row
+
+
+def _run_peaks(group: PointRuns, source: Source | None) -> dict[str, Any]:
+    peaks = _peaks(group, source)
+    return {f.RUN_PEAK_MIB: _run_values(peaks), f.RUN_PEAK_SOURCE: PEAK_LABELS[source] if peaks and source else None}
 
 
 def warmup_never_settled(group: PointRuns) -> bool | None:
@@ -107,14 +113,14 @@ def warmup_never_settled(group: PointRuns) -> bool | None:
     return any(section.get("warmup_settled") is False for section in sections) if sections else None
 
 
-def run_rates(group: PointRuns) -> list[float]:
-    """Each finished run's steady samples/s, by the estimator the row's figure and verdict use: the median step
-    of the per-step statistics where the row has them, else the launcher's steady-window mean."""
+def run_rates(group: PointRuns) -> tuple[str, list[float]]:
+    """Each finished run's steady samples/s, by the estimator the row's figure and verdict use (named): the
+    median step of the per-step statistics where the row has them, else the launcher's steady-window mean."""
     statistics = group.statistics()
     if statistics:
-        return [float(run.samples_per_second) for run in statistics if run.samples_per_second is not None]
-    return [v for run in group.finished
-            if (v := run_throughput(run, None, LAUNCHER_MEAN).samples_per_second) is not None]
+        return MEDIAN_STEP, [float(run.samples_per_second) for run in statistics if run.samples_per_second is not None]
+    return LAUNCHER_MEAN, [v for run in group.finished
+                           if (v := run_throughput(run, None, LAUNCHER_MEAN).samples_per_second) is not None]
 
 
 def _run_values(values: Sequence[float] | None) -> str | None:
@@ -161,7 +167,7 @@ def throughput_verdict(group: PointRuns, reference: PointRuns) -> Verdict:
         return [v for run in runs.finished
                 if (v := run_throughput(run, None, LAUNCHER_MEAN).samples_per_second) is not None]
 
-    return verdict_from_runs(steady(group), steady(reference), values="runs' launcher steady-window means")
+    return verdict_from_runs(steady(group), steady(reference), values=RUN_VALUES[LAUNCHER_MEAN])
 
 
 def memory_verdict(group: PointRuns, reference: PointRuns, source: Source | None) -> Verdict | None:
@@ -193,7 +199,7 @@ def add_verdicts(rows: list[dict[str, Any]], groups: list[PointRuns]) -> list[st
     tests: set[str] = set()
     estimators: set[str] = set()
     for row, group in zip(rows, groups):
-        row[f.RUN_PEAK_MIB] = _run_values(_peaks(group, source))  # the peaks this table's memory verdict compares
+        row.update(_run_peaks(group, source))  # the peaks this table's memory verdict compares
         if group is reference:
             row[f.THROUGHPUT_VERDICT] = row[f.MEMORY_VERDICT] = REFERENCE
             continue

@@ -46,7 +46,8 @@ MACHINE = [f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WO
 EMULATED = "emulated on one host"
 # CSV only: the interval and the run ids behind a row, and each verdict's numbers (Markdown folds them in).
 THROUGHPUT_DETAIL = [f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECOND_HIGH, f.STEADY_SPREAD, f.HIT_CAP,
-                     f.WARMUP_NEVER_SETTLED, f.RUNS, f.RUN_SAMPLES_PER_SECOND, f.RUN_PEAK_MIB]
+                     f.WARMUP_NEVER_SETTLED, f.RUNS, f.RUN_SAMPLES_PER_SECOND, f.RUN_SAMPLES_ESTIMATOR,
+                     f.RUN_PEAK_MIB, f.RUN_PEAK_SOURCE]
 VERDICT_DETAIL = [f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH, f.THROUGHPUT_P,
                   f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH, f.MEMORY_P]
 # The workshop's memory columns (its analyze_memory.py printout: peak, average and mode, GPU then CPU).

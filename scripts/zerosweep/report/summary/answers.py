@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import records as f
+from ..run_summary.throughput import RUN_VALUES
 from ..statistics import Verdict, verdict_from_runs
 from ..study.derived import WEAK_SCALING_HOLDS
 from ..study.table_rows import MEMORY_WORDS, REFERENCE, VERDICT_FIELDS
@@ -162,11 +163,16 @@ def _table_verdict(table: Built, reference: dict[str, Any], row: dict[str, Any],
                    n_row=_repeats(row), n_reference=_repeats(reference), estimator=estimator)
 
 
-def _tested_from_runs(before: dict[str, Any], after: dict[str, Any], column: str, words: tuple[str, str],
-                      values: str) -> Verdict | None:
+def _tested_from_runs(before: dict[str, Any], after: dict[str, Any], column: str, kind: str,
+                      words: tuple[str, str], values: str) -> Verdict | None:
+    """Welch on the two rows' run-level values in `column`, when `kind` (their estimator or monitor) is the same
+    on both: values of two tables may be measured differently, and a test of unlike things would mean nothing."""
     mine, theirs = run_values(after.get(column)), run_values(before.get(column))
     if mine is None or theirs is None:
         return None
+    if after.get(kind) != before.get(kind):
+        return Verdict("untested", None, None, None, None, f"{values} measured differently: {before.get(kind)} vs "
+                       f"{after.get(kind)}", len(mine), len(theirs), "none")
     return verdict_from_runs(mine, theirs, words=words, values=values)
 
 
@@ -184,8 +190,9 @@ def pair_verdict(before: dict[str, Any], after: dict[str, Any], tables: Sequence
                                _table_verdict(table, reference, row, "memory"))
     return PairVerdict(
         None,
-        _tested_from_runs(before, after, f.RUN_SAMPLES_PER_SECOND, ("faster", "slower"), "run medians"),
-        _tested_from_runs(before, after, f.RUN_PEAK_MIB, MEMORY_WORDS, "run peaks"),
+        _tested_from_runs(before, after, f.RUN_SAMPLES_PER_SECOND, f.RUN_SAMPLES_ESTIMATOR, ("faster", "slower"),
+                          RUN_VALUES.get(after.get(f.RUN_SAMPLES_ESTIMATOR) or "", "runs' steady samples/s")),
+        _tested_from_runs(before, after, f.RUN_PEAK_MIB, f.RUN_PEAK_SOURCE, MEMORY_WORDS, "run peaks"),
     )
 
 
