@@ -157,8 +157,9 @@ COMPARISON_COLUMNS = [
     "cpu_modes_mib", "train_samples_per_second", "steady_samples_per_second", "repeats", "throughput_verdict",
     "memory_verdict",
     "gpu_peak_min_mib", "nvml_peak_mib", "torch_max_reserved_mib", "steady_tokens_per_second",
-    "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime", "gpus_counted", "status", "run_id",
-    "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size", "emulated_nodes",
+    "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime", "first_step_seconds", "gpus_counted",
+    "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size",
+    "emulated_nodes", "compile", "precision", "optimizer", "gradient_checkpointing", "loss",
     "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap",
     "warmup_never_settled", "runs", "run_samples_per_second", "run_samples_estimator", "run_peak_mib",
     "run_peak_source", "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
@@ -213,8 +214,9 @@ SCALING_COLUMNS = [
     "steady_weak_scaling_efficiency", "gpu_peak_mib", "gpu_average_mib", "gpu_modes_mib", "cpu_peak_mib",
     "cpu_average_mib", "cpu_modes_mib",
     "gpus_per_node", "nodes", "train_samples_per_second", "speedup", "weak_scaling_efficiency", "train_loss",
-    "gpu_peak_min_mib", "nvml_peak_mib", "gpus_counted", "status", "run_id", "zero_stage", "offload", "pin_memory",
-    "emulated_nodes", "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
+    "first_step_seconds", "gpu_peak_min_mib", "nvml_peak_mib", "gpus_counted", "status", "run_id", "zero_stage",
+    "offload", "pin_memory", "emulated_nodes", "compile", "precision", "optimizer", "gradient_checkpointing", "loss",
+    "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
     "hit_cap", "warmup_never_settled", "runs", "run_samples_per_second", "run_samples_estimator", "run_peak_mib",
     "run_peak_source",
     "steady_weak_scaling_efficiency_low", "steady_weak_scaling_efficiency_high",
@@ -295,7 +297,7 @@ BASELINE_COLUMNS = [
     "train_samples_per_second", "eval_samples_per_second", "steps_per_epoch", "gpu_peak_mib", "gpu_average_mib",
     "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib",
     "cpu_modes_mib", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes",
-    "world_size", "emulated_nodes",
+    "world_size", "emulated_nodes", "compile", "precision", "optimizer", "gradient_checkpointing", "loss",
 ]  # fmt: skip
 
 

@@ -157,7 +157,14 @@ def walk_commands(commands: set[str]) -> Walk:
     return walk
 
 
+# Imported only on a GPU (lazily, by a GPU-only lever), listed in pyproject's `gpu` extra and envs/train.yaml,
+# and not installed on CPU machines like this one (its Triton kernels need a GPU): import name -> distribution.
+GPU_ONLY = {"liger_kernel": "liger-kernel"}
+
+
 def distribution_of(top_level: str) -> str:
+    if top_level in GPU_ONLY and top_level not in importlib.metadata.packages_distributions():
+        return GPU_ONLY[top_level]
     distributions = importlib.metadata.packages_distributions().get(top_level)
     assert distributions, f"{top_level}: imported by zerosweep but not installed here, so no distribution to name"
     return canonicalize_name(distributions[0])
@@ -192,8 +199,8 @@ def env_requirements(env_file: Path) -> dict[str, Requirement]:
 def pyproject_requirements() -> dict[str, Requirement]:
     with open(REPO / "pyproject.toml", "rb") as handle:
         project = tomllib.load(handle)["project"]
-    return {canonicalize_name(requirement.name): requirement
-            for requirement in map(Requirement, project["dependencies"])}
+    listed = [*project["dependencies"], *project["optional-dependencies"]["gpu"]]
+    return {canonicalize_name(requirement.name): requirement for requirement in map(Requirement, listed)}
 
 
 def env_commands() -> dict[Path, set[str]]:

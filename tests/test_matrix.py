@@ -74,8 +74,8 @@ def test_spanning_axes_prunes_meaningless_combinations_and_counts_them(config: d
 
 def test_matrix_table_lists_every_run_with_its_studies(config: dict[str, Any]) -> None:
     text = matrix_table(build_plan(config))
-    assert "| z2-offcpu-nopin-g1n1 | zero_offload, pin_memory | 1 | 1 | 1 | 2 | cpu | false | 500 |" in text
-    assert "| base-g1n1 | baseline | 1 | 1 | 1 | - | - | - | 500 |" in text
+    assert "| z2-offcpu-nopin-g1n1 | zero_offload, pin_memory | 1 | 1 | 1 | 2 | cpu | false | - | 500 |" in text
+    assert "| base-g1n1 | baseline | 1 | 1 | 1 | - | - | - | - | 500 |" in text
     assert "21 runs in 8 studies; 1 invalid combinations pruned." in text  # the tune study prunes z0 + offload
     assert "tune study tune_bloom560m: micro-batch search over z0-offnone-nopin-g1n1, z1-offnone" in text
 

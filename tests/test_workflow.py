@@ -70,4 +70,4 @@ def test_lint_is_clean() -> None:
 def test_matrix_target_prints_the_run_table() -> None:
     result = run_snakemake("--cores", "1", "matrix")
     assert result.returncode == 0, result.stderr
-    assert "| z2-offcpu-pin-g1n1 | pin_memory, multi_gpu_scaling | 1 | 1 | 1 | 2 | cpu | true | 500 |" in result.stdout
+    assert "| z2-offcpu-pin-g1n1 | pin_memory, multi_gpu_scaling | 1 | 1 | 1 | 2 | cpu | true | - | 500 |" in result.stdout

@@ -49,6 +49,7 @@ class Measured(TypedDict, total=False):
     # raw input of the derived TFLOP/s and MFU (report/run_summary/throughput.py); in the record: counted from the
     # architecture when metrics.json lacks it
     flops_per_token: float | None
+    first_step_seconds: float | None  # optimizer step 1 (steps.csv): compiling lands in it; older records lack it
 
 
 class MetricsJson(Measured, total=False):
@@ -78,7 +79,7 @@ class EnvJson(TypedDict, total=False):
 # Measurements copied from metrics.json into the per-run record as they are (flops_per_token is resolved).
 # Expected in every finished run's metrics.json (a missing one is warned about); the optional ones are copied
 # when present.
-OPTIONAL_METRICS: Final = ("flops_per_token", "real_token_fraction")
+OPTIONAL_METRICS: Final = ("flops_per_token", "real_token_fraction", "first_step_seconds")
 RECORD_METRICS: Final = tuple(name for name in Measured.__annotations__ if name not in OPTIONAL_METRICS)
 
 # --- report side: the per-run record (summary.json) ---------------------------------------------------
@@ -108,7 +109,13 @@ class Setup(TypedDict):
     epochs: float | None
     per_device_batch_size: int | None
     gradient_accumulation_steps: int | None
+    # every speed lever's effective value (plan.levers.run_values of the spec's training; keys = lever names);
+    # records written before the levers existed have precision only (the others ran at the lever's default)
     precision: str | None
+    compile: bool | None
+    optimizer: str | None
+    gradient_checkpointing: bool | None
+    loss: str | None
 
 
 class TrainingWindowModes(TypedDict):
@@ -218,6 +225,14 @@ STEADY_SAMPLES_PER_SECOND: Final = "steady_samples_per_second"  # a row: median 
 # The row's interval: one run's 95 % CI of its median step, or min-max over a point's repeats (STEADY_SPREAD)
 STEADY_SAMPLES_PER_SECOND_LOW: Final = "steady_samples_per_second_low"
 STEADY_SAMPLES_PER_SECOND_HIGH: Final = "steady_samples_per_second_high"
+# optimizer step 1's seconds (metrics.json, from steps.csv): the compile cost, kept out of the steady window
+FIRST_STEP_SECONDS: Final = "first_step_seconds"
+# The run's speed levers (plan.levers.LEVERS; the field id is the lever's name), from its spec's settings.training
+COMPILE: Final = "compile"
+PRECISION: Final = "precision"
+OPTIMIZER: Final = "optimizer"
+GRADIENT_CHECKPOINTING: Final = "gradient_checkpointing"
+LOSS: Final = "loss"
 STEADY_SPREAD: Final = "steady_spread"  # "95 % CI" | "min-max"; empty without per-step records
 REPEATS: Final = "repeats"  # N: the point's runs in the row
 RUNS: Final = "runs"  # the row's run ids, space-separated
@@ -288,6 +303,11 @@ _FIELD_DTYPES: Final[dict[str, str]] = {
     RUN_PEAK_SOURCE: "string",
     THROUGHPUT_VERDICT: "string",
     MEMORY_VERDICT: "string",
+    COMPILE: "boolean",
+    PRECISION: "string",
+    OPTIMIZER: "string",
+    GRADIENT_CHECKPOINTING: "boolean",
+    LOSS: "string",
 }
 
 

@@ -1,8 +1,9 @@
 """Refuse a workflow config before anything is scheduled, with messages that start with the key at fault.
 
 Two layers: the JSON schema (schemas/config.schema.yaml: types, ranges, unknown keys, safe SLURM strings),
-then settings that only mean something together (precision and device, data source and path, batch and
-samples, GPUs per node and the cluster's nodes). The matrix and its studies are checked by plan.matrix.build_plan.
+then settings that only mean something together (GPU-only lever values such as fp16 and the device, data
+source and path, batch and samples, GPUs per node and the cluster's nodes). The matrix and its studies are
+checked by plan.matrix.build_plan.
 docs/config-errors.md lists every refusal the tests exercise, with its message.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from zerosweep.plan import levers
 from zerosweep.plan.matrix import ConfigError, deep_merge
 
 # Data, not code: the architectures a random-init model can be built from (run.modeling reads them).
@@ -51,8 +53,10 @@ def _run_settings(config: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, An
 def setting_errors(data: Mapping[str, Any], training: Mapping[str, Any], device: str) -> list[str]:
     """One run's data and training settings that cannot work together (also checked again at launch)."""
     errors = []
-    if training["precision"] == "fp16" and device == "cpu":
-        errors.append("training.precision: fp16 needs runtime.device 'cuda' (on CPU use bf16 or fp32)")
+    for name, value in levers.run_values(training).items():  # precision fp16, the fused loss
+        reason = levers.device_refusal(name, value, device)
+        if reason is not None:
+            errors.append(f"training.{name}: {reason}")
     source, path = data["source"], data.get("path")
     if source == "file" and not path:
         errors.append("data.path: required when data.source is 'file' (a SQuAD-format JSON file)")
@@ -70,6 +74,18 @@ def setting_errors(data: Mapping[str, Any], training: Mapping[str, Any], device:
     return errors
 
 
+def lever_axis_errors(config: Mapping[str, Any]) -> list[str]:
+    """Values a study sweeps that cannot run on the config's device, as 'studies.<study>.<lever>[i]: <why>'."""
+    errors = []
+    for name, study in config["studies"].items():
+        for lever in levers.LEVERS:
+            for index, value in enumerate(study.get(lever) or ()):
+                reason = levers.device_refusal(lever, value, config["runtime"]["device"])
+                if reason is not None:
+                    errors.append(f"{key_name(['studies', name, lever, index])}: {reason}")
+    return errors
+
+
 def semantic_errors(config: Mapping[str, Any]) -> list[str]:
     """Settings of a schema-valid config that contradict each other, as '<key>: <why>'."""
     errors: list[str] = []
@@ -78,6 +94,7 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
         shipped = sorted(path.stem for path in ARCHITECTURES_DIR.glob("*.json"))
         errors.append(f"model.architecture: {model['architecture']!r} is not shipped (weights: random builds one "
                       f"of {shipped})")
+    errors += lever_axis_errors(config)
     shared: set[str] = set()
     for prefix, data, training in _run_settings(config):
         found = setting_errors(data, training, config["runtime"]["device"])

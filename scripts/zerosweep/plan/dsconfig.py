@@ -2,7 +2,8 @@
 
 Every value the Hugging Face Trainer also sets (batch sizes, optimizer hyper-parameters, precision,
 clipping) stays "auto", so the Trainer fills it from TrainingArguments and its ds_config/argument
-mismatch check can never fire. Only the ZeRO section comes from the matrix point.
+mismatch check can never fire. Only the ZeRO section comes from the matrix point, and the optimizer lever
+(plan.levers) decides whether the "optimizer" section stays: with `torch_fused` DeepSpeed wraps the Trainer's.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..jsonio import write_json
+from . import levers
 from .matrix import MatrixPoint
 
 # Package data, so that an installed (not editable) zerosweep finds it too; rules/common.smk names the same file.
@@ -53,12 +56,17 @@ def zero_section(stage: int, offload: str, pin_memory: bool) -> dict[str, Any]:
     return section
 
 
-def render(point: MatrixPoint, template: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The DeepSpeed config of one matrix point; the baseline has none."""
+def render(point: MatrixPoint, template: dict[str, Any] | None = None,
+           training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The DeepSpeed config of one matrix point run with these training settings (the run spec's `training`;
+    None: the workshop's); the baseline has none."""
     if not point.deepspeed or point.zero_stage is None:
         raise ValueError(f"{point.point_id}: the no-DeepSpeed baseline has no DeepSpeed config")
     config = copy.deepcopy(template if template is not None else load_template())
     config["zero_optimization"] = zero_section(point.zero_stage, point.offload, point.pin_memory)
+    if levers.run_values(training or {})["optimizer"] == "torch_fused":
+        # no optimizer section: DeepSpeed wraps the client optimizer the Trainer made (optim adamw_torch_fused)
+        config.pop("optimizer", None)
     return config
 
 

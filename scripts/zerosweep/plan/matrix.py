@@ -12,9 +12,11 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import levers
 from .repeats import REPEAT_ID_SUFFIX, expand_repeats
 
 AXES: tuple[str, ...] = ("zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")
@@ -31,10 +33,12 @@ AXIS_DEFAULTS: dict[str, list[Any]] = {
     "nodes": [1],
 }
 
-POINT_ID_PATTERN = r"(base|z[0-3]-off(none|cpu)-(pin|nopin))-g[1-9][0-9]*n[1-9][0-9]*"
+POINT_ID_PATTERN = r"(base|z[0-3]-off(none|cpu)-(pin|nopin))-g[1-9][0-9]*n[1-9][0-9]*" + levers.ID_TOKEN_PATTERN
 # -x<hash>: study overrides; -b<micro_batch>: a tune study's probe or measurement (plan.tune.studies); then -r<k> repeats
 RUN_ID_PATTERN = POINT_ID_PATTERN + r"(-x[0-9a-f]{6})?(-b[1-9][0-9]*)?" + REPEAT_ID_SUFFIX
 STUDY_PATTERN = r"[a-z][a-z0-9_]*"
+# A point's matrix fields as its JSON form names them (plus levers, and the derived world_size).
+POINT_FIELDS: tuple[str, ...] = ("deepspeed", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")
 
 
 class ConfigError(ValueError):
@@ -49,11 +53,24 @@ class MatrixPoint:
     pin_memory: bool
     gpus_per_node: int
     nodes: int
+    # the lever values that differ from the run's base training settings (plan.levers), in registry order
+    levers: levers.LeverValues = ()
 
     @classmethod
-    def from_dict(cls, point: dict[str, Any]) -> MatrixPoint:
-        """From a run spec's `point` (which also carries the derived world_size)."""
-        return cls(**{key: value for key, value in point.items() if key != "world_size"})
+    def from_dict(cls, point: Mapping[str, Any]) -> MatrixPoint:
+        """From a run spec's `point` (which also carries derived fields such as world_size); records written
+        before the levers existed have no "levers" and read as ()."""
+        fields = {key: point[key] for key in POINT_FIELDS}
+        return cls(**fields, levers=tuple((name, value) for name, value in point.get("levers", ())))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of a point, with world_size; "levers" ([[name, value], ...]) only when there are any,
+        so that the spec of a run without levers stays what it was (an unchanged spec retrains nothing)."""
+        point: dict[str, Any] = {key: getattr(self, key) for key in POINT_FIELDS}
+        if self.levers:
+            point["levers"] = [[name, value] for name, value in self.levers]
+        point["world_size"] = self.world_size
+        return point
 
     @property
     def world_size(self) -> int:
@@ -63,13 +80,16 @@ class MatrixPoint:
     def point_id(self) -> str:
         shape = f"g{self.gpus_per_node}n{self.nodes}"
         if not self.deepspeed:
-            return f"base-{shape}"
+            return f"base-{shape}" + levers.id_tokens(self.levers)
         pin = "pin" if self.pin_memory else "nopin"
-        return f"z{self.zero_stage}-off{self.offload}-{pin}-{shape}"
+        return f"z{self.zero_stage}-off{self.offload}-{pin}-{shape}" + levers.id_tokens(self.levers)
 
     @property
     def label(self) -> str:
-        """Human name used in tables, in the workshop's words."""
+        """Human name used in tables, in the workshop's words, then the levers that differ ("ZeRO Stage 1, compiled")."""
+        return ", ".join([self._matrix_label(), *levers.labels(self.levers)])
+
+    def _matrix_label(self) -> str:
         if not self.deepspeed:
             return "No DeepSpeed (baseline)"
         text = f"ZeRO Stage {self.zero_stage}"
@@ -95,11 +115,7 @@ class RunSpec:
     settings: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "point": {**self.point.__dict__, "world_size": self.point.world_size},
-            **copy.deepcopy(self.settings),
-        }
+        return {"run_id": self.run_id, "point": self.point.to_dict(), **copy.deepcopy(self.settings)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -161,7 +177,34 @@ def _suffix(overrides: dict[str, Any]) -> str:
     return f"-x{digest[:6]}"
 
 
+def _check_listed(name: str, axis: str, values: list[Any]) -> None:
+    if not values:
+        raise ConfigError(f"study '{name}': key '{axis}' lists no value")
+    if len(set(map(repr, values))) != len(values):
+        raise ConfigError(f"study '{name}': key '{axis}' lists a value twice: {values}")
+
+
+def _lever_axes(name: str, study: dict[str, Any]) -> dict[str, list[Any]]:
+    """The levers a study sweeps (plan.levers), in registry order."""
+    axes: dict[str, list[Any]] = {}
+    for lever in levers.LEVERS:
+        if lever not in study:
+            continue
+        values = list(study[lever])
+        _check_listed(name, lever, values)
+        for value in values:
+            problem = levers.unknown_value(lever, value)
+            if problem is not None:
+                raise ConfigError(f"study '{name}': key '{lever}' value {problem}")
+        if lever in (study.get("training") or {}):  # one place per setting: the axis or the override
+            raise ConfigError(f"study '{name}': key '{lever}' is an axis of the study and also set in its training "
+                              "overrides; keep one")
+        axes[lever] = values
+    return axes
+
+
 def _study_axes(name: str, study: dict[str, Any], matrix: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The study's matrix axes (AXES order), then its lever axes (registry order)."""
     deepspeed = study.get("deepspeed", True)
     axes: dict[str, list[Any]] = {}
     for axis in AXES:
@@ -175,10 +218,7 @@ def _study_axes(name: str, study: dict[str, Any], matrix: dict[str, list[Any]]) 
             values = list(AXIS_DEFAULTS[axis])
         else:
             raise ConfigError(f"study '{name}': key '{axis}' is required for a DeepSpeed study")
-        if not values:
-            raise ConfigError(f"study '{name}': key '{axis}' lists no value")
-        if len(set(map(repr, values))) != len(values):
-            raise ConfigError(f"study '{name}': key '{axis}' lists a value twice: {values}")
+        _check_listed(name, axis, values)
         for value in values:
             if isinstance(value, int) and not isinstance(value, bool) and value < 1 and axis in ("gpus_per_node", "nodes"):
                 raise ConfigError(f"study '{name}': key '{axis}' must be >= 1, got {value}")
@@ -187,12 +227,15 @@ def _study_axes(name: str, study: dict[str, Any], matrix: dict[str, list[Any]]) 
                     f"study '{name}': key '{axis}' value {value!r} is not in matrix.{axis} {matrix[axis]}"
                 )
         axes[axis] = values
-    return axes
+    return {**axes, **_lever_axes(name, study)}
 
 
-def _study_points(name: str, study: dict[str, Any], matrix: dict[str, list[Any]]) -> tuple[list[MatrixPoint], list[str]]:
+def _study_points(name: str, study: dict[str, Any], matrix: dict[str, list[Any]],
+                  base_training: Mapping[str, Any], device: str | None) -> tuple[list[MatrixPoint], list[str]]:
+    """The study's valid points; `base_training` (global + study training) gives the levers it does not sweep."""
     axes = _study_axes(name, study, matrix)
     deepspeed = study.get("deepspeed", True)
+    base_levers = levers.run_values(base_training)
     points: list[MatrixPoint] = []
     pruned: list[str] = []
     for combo in itertools.product(*axes.values()):
@@ -204,19 +247,28 @@ def _study_points(name: str, study: dict[str, Any], matrix: dict[str, list[Any]]
             pin_memory=bool(values.get("pin_memory", False)),
             gpus_per_node=values["gpus_per_node"],
             nodes=values["nodes"],
+            levers=levers.differing(values, base_training),
         )
-        problem = point.invalid_reason()
+        effective = {**base_levers, "offload": point.offload, **values}
+        problem = point.invalid_reason() or levers.refusal(effective, device or "")
         if problem is None:
             points.append(point)
             continue
         reason, involved = problem
-        if all(len(axes[axis]) == 1 for axis in involved):
-            named = ", ".join(f"{axis}={values[axis]!r}" for axis in involved)
+        if all(len(axes.get(axis, ())) <= 1 for axis in involved):  # nothing swept there: the study asked for it
+            named = ", ".join(f"{axis}={effective[axis]!r}" for axis in involved)
             raise ConfigError(f"study '{name}': {named} is not a valid combination: {reason}")
         pruned.append(f"{point.point_id} ({reason})")
     if not points:
         raise ConfigError(f"study '{name}': every combination was pruned as invalid")
     return points, pruned
+
+
+def point_settings(settings: dict[str, Any], point: MatrixPoint) -> dict[str, Any]:
+    """A run's settings: its study's, with the point's lever values in `training` (the run reads only those)."""
+    if not point.levers:
+        return settings
+    return deep_merge(settings, {"training": dict(point.levers)})
 
 
 def _check_build(config: dict[str, Any], studies: dict[str, Any]) -> list[str]:
@@ -248,9 +300,9 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 raise ConfigError(f"study '{name}': key 'scaling_axis' is required for a scaling table")
         elif scaling_axis is not None:
             raise ConfigError(f"study '{name}': key 'scaling_axis' only applies to table 'scaling'")
-        points, pruned = _study_points(name, study, matrix)
         overrides = _effective_overrides(config, study)
         settings = deep_merge(base_settings, overrides)
+        points, pruned = _study_points(name, study, matrix, settings["training"], settings["runtime"].get("device"))
         entry = Study(
             name=name,
             title=study.get("title", name),
@@ -264,7 +316,7 @@ def build_plan(config: dict[str, Any]) -> Plan:
             continue
         for point in points:
             run_id = point.point_id + _suffix(overrides)
-            spec = RunSpec(run_id=run_id, point=point, settings=settings)
+            spec = RunSpec(run_id=run_id, point=point, settings=point_settings(settings, point))
             if run_id in runs and runs[run_id] != spec:  # same id must mean the same run
                 raise ConfigError(f"study '{name}': run '{run_id}' clashes with an earlier study's run")
             runs[run_id] = spec
@@ -280,15 +332,16 @@ def matrix_table(plan: Plan) -> str:
     for study in plan.studies.values():
         for run_id in study.run_ids:
             users.setdefault(run_id, []).append(study.name)
-    header = "| run id | studies | GPUs/node | nodes | world | ZeRO | offload | pin | samples/GPU |"
-    lines = [header, "|" + "---|" * 9]
+    header = "| run id | studies | GPUs/node | nodes | world | ZeRO | offload | pin | levers | samples/GPU |"
+    lines = [header, "|" + "---|" * 10]
     for run_id, spec in plan.runs.items():
         point = spec.point
         zero = "-" if point.zero_stage is None else str(point.zero_stage)
         lines.append(
             f"| {run_id} | {', '.join(users[run_id])} | {point.gpus_per_node} | {point.nodes} | "
             f"{point.world_size} | {zero} | {point.offload if point.deepspeed else '-'} | "
-            f"{str(point.pin_memory).lower() if point.deepspeed else '-'} | {spec.settings['data']['samples_per_gpu']} |"
+            f"{str(point.pin_memory).lower() if point.deepspeed else '-'} | "
+            f"{', '.join(levers.labels(point.levers)) or '-'} | {spec.settings['data']['samples_per_gpu']} |"
         )
     lines.append("")
     lines.append(f"{len(plan.runs)} runs in {len(plan.studies)} studies; {plan.pruned_count} invalid combinations pruned.")

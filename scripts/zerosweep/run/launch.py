@@ -98,7 +98,8 @@ def prepare_run_dir(run_dir: Path, spec: Mapping[str, Any]) -> None:
         from ..plan.dsconfig import render
         from ..plan.matrix import MatrixPoint
 
-        write_json(run_dir / "ds_config.json", render(MatrixPoint.from_dict(spec["point"])), sort_keys=False)
+        write_json(run_dir / "ds_config.json", render(MatrixPoint.from_dict(spec["point"]), training=spec["training"]),
+                   sort_keys=False)
 
 
 def choose_mode(nnodes: int, requested: str) -> str:

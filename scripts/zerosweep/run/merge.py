@@ -28,6 +28,7 @@ MEASURED_FIELDS: tuple[str, ...] = (
     "train_samples_per_second", "train_steps_per_second", "eval_loss", "eval_losses", "eval_runtime",
     "eval_samples_per_second", "train_losses", "steady_steps", "steady_seconds", "steady_samples_per_second",
     "steady_tokens_per_second", "flops_per_token", "gpu_name", "phase_seconds", "stop_reason", "recorded_steps",
+    "first_step_seconds", "training_settings",
 )
 
 

@@ -115,7 +115,12 @@ class StepRecord:
         rate = samples / seconds if seconds > 0 else None
         return {"steady_steps": len(rows), "steady_seconds": seconds, "steady_samples_per_second": rate,
                 "steady_tokens_per_second": rate * self.max_length if rate is not None else None,
-                "stop_reason": self.stop_reason, "recorded_steps": len(self.rows)}
+                "stop_reason": self.stop_reason, "recorded_steps": len(self.rows),
+                "first_step_seconds": self.first_step_seconds()}
+
+    def first_step_seconds(self) -> float | None:
+        """Optimizer step 1's seconds (from on_train_begin): compiling and other first-use costs land in it."""
+        return next((row.seconds for row in self.rows if row.step == 1), None)
 
     def write_csv(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import read_json, write_json
+from ..plan import levers
 from ..units import MIB
 from .flops import bloom_parameter_count, training_flops_per_token
+from .fused_loss import FusedLinearCrossEntropyLoss, fused_linear_loss, fused_loss_trainer_class
 from .outcome import OOM_OUTCOMES, exception_outcome
 from .processes import die_with_parent
 from .steps import TRAINING_STARTED_MARKER, MeasureSettings, StepLayout, StepRecord, make_step_callback
@@ -126,7 +128,8 @@ def training_arguments(spec: Mapping[str, Any], run_dir: Path, rank: RankInfo) -
 
     training = spec["training"]
     device = spec["runtime"]["device"]
-    precision = training["precision"]
+    settings = levers.run_values(training)
+    precision = settings["precision"]
     deepspeed_config = run_dir / "ds_config.json" if spec["point"]["deepspeed"] else None
     max_steps = training.get("max_steps")
     save = bool(training.get("save_model"))
@@ -144,7 +147,7 @@ def training_arguments(spec: Mapping[str, Any], run_dir: Path, rank: RankInfo) -
         fp16=precision == "fp16",
         bf16=precision == "bf16",
         seed=training.get("seed", 42),
-        gradient_checkpointing=False,
+        **lever_arguments(settings, training.get("compile_mode", "default"), TrainingArguments),
         logging_strategy="steps",
         logging_steps=int(training.get("logging_steps", 1)),  # the loss curve; one host read of the loss each
         disable_tqdm=True,  # progress bars turn the log into carriage returns; losses are printed instead
@@ -156,6 +159,52 @@ def training_arguments(spec: Mapping[str, Any], run_dir: Path, rank: RankInfo) -
         ddp_backend="gloo" if device == "cpu" else None,
         deepspeed=str(deepspeed_config) if deepspeed_config else None,
     )
+
+
+def lever_arguments(settings: Mapping[str, Any], compile_mode: str, arguments_class: Any) -> dict[str, Any]:
+    """The TrainingArguments of the compile, optimizer and gradient-checkpointing levers (plan/levers.py)."""
+    compiled = bool(settings["compile"])
+    # transformers 5 renamed gradient_checkpointing (a deprecated alias until v6); 4.x knows only the old name
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in arguments_class.__dataclass_fields__
+                     else "gradient_checkpointing")
+    arguments: dict[str, Any] = {"torch_compile": compiled, checkpointing: bool(settings["gradient_checkpointing"])}
+    if compiled:  # a mode alone would switch compiling on
+        arguments["torch_compile_mode"] = compile_mode
+    if settings["optimizer"] == "torch_fused":
+        # without DeepSpeed, or with a DeepSpeed config without an optimizer section (plan/dsconfig.render)
+        arguments["optim"] = "adamw_torch_fused"
+    return arguments
+
+
+def check_optimizer_seam(settings: Mapping[str, Any], ds_config: Mapping[str, Any] | None) -> None:
+    """DeepSpeed steps its own optimizer whenever its config has an optimizer section, whatever the Trainer's
+    `optim` says: a config that disagrees with the optimizer lever would measure the other optimizer."""
+    if ds_config is None:
+        return
+    wanted_ds = settings["optimizer"] == "deepspeed"
+    if wanted_ds != ("optimizer" in ds_config):
+        raise ValueError(f"training.optimizer {settings['optimizer']} but ds_config.json "
+                         f"{'lacks' if wanted_ds else 'has'} an optimizer section (plan/dsconfig.render decides it)")
+
+
+def optimizer_record(optimizer: Any) -> dict[str, Any]:
+    """The optimizer that steps the parameters, under DeepSpeed's and accelerate's wrappers, and its fused flag."""
+    inner = optimizer
+    while getattr(inner, "optimizer", None) is not None and inner.optimizer is not inner:
+        inner = inner.optimizer
+    groups = getattr(inner, "param_groups", None) or [{}]
+    return {"class": f"{type(inner).__module__}.{type(inner).__qualname__}", "fused": groups[0].get("fused")}
+
+
+def training_settings(settings: Mapping[str, Any], training_args: Any, trainer: Any) -> dict[str, Any]:
+    """The levers as the run applied them, read back from the Trainer (the spec says what was asked)."""
+    return {"compile": bool(training_args.torch_compile),
+            "compile_mode": training_args.torch_compile_mode if training_args.torch_compile else None,
+            "precision": "fp16" if training_args.fp16 else "bf16" if training_args.bf16 else "fp32",
+            "optimizer": settings["optimizer"],
+            "optimizer_stepped": optimizer_record(trainer.optimizer) if trainer.optimizer is not None else None,
+            "gradient_checkpointing": bool(training_args.gradient_checkpointing),
+            "loss": "model" if trainer.compute_loss_func is None else settings["loss"]}
 
 
 def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, phases: dict[str, float],
@@ -173,6 +222,10 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     cuda = device == "cuda"
     if cuda and not torch.cuda.is_available():
         raise RuntimeError("runtime.device is cuda but torch sees no GPU")
+    settings = levers.run_values(training)
+    fused_loss = fused_linear_loss(settings, device, spec["point"].get("zero_stage"))  # refused before any work
+    if spec["point"]["deepspeed"]:
+        check_optimizer_seam(settings, read_json(run_dir / "ds_config.json", what="launch writes it"))
 
     mark = time.perf_counter()
     if cuda:
@@ -205,6 +258,8 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     init_on_gpu = cuda and spec["point"].get("zero_stage") != 3
     model = build_model(spec["model"], int(training.get("seed", 42)),
                         init_device=f"cuda:{rank.local_rank}" if init_on_gpu else None)
+    if settings["gradient_checkpointing"]:
+        model.config.use_cache = False  # a cache is for generation, and checkpointing's recompute cannot use it
     phases["model_build_s"] = time.perf_counter() - mark
 
     layout = StepLayout(per_device_batch=int(training["per_device_batch_size"]),
@@ -213,8 +268,13 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     steps = StepRecord(layout=layout, warmup_steps=int(training.get("warmup_steps", 0)), max_length=max_length)
     step_callback = make_step_callback(steps, MeasureSettings.from_training(training), cuda=cuda, run_dir=run_dir)
     mark = time.perf_counter()
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
-                      processing_class=tokenizer, data_collator=default_data_collator, callbacks=[step_callback])
+    trainer_class: type[Any] = Trainer
+    loss_hook = None
+    if fused_loss is not None:
+        trainer_class, loss_hook = fused_loss_trainer_class(), FusedLinearCrossEntropyLoss(model, fused_loss)
+    trainer = trainer_class(model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
+                            processing_class=tokenizer, data_collator=default_data_collator, callbacks=[step_callback],
+                            compute_loss_func=loss_hook)
     phases["trainer_init_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -282,6 +342,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         "flops_per_token": flops_per_token,
         "gpu_name": gpu_name,
         "phase_seconds": phases,
+        "training_settings": training_settings(settings, training_args, trainer),
         "torch_build": torch_build(),
     }
 

@@ -222,8 +222,9 @@ class MemoryModel:
                    world: tuple[int, int] | None = None) -> float:
         point = self.points[point_id]
         gpus, nodes = world or (point["gpus_per_node"], point["nodes"])
+        precision = dict(point.get("levers", ())).get("precision", self.precision)  # a precision axis: the point's
         setup = StatesSetup(zero_stage=point["zero_stage"] if point["deepspeed"] else None, offload=point["offload"],
-                            gpus_per_node=gpus, nodes=nodes, precision=self.precision)
+                            gpus_per_node=gpus, nodes=nodes, precision=precision)
         states = model_states(self.size.n_params, setup, accounting or self.accounting, self.size.largest_layer_params)
         return states.device_mib(self.device)
 

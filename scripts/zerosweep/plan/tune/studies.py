@@ -18,7 +18,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..matrix import RUN_SECTIONS, ConfigError, MatrixPoint, Plan, RunSpec, _effective_overrides, _suffix, deep_merge
+from ..matrix import (
+    RUN_SECTIONS,
+    ConfigError,
+    MatrixPoint,
+    Plan,
+    RunSpec,
+    _effective_overrides,
+    _suffix,
+    deep_merge,
+    point_settings,
+)
 
 FIT, OOM = "ok", "oom"
 OUTCOMES = (FIT, OOM)
@@ -106,7 +116,7 @@ class TuneSearch:
 
     study: str
     point: MatrixPoint
-    base_settings: dict[str, Any]  # the study's settings before the probe/measure ones
+    base_settings: dict[str, Any]  # the point's settings (the study's, with its levers) before the probe/measure ones
     overrides: dict[str, Any]  # the study's effective data/training overrides (part of the run id hash)
     tune: dict[str, Any]
 
@@ -159,13 +169,13 @@ class TuneStudy:
     title: str
     tune: dict[str, Any]
     searches: dict[str, TuneSearch]  # by point id
+    settings: dict[str, Any]  # the study's settings, before any point's levers
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "tune": copy.deepcopy(self.tune),
-                "points": {point_id: {**search.point.__dict__, "world_size": search.point.world_size,
-                                      "label": search.point.label}
+                "points": {point_id: {**search.point.to_dict(), "label": search.point.label}
                            for point_id, search in self.searches.items()},
-                "settings": copy.deepcopy(next(iter(self.searches.values())).base_settings)}
+                "settings": copy.deepcopy(self.settings)}
 
 
 def tune_settings(name: str, study: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,9 +198,11 @@ def build_tune_studies(config: Mapping[str, Any], plan: Plan) -> dict[str, TuneS
         tune = tune_settings(name, study)
         overrides = _effective_overrides(dict(config), dict(study))
         settings = deep_merge(base, overrides)
-        searches = {point.point_id: TuneSearch(name, point, settings, overrides, tune)
+        # each point (a lever combination too) is searched on its own; its levers are in its id, not the -x hash
+        searches = {point.point_id: TuneSearch(name, point, point_settings(settings, point), overrides, tune)
                     for point in plan.studies[name].points}
-        studies[name] = TuneStudy(name=name, title=study.get("title", name), tune=tune, searches=searches)
+        studies[name] = TuneStudy(name=name, title=study.get("title", name), tune=tune, searches=searches,
+                                  settings=settings)
     return studies
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ... import records
 from ...jsonio import read_json, read_json_or_none, write_json
+from ...plan import levers
 from ...units import MIB
 from . import workshop
 from .gpu_clocks import summarise_clocks
@@ -152,6 +153,7 @@ def extract_metrics(
             values["eval_loss"] = values["eval_losses"][-1]["eval_loss"]
     values["flops_per_token"] = flops_per_token(metrics, spec)
     values["real_token_fraction"] = metrics.get("real_token_fraction")
+    values["first_step_seconds"] = metrics.get("first_step_seconds")
     return values  # type: ignore[return-value]
 
 
@@ -179,15 +181,15 @@ def _setup(spec: dict[str, Any], gpu_name: str | None) -> records.Setup:
         "epochs": training.get("epochs"),
         "per_device_batch_size": training.get("per_device_batch_size"),
         "gradient_accumulation_steps": training.get("gradient_accumulation_steps"),
-        "precision": training.get("precision"),
+        # every lever's effective value (precision among them); the keys are records.Setup's lever fields
+        **levers.run_values(training),  # type: ignore[typeddict-item]
     }
 
 
 def _label(point: dict[str, Any]) -> str:
     from ...plan.matrix import MatrixPoint
 
-    fields = {key: point[key] for key in ("deepspeed", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")}
-    return MatrixPoint(**fields).label
+    return MatrixPoint.from_dict(point).label
 
 
 def _emulated_nodes(run_dir: Path, own: RunGpus | None) -> bool:

@@ -35,6 +35,7 @@ LABELS: dict[str, str] = {
     f.TFLOPS_PER_GPU: "TFLOP/s per GPU (incl. padding)",
     f.MFU: "MFU (incl. padding)",
     f.TRAIN_RUNTIME: "Train Runtime (s)",
+    f.FIRST_STEP_SECONDS: "First step (s)",
     f.TRAIN_LOSS: "Train Loss",
     f.EVAL_LOSS_EPOCH1: "Eval Loss (Epoch 1)",
     f.EVAL_LOSS_EPOCH2: "Eval Loss (Epoch 2)",
@@ -70,6 +71,12 @@ LABELS: dict[str, str] = {
     f.GPUS_PER_NODE: "GPUs per Node",
     f.NODES: "Nodes",
     f.WORLD_SIZE: "World Size",
+    # the speed levers (plan.levers): each run's effective value
+    f.COMPILE: "Compiled",
+    f.PRECISION: "Precision",
+    f.OPTIMIZER: "Optimizer",
+    f.GRADIENT_CHECKPOINTING: "Gradient Checkpointing",
+    f.LOSS: "Loss",
 }
 # The workshop's headers differ between its tables: per table kind, what differs from LABELS.
 KIND_LABELS: dict[str, dict[str, str]] = {
@@ -113,7 +120,8 @@ FORMATS: Final[dict[str, str]] = {
     **dict.fromkeys((f.STEADY_TOKENS_PER_SECOND, f.STEADY_REAL_TOKENS_PER_SECOND, f.STEPS_PER_EPOCH), "{:.0f}"),
     **dict.fromkeys((f.GPU_AVERAGE_MIB, f.CPU_AVERAGE_MIB), "{:.2f}"),
     **dict.fromkeys(
-        (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND, f.TRAIN_RUNTIME), "{:.2f}"
+        (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.STEADY_SAMPLES_PER_SECOND, f.TRAIN_RUNTIME,
+         f.FIRST_STEP_SECONDS), "{:.2f}"
     ),
     **dict.fromkeys((f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS), "{:.4f}"),
     f.TFLOPS_PER_GPU: "{:.1f}",

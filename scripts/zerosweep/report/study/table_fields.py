@@ -8,12 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ... import records as f
+from ...plan import levers
 from ..run_summary.throughput import run_throughput
 
+# The speed levers' columns, in registry order: each lever's field id is its name (records.COMPILE, ...).
+LEVER_FIELDS: tuple[str, ...] = tuple(levers.LEVERS)
 # What identifies a row; every other field is a measurement, emptied in rows of runs that did not finish.
 IDENTITY = frozenset(
     {f.CONFIG, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE,
-     f.EMULATED_NODES}
+     f.EMULATED_NODES, *LEVER_FIELDS}
 )
 
 
@@ -34,6 +37,25 @@ def eval_loss_at(losses: list[f.EvalLoss] | None, epoch: int, steps_per_epoch: f
     at = [(abs(logged - epoch), item["eval_loss"]) for item in losses or []
           if (logged := item["epoch"]) is not None and earliest < logged <= epoch + EPOCH_LOG_ROUNDING]
     return min(at)[1] if at else None
+
+
+def run_levers(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Every lever's effective value in the run (its record's setup, from the spec's settings.training). A record
+    written before the levers existed lacks all but precision: that run used each lever's default."""
+    return levers.run_values(record["setup"])
+
+
+def lever_rank(name: str, value: Any) -> int:
+    """`value`'s place in lever `name`'s display order (not compiled before compiled, fp16 before bf16); a value
+    the registry does not know (an empty cell) after them all."""
+    known = levers.LEVERS[name].values
+    return next((i for i, candidate in enumerate(known) if type(candidate) is type(value) and candidate == value),
+                len(known))
+
+
+def is_compiled(row: Mapping[str, Any]) -> bool:
+    """A table row (or run fields) whose run was compiled: where a first step holds the compile cost."""
+    return row.get(f.COMPILE) is True
 
 
 def row_status(record: Mapping[str, Any]) -> str:
@@ -58,6 +80,7 @@ def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) ->
         f.NODES: point["nodes"],
         f.WORLD_SIZE: point["world_size"],
         f.EMULATED_NODES: bool(record.get("emulated_nodes")),
+        **run_levers(record),
         f.GPU_PEAK_MIB: _dig(gpu, "peak_mib"),
         f.GPU_PEAK_MIN_MIB: _dig(gpu, "peak_min_mib"),
         f.GPUS_COUNTED: _dig(gpu, "gpus_counted"),
@@ -80,7 +103,7 @@ def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) ->
                                           else throughput.tokens_per_second * float(fraction)),
     }
     for name in (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.TRAIN_RUNTIME, f.TRAIN_LOSS, f.EVAL_LOSS,
-                 f.STEPS_PER_EPOCH):  # fmt: skip
+                 f.STEPS_PER_EPOCH, f.FIRST_STEP_SECONDS):  # fmt: skip
         values[name] = metrics.get(name)
     if values[f.STATUS] != "ok":
         values.update({name: None for name in values if name not in IDENTITY})

@@ -24,7 +24,7 @@ from ..interval_text import change_interval_text
 from ..run_summary.throughput import peak_notes
 from ..run_summary.workshop import mode_text
 from . import derived, labels
-from .table_fields import row_status
+from .table_fields import LEVER_FIELDS, is_compiled, lever_rank, row_status, run_levers
 from .table_rows import (
     REFERENCE,
     add_efficiency_intervals,
@@ -67,12 +67,12 @@ MARKDOWN: dict[str, list[str]] = {
 }
 CSV_ONLY: dict[str, list[str]] = {
     "comparison": [f.GPU_PEAK_MIN_MIB, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_TOKENS_PER_SECOND,
-                   f.STEADY_REAL_TOKENS_PER_SECOND, f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME, f.GPUS_COUNTED,
-                   f.STATUS, f.RUN_ID, *MACHINE, *THROUGHPUT_DETAIL, *VERDICT_DETAIL],
-    "baseline": MACHINE,
+                   f.STEADY_REAL_TOKENS_PER_SECOND, f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME, f.FIRST_STEP_SECONDS,
+                   f.GPUS_COUNTED, f.STATUS, f.RUN_ID, *MACHINE, *LEVER_FIELDS, *THROUGHPUT_DETAIL, *VERDICT_DETAIL],
+    "baseline": [*MACHINE, *LEVER_FIELDS],
     "scaling": [f.GPUS_PER_NODE, f.NODES, f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY,
-                f.TRAIN_LOSS, f.GPU_PEAK_MIN_MIB, f.NVML_PEAK_MIB, f.GPUS_COUNTED, f.STATUS, f.RUN_ID, f.ZERO_STAGE,
-                f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *THROUGHPUT_DETAIL,
+                f.TRAIN_LOSS, f.FIRST_STEP_SECONDS, f.GPU_PEAK_MIN_MIB, f.NVML_PEAK_MIB, f.GPUS_COUNTED, f.STATUS,
+                f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *LEVER_FIELDS, *THROUGHPUT_DETAIL,
                 f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH],
 }  # fmt: skip
 COLUMNS: dict[str, list[str]] = {kind: MARKDOWN[kind] + CSV_ONLY[kind] for kind in TABLE_KINDS}
@@ -81,7 +81,7 @@ HIDDEN: dict[str, set[str]] = {kind: set(CSV_ONLY[kind]) for kind in TABLE_KINDS
 VERDICT_RATIOS = {f.THROUGHPUT_VERDICT: f.THROUGHPUT_RATIO, f.MEMORY_VERDICT: f.MEMORY_RATIO}
 STEADY_MARKS = ((f.HIT_CAP, "†"), (f.WARMUP_NEVER_SETTLED, "‡"))
 # CSV-only fields the Markdown's pointer to the CSV sums up in words rather than listing each.
-CSV_DETAIL = {*MACHINE, *THROUGHPUT_DETAIL, *VERDICT_DETAIL, f.STEADY_WEAK_SCALING_EFFICIENCY_LOW,
+CSV_DETAIL = {*MACHINE, *LEVER_FIELDS, *THROUGHPUT_DETAIL, *VERDICT_DETAIL, f.STEADY_WEAK_SCALING_EFFICIENCY_LOW,
               f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH, f.STATUS, f.RUN_ID}
 EMPTY = "–"
 
@@ -141,8 +141,25 @@ def point_key(summary: Mapping[str, Any]) -> tuple[Any, ...]:
         point["pin_memory"],
         point["world_size"],
         point["nodes"],
+        *_lever_order(summary),
         summary["run_id"],
     )
+
+
+def _lever_order(summary: Mapping[str, Any]) -> tuple[int, ...]:
+    """The run's levers in registry order, each as its value's place in the lever's display order (not compiled
+    before compiled, fp16 before bf16), so that a point's lever rows follow it in a stable order."""
+    values = run_levers(summary)
+    return tuple(lever_rank(name, values[name]) for name in LEVER_FIELDS)
+
+
+def markdown_columns(kind: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The Markdown's columns: MARKDOWN's, and the first step's seconds (the compile cost) after N when a row of
+    the table was compiled."""
+    shown = list(MARKDOWN[kind])
+    if kind != "baseline" and any(is_compiled(row) for row in rows):
+        shown.insert(shown.index(f.REPEATS) + 1, f.FIRST_STEP_SECONDS)
+    return shown
 
 
 # --- building ------------------------------------------------------------------------------------
@@ -203,6 +220,10 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
         notes.append(f"Nodes {EMULATED} (one launcher per node on the same machine, each with its own GPUs; "
                      f"inter-node traffic never left the host): {', '.join(emulated)}.")
     notes += _definition_notes(kind, peak_tflops)
+    if f.FIRST_STEP_SECONDS in markdown_columns(kind, rows):
+        notes.append(f"{labels.label(f.FIRST_STEP_SECONDS, kind)}: seconds of optimizer step 1 (median over the "
+                     "repeats): torch.compile compiles there, so it holds the compile cost; the warm-up rule keeps it "
+                     "out of the steady figure.")
     if kind == "comparison":  # MFU is a comparison column (CSV): say where it is empty for want of a peak
         notes += peak_notes([run for group in groups for run in group.finished], peak_tflops)
     for run in runs:
@@ -315,15 +336,16 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return str(frame.to_markdown(index=False, tablefmt="pipe", stralign=None, numalign=None, disable_numparse=True))
 
 
-def csv_pointer(study: str, kind: str) -> str:
-    """The line under a Markdown table that says what else its CSV holds (the columns the Markdown leaves out)."""
-    extra = [labels.label(name, kind) for name in CSV_ONLY[kind] if name not in CSV_DETAIL]
+def csv_pointer(study: str, kind: str, shown: Sequence[str] = ()) -> str:
+    """The line under a Markdown table that says what else its CSV holds (the columns the Markdown, showing
+    `shown` beyond MARKDOWN's, leaves out)."""
+    extra = [labels.label(name, kind) for name in CSV_ONLY[kind] if name not in CSV_DETAIL and name not in shown]
     detail = ["each row's status and run ids"] if f.STATUS in CSV_ONLY[kind] else []
     if f.STEADY_SAMPLES_PER_SECOND_LOW in CSV_ONLY[kind]:
         detail.append("interval ends and run-level values")
     if f.THROUGHPUT_RATIO in CSV_ONLY[kind]:
         detail.append("verdict ratios with their intervals and p-values")
-    detail.append("the point as machine-readable fields")
+    detail.append("the point and its speed levers as machine-readable fields")
     return (f"`{study}.csv` has every field, headed by field ids; beyond the columns here: "
             + "".join(f"{label}, " for label in extra) + ", ".join(detail) + ".")
 
@@ -332,7 +354,7 @@ def markdown(table: Table) -> str:
     import pandas as pd
 
     frame = table.frame
-    shown = MARKDOWN[table.kind]
+    shown = markdown_columns(table.kind, table.rows)
     lines = [f"# {table.title}", "", f"Study `{table.study}`, {table.kind} table, {len(frame)} run(s).", ""]
     if table.kind == "baseline":
         # The workshop's evaluation summary is one metric per line: keep that shape, one column per run.
@@ -356,7 +378,7 @@ def markdown(table: Table) -> str:
         display = pd.DataFrame({labels.label(name, table.kind): [md_cell(row, name) for row in rows] for name in shown})
         lines.append(_markdown_table(display))
     lines += ["", "Runs, in table order: " + ", ".join(f"`{run}`" for run in frame[f.RUN_ID]) + ".", "",
-              csv_pointer(table.study, table.kind)]
+              csv_pointer(table.study, table.kind, shown)]
     if table.notes:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines) + "\n"

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ... import records as f
+from ...plan import levers
 from ..run_summary.throughput import RUN_VALUES
 from ..statistics import Verdict, verdict_from_runs
 from ..study.derived import WEAK_SCALING_HOLDS
+from ..study.table_fields import LEVER_FIELDS, lever_rank
 from ..study.table_rows import MEMORY_WORDS, REFERENCE, VERDICT_FIELDS
 from ..study.tables import read_table
 from .answer_phrases import fmt_change, fmt_mib, fmt_pct, is_number, recommendations, steady_text, verdict_phrase
@@ -238,7 +240,7 @@ def _pair_sentence(subject: str, before: dict[str, Any], after: dict[str, Any], 
             )
     if not parts:
         return f"{subject}: both runs finished but recorded no comparable numbers."
-    return f"{subject}: {change} {'; '.join(parts)}."
+    return f"{subject}: {change + ' ' if change else ''}{'; '.join(parts)}."
 
 
 def offload_effect(tables: list[Built]) -> list[str]:
@@ -430,6 +432,53 @@ def baseline(tables: list[Built]) -> list[str]:
     return answers
 
 
+# The identity columns two rows of a lever pair share (with every other lever): the same matrix point otherwise.
+POINT_COLUMNS = (f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.EMULATED_NODES)
+
+
+def lever_pairs(table: Built, name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every pair of the table's rows that differ only in lever `name`, as (before, after) in the lever's display
+    order (not compiled before compiled, fp16 before bf16)."""
+    others = [column for column in (*POINT_COLUMNS, *LEVER_FIELDS) if column != name]
+    # rows with every lever known (a table written before the levers existed has them empty)
+    rows = [row for row in table.rows if all(levers.LEVERS[lever].allows(row.get(lever)) for lever in LEVER_FIELDS)]
+    pairs = []
+    for i, first in enumerate(rows):
+        for second in rows[i + 1:]:
+            if first[name] == second[name] or any(first.get(c) != second.get(c) for c in others):
+                continue
+            pairs.append((first, second) if lever_rank(name, first[name]) < lever_rank(name, second[name])
+                         else (second, first))
+    return pairs
+
+
+def _lever_context(row: dict[str, Any], name: str) -> str:
+    """The row's configuration label without lever `name`'s own label: what the pair has in common."""
+    own = set(levers.LEVERS[name].labels.values())
+    return ", ".join(part for part in str(row[f.CONFIG]).split(", ") if part not in own)
+
+
+def speed_levers(tables: list[Built]) -> list[str]:
+    """Per lever (registry order), every pair of rows of one comparison table that differ only in that lever: the
+    change in throughput and memory with pair_verdict's verdict; none without such a pair."""
+    answers: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for name, lever in levers.LEVERS.items():
+        for table in (t for t in tables if t.kind == "comparison"):
+            for before, after in lever_pairs(table, name):
+                if (key := (before[f.RUN_ID], after[f.RUN_ID])) in seen:  # the same pair in another table
+                    continue
+                seen.add(key)
+                subject = (f"*{table.title}*, {lever.labels[after[name]]} vs {lever.labels[before[name]]} "
+                           f"({_lever_context(before, name)})")
+                text = _pair_sentence(subject, before, after, "", pair_verdict(before, after, tables))
+                first = f.FIRST_STEP_SECONDS
+                if is_number(before.get(first)) and is_number(after.get(first)):
+                    text += f" First optimizer step: {before[first]:.1f} s -> {after[first]:.1f} s."
+                answers.append(text)
+    return answers
+
+
 QUESTIONS = (
     ("Baseline without DeepSpeed", baseline),
     ("1. Which ZeRO stage gave the lowest peak GPU memory?", lowest_peak),
@@ -453,6 +502,10 @@ def render(tables: list[Built], tuned: Sequence[Path] = (), out: Path | None = N
     ]
     for heading, answer in QUESTIONS:
         lines += [f"## {heading}", ""] + [f"- {sentence}" for sentence in answer(tables)] + [""]
+    levers_answers = speed_levers(tables)
+    if levers_answers:
+        lines += ["## Speed levers", "", "Pairs of rows of one table that differ in one lever only.", "",
+                  *[f"- {sentence}" for sentence in levers_answers], ""]
     if tuned:
         lines += ["## Micro-batch recommendations (tune studies)", "", *recommendations(tuned, out), ""]
     return "\n".join(lines)

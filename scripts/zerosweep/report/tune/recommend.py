@@ -24,6 +24,7 @@ from .memory_fit import MemoryModel, headline
 from .tune_records import run_outcome
 
 GIB = 1024.0  # MiB per GiB
+GPU_MEMORY = "the GPU's memory"
 
 
 def _gib(mib: float | None) -> float | None:
@@ -32,6 +33,28 @@ def _gib(mib: float | None) -> float | None:
 
 def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else 100.0 * fraction
+
+
+def gpu_memory_gib(runs: Sequence[Mapping[str, Any]]) -> float | None:
+    """The smallest GPU memory the runs' GPUs report (nvidia-smi memory.total), in GiB rounded down to 0.1 (so
+    that what fits the budget fits the GPU); None without a GPU record (CPU ranks, older outcomes)."""
+    totals = [float(total) for run in runs if (total := run.get("gpu_total_mib")) is not None]
+    return math.floor(10 * min(totals) / GIB) / 10 if totals else None
+
+
+def study_budgets(configured_gib: Sequence[float], runs: Sequence[Mapping[str, Any]]) -> dict[float, str]:
+    """The budgets, each with what it is: the configured ones (""), and the GPU's own memory where it is larger
+    than them all (what the whole GPU allows: the recommendation for running on this GPU alone)."""
+    budgets = {float(budget): "" for budget in configured_gib}
+    gpu = gpu_memory_gib(runs)
+    if gpu is not None and gpu > max(budgets):
+        budgets[gpu] = GPU_MEMORY
+    return budgets
+
+
+def budget_text(gib: float, source: str = "") -> str:
+    """'80 GiB', '140.4 GiB (the GPU's memory)'."""
+    return f"{gib:g} GiB" + (f" ({source})" if source else "")
 
 
 def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[str, Mapping[str, Any]],
@@ -62,19 +85,22 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
     return pd.DataFrame(rows).sort_values("Samples/s", ascending=False, na_position="last")
 
 
-def budget_table(runs: Sequence[Mapping[str, Any]], budgets_gib: Sequence[float]) -> pd.DataFrame:
-    """Per budget: the fastest measured run whose measured peak fits it."""
+def budget_table(runs: Sequence[Mapping[str, Any]], budgets_gib: Sequence[float],
+                 sources: Mapping[float, str] | None = None) -> pd.DataFrame:
+    """Per budget: the fastest measured run whose measured peak fits it (every measured configuration, lever
+    points among them). `sources`: what a budget is, where it is not a configured one (study_budgets)."""
     usable = [run for run in runs if run["status"] == "ok" and run["peak_mib"] is not None
               and run["samples_per_second"] is not None]
     rows = []
     for budget in sorted(budgets_gib):
+        named = {"Budget": budget_text(budget, (sources or {}).get(budget, "")), "Budget (GiB)": budget}
         fitting = [run for run in usable if run["peak_mib"] <= budget * GIB]
         if not fitting:
-            rows.append({"Budget (GiB)": budget, "Configuration": "nothing measured fits"})
+            rows.append({**named, "Configuration": "nothing measured fits"})
             continue
         best = max(fitting, key=lambda run: run["samples_per_second"])
         rows.append({
-            "Budget (GiB)": budget, "Configuration": best["label"], "Micro-batch": best["micro_batch"],
+            **named, "Configuration": best["label"], "Micro-batch": best["micro_batch"],
             "Gradient accumulation": best["gradient_accumulation_steps"], "Run": best["run_id"],
             "Peak (GiB)": _gib(best["peak_mib"]), "Samples/s": best["samples_per_second"],
             "Samples/s low": best["samples_per_second_low"], "Samples/s high": best["samples_per_second_high"],
@@ -133,7 +159,7 @@ def memory_table(probes: Sequence[Mapping[str, Any]], model: MemoryModel) -> pd.
 
 
 def scaling_table(searches: Sequence[Mapping[str, Any]], model: MemoryModel, budgets_gib: Sequence[float],
-                  worlds: Sequence[tuple[int, int]]) -> pd.DataFrame:
+                  worlds: Sequence[tuple[int, int]], sources: Mapping[float, str] | None = None) -> pd.DataFrame:
     """Predicted largest micro-batch per budget at GPU counts that were not run (labelled a prediction)."""
     rows = []
     for search in searches:
@@ -145,7 +171,8 @@ def scaling_table(searches: Sequence[Mapping[str, Any]], model: MemoryModel, bud
             row: dict[str, Any] = {"Configuration": search["label"], "GPUs": gpus * nodes,
                                    "Model states (MiB, predicted)": states}
             for budget in sorted(budgets_gib):
-                row[f"Micro-batch within {budget:g} GiB (predicted)"] = fit.largest_micro_batch(states, budget * GIB)
+                within = budget_text(budget, (sources or {}).get(budget, ""))
+                row[f"Micro-batch within {within} (predicted)"] = fit.largest_micro_batch(states, budget * GIB)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -163,6 +190,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(no rows)"
     shown = frame.copy()
+    if "Budget" in shown:  # the budget in words ('140.4 GiB (the GPU's memory)'); the CSV also keeps the number
+        shown = shown.drop(columns=["Budget (GiB)"])
     if "Samples/s low" in shown:
         shown["Samples/s"] = [_cell(value) + (f" ({_cell(low)}-{_cell(high)})" if _cell(low) and _cell(high) else "")
                               for value, low, high in zip(shown["Samples/s"], shown["Samples/s low"],
@@ -193,14 +222,15 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
             measured[search["point_id"]] = matches[0]
     probe_ids = {probe["run_id"] for probe in probes}
     all_runs = probes + [run for run in measured.values() if run["run_id"] not in probe_ids]
-    budgets = [float(budget) for budget in tune["budgets_gib"]]
+    sources = study_budgets(tune["budgets_gib"], all_runs)
+    budgets = list(sources)
     unit = "GPU" if study["settings"]["runtime"]["device"] == "cuda" else "CPU rank (host memory)"
     tables = {
-        "recommendation": budget_table(all_runs, budgets),
+        "recommendation": budget_table(all_runs, budgets, sources),
         "candidates": candidates_table(searches, measured, model),
         "workshop_budget": workshop_table(searches, model, int(tune["workshop_micro_batch"]), budgets),
         "memory_model": memory_table(probes, model),
-        "memory_scaling": scaling_table(searches, model, budgets, [(2, 1), (4, 1), (8, 1)]),
+        "memory_scaling": scaling_table(searches, model, budgets, [(2, 1), (4, 1), (8, 1)], sources),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
@@ -208,7 +238,8 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
     sections = [
         ("Recommendation per memory budget",
          (f"The fastest measured run whose measured peak per {unit} fits each budget (probes and measurements; "
-         "short runs, steady samples/s)."), tables["recommendation"]),
+         "short runs, steady samples/s). Budgets: tune.budgets_gib, and the GPU's own memory (nvidia-smi "
+         "memory.total, rounded down to 0.1 GiB) where it is larger than them all."), tables["recommendation"]),
         ("Largest micro-batch per configuration",
          ("Found by probing (doubling to the first OOM, or stepping from the memory model's guess, then bisection); "
          "measured at that micro-batch."),

@@ -22,8 +22,14 @@ from ..run_summary.throughput import run_throughput
 
 
 def point_id(point: Mapping[str, Any]) -> str:
-    fields = ("deepspeed", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")
-    return MatrixPoint(**{key: point[key] for key in fields}).point_id
+    return MatrixPoint.from_dict(point).point_id
+
+
+def gpu_total_mib(summary: Mapping[str, Any]) -> float | None:
+    """The memory of the run's smallest GPU (nvidia-smi's memory.total of its own GPUs); None without a GPU log."""
+    totals = [float(gpu["total_mib"]) for gpu in (summary.get("gpu") or {}).get("gpus", [])
+              if gpu.get("total_mib") is not None]
+    return min(totals) if totals else None
 
 
 def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,6 +56,7 @@ def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
         "throughput_estimator": rate.estimator,
         "tflops_per_gpu": rate.tflops_per_gpu,
         "mfu": rate.mfu,
+        "gpu_total_mib": gpu_total_mib(summary),
     }
 
 
