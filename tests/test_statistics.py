@@ -56,7 +56,9 @@ def test_median_interval_is_the_t_interval_over_batch_medians() -> None:
 
 
 def test_batches_and_looks() -> None:
-    assert [batch_count(n) for n in (89, 90, 100, 150, 400)] == [9, 10, 10, 12, 20]
+    assert [batch_count(n) for n in (19, 20, 29, 30, 80, 89, 90, 99, 100, 150, 400)] == \
+        [9, 10, 14, 10, 10, 11, 10, 11, 10, 12, 20]
+    assert all(batch_count(n) >= 10 for n in range(20, 1000))  # monotone: every series of >= 20 steps has one
     assert [n for n in range(1, 1700) if is_look(n)] == [100, 200, 400, 800, 1600]
     # look k spends 5 % / 2**k; an interval between looks counts as the next look
     assert [look_level(n) for n in (90, 100, 101, 200, 201, 400)] == pytest.approx(
@@ -65,9 +67,10 @@ def test_batches_and_looks() -> None:
 
 
 def test_too_few_values_give_no_interval_and_bad_input_is_refused() -> None:
-    assert median_interval(np.arange(89.0)).low is None  # 9 batches of 9 steps: fewer than MIN_BATCHES
-    assert median_interval(np.arange(89.0)).relative_halfwidth is None
-    assert median_interval(np.arange(90.0)).low is not None
+    assert median_interval(np.arange(19.0)).low is None  # 9 batches of 2 steps: fewer than MIN_BATCHES
+    assert median_interval(np.arange(89.0)).low is not None  # 11 batches of 8 (floor(sqrt 89) = 9 gave 9)
+    assert median_interval(np.arange(19.0)).relative_halfwidth is None
+    assert median_interval(np.arange(20.0)).low is not None  # 10 batches of 2: the smallest series with one
     with pytest.raises(ValueError, match="finite"):
         median_interval([1.0, float("nan")])
 

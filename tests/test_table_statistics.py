@@ -136,3 +136,15 @@ def test_a_row_carries_its_runs_values_for_tests_between_tables() -> None:
     for kind in ("comparison", "scaling"):
         assert {f.RUN_SAMPLES_PER_SECOND, f.RUN_PEAK_MIB, f.WARMUP_NEVER_SETTLED} <= set(aggregate.COLUMNS[kind])
         assert {f.RUN_SAMPLES_PER_SECOND, f.RUN_PEAK_MIB, f.WARMUP_NEVER_SETTLED} <= aggregate.HIDDEN[kind]
+
+
+def test_a_table_of_short_runs_says_why_it_has_no_interval_not_that_it_has_no_steps() -> None:
+    rng = np.random.default_rng(3)
+    short = [with_steps(point(0), 0.5 + rng.normal(0, 0.005, 15))]  # 15 steady steps: under MIN_STEPS
+    table = aggregate.build_table(study("zero", "comparison", short), short)
+    assert table.rows[0][f.STEADY_SAMPLES_PER_SECOND_LOW] is None
+    note = next(note for note in table.notes if note.startswith("Steady samples/s"))
+    assert "no per-step record" not in note and "none under 20 steady steps" in note, note
+    plain = [make_summary(point(0), peak=1.0, steady=10.0)]  # no steps.csv behind it
+    assert any("no per-step record" in note for note in aggregate.build_table(study("zero", "comparison", plain),
+                                                                              plain).notes)

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.jsonio import read_json
+from zerosweep.report.interval_text import interval_text
 from zerosweep.report.run_summary.gpu_clocks import step_clocks, summarise_clocks
 from zerosweep.report.run_summary.logs import CLOCKS_LOG, matching_logs
 from zerosweep.report.run_summary.throughput import step_statistics
@@ -51,8 +52,9 @@ def row(run: Path) -> str:
     else:
         correlation = "undefined: one clock value"
     reasons = ", ".join(f"{name} {share:.0%}" for name, share in gpu["clock_event_reasons"].items()) or "none"
-    return (f"| {run.parent.name}/{run.name} | {steps.samples_per_second:.2f} | {gpu['sm_clock_mhz_median']:.0f} "
-            f"({gpu['sm_clock_mhz_min']:.0f}-{gpu['sm_clock_mhz_max']:.0f}) | {gpu['samples']} | "
+    return (f"| {run.parent.name}/{run.name} | {steps.samples_per_second:.2f} | "
+            f"{interval_text(gpu['sm_clock_mhz_median'], gpu['sm_clock_mhz_min'], gpu['sm_clock_mhz_max'], 0)} | "
+            f"{gpu['samples']} | "
             f"{gpu['power_w_median']:.0f} | {gpu['temperature_c_max']:.0f} | {reasons} | {correlation} |")
 
 
@@ -62,7 +64,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     runs = run_dirs(args.paths)
-    lines = [("| run | steady samples/s | SM clock MHz, median (min-max) | clock samples | power W, median | "
+    lines = [("| run | steady samples/s | SM clock MHz, median [min, max] | clock samples | power W, median | "
               "max °C | clock event reasons (share of samples) | Spearman: step time vs SM clock |"),
              "|" + "---|" * 8]
     lines += [row(run) for run in runs]

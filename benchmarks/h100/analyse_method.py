@@ -30,17 +30,21 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from zerosweep.plan.repeats import split_repeat
+from zerosweep.report.interval_text import interval_text
 from zerosweep.report.run_summary.logs import CPU_LOG, matching_logs, psrecord_format, read_log
 from zerosweep.report.run_summary.throughput import CAP_REASONS, read_steps, step_statistics
 from zerosweep.report.statistics import StepStatistics, aggregate_repeats, compare_rows
 from zerosweep.report.study.compare import load_runs
-from zerosweep.steady import median_interval
+from zerosweep.steady import MIN_BATCHES, MIN_STEPS, median_interval
 
 GPU_BOUND = ("base-g1n1", "z0-offnone-nopin-g1n1", "z1-offnone-nopin-g1n1", "z2-offnone-nopin-g1n1",
              "z3-offnone-nopin-g1n1")
 WARMUP_STEPS = 2  # the shipped training.warmup_steps, the minimum warm-up
 CV_TARGET = 0.03
 MIN_BLOCK_STEPS = 5  # a block with fewer measured steps gives no figure
+# why a run's figure has no interval: the rule is steady.median_interval's
+NO_INTERVAL = (f"within-run 95 % interval: steady.median_interval (a t interval over batch medians, "
+               f"{MIN_BATCHES} batches or more); none under {MIN_STEPS} steady steps")
 # Configuration pairs for verdicts (row, reference): each against ZeRO-0, the plain Trainer against ZeRO-0,
 # and each ZeRO stage against the one below it.
 PAIRS = (("base-g1n1", "z0-offnone-nopin-g1n1"), ("z1-offnone-nopin-g1n1", "z0-offnone-nopin-g1n1"),
@@ -51,9 +55,14 @@ PAIRS = (("base-g1n1", "z0-offnone-nopin-g1n1"), ("z1-offnone-nopin-g1n1", "z0-o
 def _rate(stats: StepStatistics | None) -> str:
     if stats is None or stats.samples_per_second is None:
         return "-"
-    if stats.samples_per_second_ci_low is None or stats.samples_per_second_ci_high is None:
-        return f"{stats.samples_per_second:.2f} (no CI: < 6 steady steps)"
-    return f"{stats.samples_per_second:.2f} [{stats.samples_per_second_ci_low:.2f}, {stats.samples_per_second_ci_high:.2f}]"
+    return interval_text(stats.samples_per_second, stats.samples_per_second_ci_low, stats.samples_per_second_ci_high, 2)
+
+
+def _spread(aggregate: Any) -> str:
+    """Median of the run medians with their [min, max]; one run: its median alone (no spread to show)."""
+    if aggregate.n < 2:
+        return f"{aggregate.median:.2f}"
+    return interval_text(aggregate.median, aggregate.low, aggregate.high, 2)
 
 
 def _pct(value: float | None) -> str:
@@ -63,9 +72,7 @@ def _pct(value: float | None) -> str:
 def _ratio(verdict: Any) -> str:
     if verdict.ratio is None:
         return "-"
-    if verdict.ratio_low is None or verdict.ratio_high is None:
-        return f"{verdict.ratio:.3f}"
-    return f"{verdict.ratio:.3f} [{verdict.ratio_low:.3f}, {verdict.ratio_high:.3f}]"
+    return interval_text(verdict.ratio, verdict.ratio_low, verdict.ratio_high, 3)
 
 
 def _session_start(results: Path) -> float:
@@ -82,7 +89,7 @@ def runs_table(results: Path) -> list[str]:
             throughput = summary.get("throughput") or {}
             steps = read_steps(results / "runs" / summary["run_id"] / "steps.csv")
             rows.append((float(steps["wall_start"].iloc[0]) - t0, run_id, summary["run_id"], stats, throughput))
-    lines = ["## Every run (in the order they ran)", "",
+    lines = ["## Every run (in the order they ran)", "", f"Samples/s: the run's median, {NO_INTERVAL}.", "",
              ("| started (s into the session) | run | median samples/s [95 % CI] | step-time CV | steady steps "
               "(of recorded) | warm-up detected (settled) | stop reason | hit cap |"), "|" + "---|" * 8]
     for start, _, name, stats, throughput in sorted(rows, key=lambda row: row[0]):
@@ -95,21 +102,21 @@ def runs_table(results: Path) -> list[str]:
 
 
 def repeats_table(results: Path) -> list[str]:
-    lines = ["## Per configuration: repeats through the pipeline", "",
-             ("| configuration | N | run medians, samples/s [95 % CI] | median of medians | min-max | CV of run medians "
-              f"| target CV <= {CV_TARGET:.0%} | stop reasons | exact peaks, NVML 50 ms (MiB) |"), "|" + "---|" * 9]
+    lines = ["## Per configuration: repeats through the pipeline", "", f"Run medians: {NO_INTERVAL}.", "",
+             ("| configuration | N | run medians, samples/s [95 % CI] | median of run medians [min, max] | CV of run "
+              f"medians | target CV <= {CV_TARGET:.0%} | stop reasons | exact peaks, NVML 50 ms (MiB) |"), "|" + "---|" * 8]
     for run_id, runs in sorted(load_runs(results).items()):
         stats = [s for _, s in runs if s is not None and s.samples_per_second is not None]
         if not stats:
-            lines.append(f"| {run_id} | {len(runs)} | no steps.csv | | | | | | |")
+            lines.append(f"| {run_id} | {len(runs)} | no steps.csv | | | | | |")
             continue
         aggregate = aggregate_repeats([s.samples_per_second for s in stats])  # type: ignore[misc]
         target = "-" if run_id not in GPU_BOUND or aggregate.cv is None else (
             "met" if aggregate.cv <= CV_TARGET else "missed")
         reasons = ", ".join(str((summary.get("throughput") or {}).get("stop_reason")) for summary, _ in runs)
         peaks = ", ".join(f"{(summary.get('nvml') or {}).get('peak_mib') or float('nan'):.0f}" for summary, _ in runs)
-        lines.append(f"| {run_id} | {aggregate.n} | {'; '.join(_rate(s) for s in stats)} | {aggregate.median:.2f} | "
-                     f"{aggregate.low:.2f}-{aggregate.high:.2f} | {_pct(aggregate.cv)} | {target} | {reasons} | {peaks} |")
+        lines.append(f"| {run_id} | {aggregate.n} | {'; '.join(_rate(s) for s in stats)} | "
+                     f"{_spread(aggregate)} | {_pct(aggregate.cv)} | {target} | {reasons} | {peaks} |")
     return lines
 
 
@@ -120,14 +127,14 @@ def verdict_table(results: Path) -> list[str]:
               "(two-sided, alpha 0.05; with >= 2 runs each side: Welch's t-test on the log run medians, the ratio's "
               "interval from the t interval of the mean log difference; a difference counts only when p < 0.05 and "
               "the interval excludes 1)."), "",
-             "| row | reference | N row / ref | ratio [95 % CI] | verdict | test, p |", "|" + "---|" * 6]
+             "| row | reference | N row / ref | ratio [95 % CI] | ratio of | verdict | test, p |", "|" + "---|" * 7]
     for row, reference in PAIRS:
         if row not in runs or reference not in runs:
             continue
         verdict = compare_rows(runs[row], runs[reference])
         p = "" if verdict.p_value is None else f", p = {verdict.p_value:.3g}"
         lines.append(f"| {row} | {reference} | {verdict.n_row} / {verdict.n_reference} | {_ratio(verdict)} | "
-                     f"{verdict.verdict} | {verdict.test}{p} |")
+                     f"{verdict.estimator} | {verdict.verdict} | {verdict.test}{p} |")
     return lines
 
 
@@ -149,8 +156,8 @@ def diagnostics(results: Path) -> list[str]:
              ("Candidate steps = full optimizer steps without an evaluation in their interval, after the minimum "
               f"warm-up ({WARMUP_STEPS} steps). p10/p50/p90: step-time percentiles over them; thirds: median "
               "samples/s of the first, middle and last third of them (drift within a run); all-candidates median: "
-              "the median over every candidate step (no warm-up detection) with its 95 % order-statistic interval "
-              "(zerosweep.steady.median_interval); mean: the training's own steady figure (samples / seconds over "
+              "the median over every candidate step (no warm-up detection) with its interval "
+              f"({NO_INTERVAL}); mean: the training's own steady figure (samples / seconds over "
               "the same steps, metrics.json); CPU: mean psrecord CPU % of the trainer's process tree (100 % = one "
               "core busy)."), "",
              ("| run | candidates | p10 / p50 / p90 step s | CV | thirds, samples/s | warm-up detected | published "
@@ -172,12 +179,12 @@ def diagnostics(results: Path) -> list[str]:
         by_config[config]["published"].append(float(stats.samples_per_second or 0) if stats else float("nan"))
         by_config[config]["all candidates"].append(per_step / whole.median)
         by_config[config]["mean"].append(float(mean) if mean is not None else float("nan"))
-        interval = ("" if whole.low is None or whole.high is None
-                    else f" [{per_step / whole.high:.2f}, {per_step / whole.low:.2f}]")
+        low, high = (None, None) if whole.low is None or whole.high is None else (per_step / whole.high,
+                                                                                   per_step / whole.low)
         lines.append(
             f"| {run_dir.name} | {len(seconds)} | {' / '.join(f'{np.percentile(seconds, q):.3f}' for q in (10, 50, 90))}"
             f" | {_pct(float(np.std(seconds, ddof=1) / np.mean(seconds)))} | {' / '.join(f'{t:.1f}' for t in thirds)} | "
-            f"{stats.warmup_steps_detected if stats else '-'} | {_rate(stats)} | {per_step / whole.median:.2f}{interval} | "
+            f"{stats.warmup_steps_detected if stats else '-'} | {_rate(stats)} | {interval_text(per_step / whole.median, low, high, 2)} | "
             f"{'-' if mean is None else f'{mean:.2f}'} | {'-' if cpu is None else f'{cpu:.0f}'} |")
     lines += ["", ("CV of the three run medians per configuration, by which steps make the run's figure "
               "(the published one is the first; the others are a sensitivity check, not a different result):"), "",
@@ -207,8 +214,9 @@ def ab_table(directory: Path, title: str, reference: str) -> list[str]:
     lines = [f"## {title}", "", (f"Reference: `{reference}`. Ratio = condition / reference (samples/s); verdict and "
              "test as in zerosweep.report.statistics. Per repeat: the ratio within each interleaved round "
              "(descriptive, no test)."), "",
+             f"Run medians: {NO_INTERVAL}.", "",
              ("| configuration | condition | N | run medians [95 % CI] | reference run medians | ratio [95 % CI] "
-              "| verdict | test, p | ratio per repeat |"), "|" + "---|" * 9]
+              "| ratio of | verdict | test, p | ratio per repeat |"), "|" + "---|" * 10]
     for condition in sorted(c for c in found if c != reference):
         for config, runs in sorted(found[condition].items()):
             base = found.get(reference, {}).get(config, [])
@@ -217,8 +225,8 @@ def ab_table(directory: Path, title: str, reference: str) -> list[str]:
             per_round = ", ".join(f"{float(a.samples_per_second or 0) / float(b.samples_per_second or 1):.3f}"
                                   for a, b in zip(runs, base))
             lines.append(f"| {config} | {condition} | {len(runs)} | {'; '.join(_rate(s) for s in runs)} | "
-                         f"{'; '.join(_rate(s) for s in base)} | {_ratio(verdict)} | {verdict.verdict} | "
-                         f"{verdict.test}{p} | {per_round} |")
+                         f"{'; '.join(_rate(s) for s in base)} | {_ratio(verdict)} | {verdict.estimator} | "
+                         f"{verdict.verdict} | {verdict.test}{p} | {per_round} |")
     return lines
 
 
@@ -263,7 +271,7 @@ def blocks_table(directory: Path, settle_seconds: float) -> list[str]:
             low, high = float(np.exp(interval.low)), float(np.exp(interval.high))
             verdict = "within noise" if low <= 1.0 <= high else ("slower" if high < 1.0 else "faster")
             lines.append(f"| {run_dir.name} | {condition} | {len(logs)} | {int(np.median(counts[condition]))} | "
-                         f"{float(np.exp(logs.mean())):.3f} [{low:.3f}, {high:.3f}] | {test.pvalue:.3g} | {verdict} | "
+                         f"{interval_text(float(np.exp(logs.mean())), low, high, 3)} | {test.pvalue:.3g} | {verdict} | "
                          f"{', '.join(f'{x:.3f}' for x in np.exp(logs))} |")
     return lines
 

@@ -1,5 +1,5 @@
 """A hand-started Hugging Face Trainer run, with no zerosweep launcher, monitors or records: the reference
-for the pipeline's steady samples/s (fidelity target: within ±3 %).
+for the pipeline's steady samples/s (fidelity target: within 3 % of it).
 
 Same model (random-init BLOOM from the shipped architecture), same tokenized data, same batch, precision and
 DeepSpeed config as a pipeline run. Started by hand on the device, e.g.:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from zerosweep.plan.matrix import build_plan, deep_merge
 from zerosweep.plan.tune.memory_model import relative_error
 from zerosweep.plan.tune.studies import boundary, build_tune_studies
+from zerosweep.report.interval_text import interval_text
 from zerosweep.report.run_summary.memory import summarise_run
 from zerosweep.report.run_summary.throughput import step_statistics
 from zerosweep.report.statistics import aggregate_repeats, compare_rows
@@ -38,11 +39,14 @@ from zerosweep.report.study.table_fields import row_status
 from zerosweep.report.tune.memory_fit import MemoryModel
 from zerosweep.report.tune.recommend import recommend
 from zerosweep.report.tune.tune_records import run_outcome, search_record
+from zerosweep.steady import MIN_BATCHES, MIN_STEPS
 
 STUDY = "tune_bloom560m"
 WORKSHOP_POINT = "z0-offnone-nopin-g1n1"
 TARGET_RATIO = 1.4
 TARGET_ERROR = 0.10
+# why a run has no within-run interval: the rule is steady.median_interval's
+NO_INTERVAL = f"fewer than {MIN_BATCHES} batch medians (>= {MIN_STEPS} steady steps), steady.median_interval"
 # what probe_runs adds to a tune-probe outcome (left out where the report code takes outcomes)
 EXTRA_KEYS = ("steps", "duration_s", "finished_at", "error", "flops_per_token", "tokens_per_sample", "gpu_name",
               "kind")
@@ -95,7 +99,7 @@ def probes_section(runs: list[dict[str, Any]]) -> list[str]:
     lines = ["## Every probe and measurement run", "",
              ("Status from each run's own records (metrics.json `status`, the OOM message); peak: the exact NVML peak "
               "of the GPU (an OOM probe's peak is what it held before the failed allocation); samples/s: the "
-              "training's steady figure (steps after the 1 warm-up step; no interval: < 6 steady steps)."), "",
+              f"training's steady figure (steps after the 1 warm-up step; no interval: {NO_INTERVAL})."), "",
              ("| finished (UTC) | run | kind | micro-batch | status | peak (GiB) | samples/s | steady steps | run s | "
               "OOM message |"), "|" + "---|" * 10]
     for run in sorted(runs, key=lambda r: r["finished_at"] or ""):
@@ -201,7 +205,8 @@ def workshop_section(runs: list[dict[str, Any]], workshop: Path, max_fit: int | 
     lines = [f"## Throughput at the boundary vs the workshop's best at batch 4 x accumulation 4 ({workshop})", "",
              (f"Reference: `{best}`, the fastest configuration of `{workshop}` (highest median of its run medians, "
               f"{len(reference)} run(s)). Rows: {'each probe (4 steps, 3 steady after the 1 warm-up step) and' if first else ''} "
-              "each measurement (12 steps, 11 steady) that fit; median samples/s with its 95 % interval. Ratio: "
+              "each measurement (12 steps, 11 steady) that fit; median samples/s with its within-run 95 % interval "
+              f"(none with {NO_INTERVAL}). Ratio: "
               "zerosweep.report.statistics.compare_rows, which gives no verdict with one run on a side, only the "
               "ratio of medians with a within-run bootstrap interval (it leaves out run-to-run drift). Target: "
               f">= {TARGET_RATIO}x with non-overlapping intervals: the row's 95 % interval against the reference's "
@@ -222,11 +227,8 @@ def workshop_section(runs: list[dict[str, Any]], workshop: Path, max_fit: int | 
         if not first and run["kind"] != "measurement":
             continue
         verdict = compare_rows([stats], reference)
-        interval = ("" if verdict.ratio_low is None or verdict.ratio_high is None
-                    else f" [{verdict.ratio_low:.3f}, {verdict.ratio_high:.3f}]")
-        ratio = "-" if verdict.ratio is None else f"{verdict.ratio:.3f}{interval}"
+        ratio = "-" if verdict.ratio is None else interval_text(verdict.ratio, verdict.ratio_low, verdict.ratio_high, 3)
         low, high = stats.samples_per_second_ci_low, stats.samples_per_second_ci_high
-        row_interval = "" if low is None or high is None else f" [{low:.2f}, {high:.2f}]"
         overlap = ("-" if None in (low, high, ref_low, ref_high)
                    else "yes" if low <= ref_high and ref_low <= high else "no")  # type: ignore[operator]
         # TFLOP/s and MFU at the samples/s of this row: the outcome's, from the same median step
@@ -234,11 +236,13 @@ def workshop_section(runs: list[dict[str, Any]], workshop: Path, max_fit: int | 
         tflops, mfu = run["tflops_per_gpu"], run["mfu"]
         marker = " (ZeRO-0 boundary)" if run["point_id"] == WORKSHOP_POINT and run["micro_batch"] == max_fit else ""
         lines.append(f"| {run['run_id']}{marker} | {run['kind']} | {run['micro_batch']} | "
-                     f"{stats.samples_per_second:.2f}{row_interval} ({stats.steady_steps}) | {ratio} | {overlap} | "
+                     f"{interval_text(stats.samples_per_second, low, high, 2)} ({stats.steady_steps}) | {ratio} | {overlap} | "
                      f"{tflops:.1f} | {'-' if mfu is None else f'{mfu:.1%}'} |")
     medians = ", ".join(f"{s.samples_per_second:.2f}" for s in reference)
+    ref_interval = (f"none (one run, {NO_INTERVAL})" if ref_low is None or ref_high is None
+                    else f"[{ref_low:.2f}, {ref_high:.2f}]")
     lines += ["", (f"Workshop's best (`{best}`) run medians, samples/s: {medians}; its interval for the overlap "
-                   f"column: [{ref_low:.2f}, {ref_high:.2f}].")]
+                   f"column: {ref_interval}.")]
     return lines
 
 

@@ -15,7 +15,8 @@ Warm-up rule (documented in README of benchmarks/h100 and report/statistics.py):
     If no such step exists the series never settled: warm-up = minimum and `settled` is False.
 Median interval (`median_interval`; the stop rule judges it and the report records it, so they are the same):
     the median of the n steady steps ± t(b-1) * S / sqrt(b), where the n steps are cut, in order, into
-    b = n // m batches of m = floor(sqrt(n)) consecutive steps (`np.array_split`) and S is the spread of the
+    b = n // m batches of m consecutive steps (`np.array_split`; m = floor(sqrt(n)) from 100 steps on, n // 10
+    below, at least 2) and S is the spread of the
     b batch medians around the overall median ("sectioning", Asmussen & Glynn, Stochastic Simulation, III.5).
     Why batches: step times are autocorrelated (slow drift, ±14 % between thirds of an H100 run); the
     order-statistic interval used before treats n correlated steps as n independent ones and is too narrow
@@ -23,7 +24,9 @@ Median interval (`median_interval`; the stop rule judges it and the report recor
     nearly independent of the next, and both the batch size and the number of batches grow with n, so S stays
     a consistent estimate (Glynn & Whitt 1992: a stop rule needs that). A trend inside the window shows as
     spread of the batch medians, so a window that drifts by more than the target is not called tight.
-    At least MIN_BATCHES batches (n >= 90): with fewer, S is too unsure of itself for a stop rule to trust.
+    At least MIN_BATCHES batches (so n >= MIN_STEPS = 20): with fewer, S is too unsure of itself to trust. Below
+    100 steps the batches are short (2-9 steps): valid where the steps' correlation dies out within n/10 steps,
+    wider than the old interval, and honest about drift; the stop rule's first look is at 100 in any case.
 Looks: the stop rule judges the interval only at FIRST_LOOK, 2 x FIRST_LOOK, 4 x FIRST_LOOK, ... steady steps
     (a look after every step would stop at whichever look happened to be narrow: optional stopping). Look k
     is at level 1 - alpha / 2**k (alpha = 1 - CONFIDENCE; alpha-spending: the levels' misses sum to alpha over
@@ -43,6 +46,8 @@ import numpy as np
 
 CONFIDENCE = 0.95  # of the median interval at the stop, over all the looks before it
 MIN_BATCHES = 10  # batch medians below which there is no interval (S would have under 9 degrees of freedom)
+MIN_BATCH_SIZE = 2  # steps per batch at least: a median of one step is the step
+MIN_STEPS = MIN_BATCHES * MIN_BATCH_SIZE  # steady steps below which a run has no interval
 FIRST_LOOK = 100  # steady steps at the stop rule's first look (10 batches of 10); later looks double it
 WARMUP_WINDOW = 5
 WARMUP_TOLERANCE = 0.10  # a window's median within ±10 % of the reference median counts as settled
@@ -57,7 +62,7 @@ class Warmup:
 @dataclass(frozen=True)
 class MedianInterval:
     median: float
-    low: float | None  # None: fewer than MIN_BATCHES batches (n < 90 steps)
+    low: float | None  # None: fewer than MIN_BATCHES batches (n < MIN_STEPS)
     high: float | None
     n: int
     confidence: float  # over the looks (CONFIDENCE); `level` is this interval's own
@@ -116,10 +121,15 @@ def look_level(steady: int, confidence: float = CONFIDENCE) -> float:
     return 1 - (1 - confidence) / 2 ** look_index(steady)
 
 
+def batch_size(steady: int) -> int:
+    """Steps per batch: floor(sqrt(n)) from 100 steps on (batch size and count both grow with n); below, n // 10,
+    so that every series of MIN_STEPS steps or more has MIN_BATCHES batches; never under MIN_BATCH_SIZE."""
+    return max(MIN_BATCH_SIZE, min(math.isqrt(steady), steady // MIN_BATCHES))
+
+
 def batch_count(steady: int) -> int:
-    """Batches of floor(sqrt(n)) consecutive steps in n steps (both grow with n)."""
-    size = math.isqrt(steady)
-    return steady // size if size else 0
+    """Batches of batch_size(n) consecutive steps in n steps."""
+    return steady // batch_size(steady)
 
 
 def median_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> MedianInterval:

@@ -10,7 +10,7 @@ Rules (the tables and summary.md state them as given here):
 - A run's figure: the median step time with its interval (zerosweep.steady.median_interval, the one the stop
   rule judges: a t-interval over the medians of sqrt(n) batches of sqrt(n) consecutive steps, which counts
   autocorrelation and drift, at the level of its look so that it holds at 95 % however often the rule looked;
-  needs >= 90 steady steps), and the coefficient of variation of the steady step times (`scipy.stats.variation`,
+  needs >= 20 steady steps), and the coefficient of variation of the steady step times (`scipy.stats.variation`,
   ddof=1). Throughput = samples per step / step time: the median throughput is samples / median step time and
   its interval is samples / the step-time interval's ends (a monotone map keeps the coverage; no upper end when
   the step-time interval reaches 0).

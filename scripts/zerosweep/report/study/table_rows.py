@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ... import records as f
 from ...plan.repeats import split_repeat
+from ...steady import MIN_STEPS
 from ..run_summary.run_peak import PEAK_LABELS, Source, peak_from, shared_peak_source
 from ..run_summary.throughput import LAUNCHER_MEAN, MEDIAN_STEP, RUN_VALUES, run_throughput
 from ..statistics import (
@@ -277,12 +278,11 @@ def hit_cap_note(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def spread_note(rows: list[dict[str, Any]]) -> list[str]:
-    spreads = {row.get(f.STEADY_SPREAD) for row in rows} - {None}
-    if not spreads:
+    if not any(row.get(f.RUN_SAMPLES_ESTIMATOR) == MEDIAN_STEP for row in rows):
         return ["Steady samples/s: the launcher's steady-window figure (no per-step record: no interval)."]
     return [
-        ("Steady samples/s: median step time's throughput, with [low, high]: one run's 95 % interval of its "
-        "median (batch medians, zerosweep.steady), or the min-max over a point's repeats (N runs: the median of "
-        "their medians). CSV: "
-        f"{f.STEADY_SAMPLES_PER_SECOND}_low/_high, {f.STEADY_SPREAD}, {f.REPEATS}.")
+        ("Steady samples/s: median step time's throughput, with [low, high] where a row has one: one run's 95 % "
+         f"interval of its median (batch medians, zerosweep.steady; none under {MIN_STEPS} steady steps), or the "
+         "min-max over a point's repeats (N runs: the median of their medians). CSV: "
+         f"{f.STEADY_SAMPLES_PER_SECOND}_low/_high, {f.STEADY_SPREAD}, {f.REPEATS}.")
     ]
