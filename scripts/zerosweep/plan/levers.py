@@ -24,9 +24,12 @@ class Lever:
     gpu_only: frozenset[Any] = field(default_factory=frozenset)  # values refused with runtime.device cpu
     cpu_hint: str = ""  # what to use on CPU instead, for the refusal
 
+    def position(self, value: Any) -> int | None:
+        """`value`'s place in `values` (by type too: YAML's 1 is not `True`), or None for a value not in it."""
+        return next((index for index, known in enumerate(self.values) if _same(value, known)), None)
+
     def allows(self, value: Any) -> bool:
-        """`value` is one of the registry's (by type too: YAML's 1 is not `True`)."""
-        return any(type(value) is type(known) and value == known for known in self.values)
+        return self.position(value) is not None
 
 
 LEVERS: dict[str, Lever] = {  # registry order = id token order = label order
@@ -55,6 +58,7 @@ LEVERS: dict[str, Lever] = {  # registry order = id token order = label order
 ID_TOKEN_PATTERN = "".join(f"(-({'|'.join(lever.tokens.values())}))?" for lever in LEVERS.values())
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
+FUSED_LOSS = "fused_linear_cross_entropy"  # the loss lever's value that needs a GPU and no ZeRO-3
 FUSED_LOSS_WITH_ZERO3 = ("loss fused_linear_cross_entropy reads the LM head's weight outside the head, which ZeRO-3 "
                          "partitions across ranks")
 TORCH_FUSED_WITH_OFFLOAD = ("optimizer torch_fused cannot step CPU-offloaded optimizer states "
@@ -107,7 +111,7 @@ def refusal(values: Mapping[str, Any], device: str) -> tuple[str, tuple[str, ...
     """Why a point with these effective values (matrix axes and every lever) cannot run, and the keys involved."""
     if values.get("optimizer") == "torch_fused" and values.get("offload") == "cpu":
         return TORCH_FUSED_WITH_OFFLOAD, ("optimizer", "offload")
-    if values.get("loss") == "fused_linear_cross_entropy" and values.get("zero_stage") == 3:
+    if values.get("loss") == FUSED_LOSS and values.get("zero_stage") == 3:
         return FUSED_LOSS_WITH_ZERO3, ("loss", "zero_stage")
     for name in LEVERS:
         if name in values:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..plan.levers import FUSED_LOSS, refusal
+
 if TYPE_CHECKING:  # torch is imported where it is used: importing run.train must stay light (its imports_s phase)
     import torch
 
 IGNORE_INDEX = -100  # the labels' padding (data.tokenize_records), as torch and the model ignore it
-FUSED_LOSS = "fused_linear_cross_entropy"  # the training.loss value (plan/levers.py owns the values)
 # (LM head weight [vocab, hidden], hidden states [tokens, hidden], targets [tokens]) -> summed loss
 LinearCrossEntropy = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 # what the model is asked for instead of its logits and loss
@@ -70,14 +71,16 @@ class FusedLinearCrossEntropyLoss:
 
 
 def fused_loss_refusal(device: str, zero_stage: int | None) -> str | None:
-    """Why this run cannot use the fused loss, or None (the plan refuses these first; this is the run's guard)."""
-    if device != "cuda":
+    """Why this run cannot use the fused loss, or None: the plan's rule (plan.levers.refusal, which refuses these
+    before scheduling), worded for the run's guard."""
+    problem = refusal({"loss": FUSED_LOSS, "zero_stage": zero_stage}, device)
+    if problem is None:
+        return None
+    if problem[1] == ("loss",):  # the GPU-only value on another device
         return (f"training.loss {FUSED_LOSS} runs only on a GPU (liger-kernel's Triton kernels); "
                 f"runtime.device is {device}")
-    if zero_stage == 3:
-        # the head's weight is read outside its module, where ZeRO-3 keeps only this rank's partition of it
-        return f"training.loss {FUSED_LOSS} reads the LM head weight outside its module: ZeRO-3 partitions it"
-    return None
+    # the head's weight is read outside its module, where ZeRO-3 keeps only this rank's partition of it
+    return f"training.loss {FUSED_LOSS} reads the LM head weight outside its module: ZeRO-3 partitions it"
 
 
 def fused_linear_loss(settings: Mapping[str, Any], device: str, zero_stage: int | None) -> LinearCrossEntropy | None:

@@ -48,9 +48,9 @@ def run_levers(record: Mapping[str, Any]) -> dict[str, Any]:
 def lever_rank(name: str, value: Any) -> int:
     """`value`'s place in lever `name`'s display order (not compiled before compiled, fp16 before bf16); a value
     the registry does not know (an empty cell) after them all."""
-    known = levers.LEVERS[name].values
-    return next((i for i, candidate in enumerate(known) if type(candidate) is type(value) and candidate == value),
-                len(known))
+    lever = levers.LEVERS[name]
+    position = lever.position(value)
+    return len(lever.values) if position is None else position
 
 
 def is_compiled(row: Mapping[str, Any]) -> bool:
