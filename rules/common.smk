@@ -20,7 +20,7 @@ from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.plan.resources import job_slurm_options, slurm_exclusive  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
 from zerosweep.plan.tune.studies import build_tune_studies, find_run  # noqa: E402
-from zerosweep.plan.tune.search import measurement_runs, replay  # noqa: E402
+from zerosweep.plan.tune.search import budget_search, budgets_to_fill, measurement_runs, replay, screen, screen_run_ids  # noqa: E402
 from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
 from zerosweep.run.ops import OP_BUILDERS, ops_for  # noqa: E402
 
@@ -43,6 +43,7 @@ wildcard_constraints:
     run=RUN_ID_PATTERN,
     study=STUDY_PATTERN,
     point=POINT_ID_PATTERN,
+    budget=r"\d+(\.\d+)?",
     op="|".join(OP_BUILDERS),
 
 
@@ -155,9 +156,43 @@ def tune_search_start(wildcards):
     return f"--start {found.start}" + (" --gallop" if found.gallop else "")
 
 
+def tune_screen_probes(wildcards):
+    """Every point's screen probe, as plain files: they run side by side (not one checkpoint at a time)."""
+    return [f"results/tune/probes/{run_id}.json" for run_id in screen_run_ids(TUNE[wildcards.study])]
+
+
+def tune_screens(wildcards):
+    return (f"results/tune/{wildcards.study}/screen.json",) if screen_run_ids(TUNE[wildcards.study]) else ()
+
+
 def tune_searches(wildcards):
-    return expand("results/tune/{study}/search/{point}.json", study=wildcards.study,
-                  point=list(TUNE[wildcards.study].searches))
+    """The searched points' records: all points, or the screen's fastest (once the screen has run)."""
+    study = TUNE[wildcards.study]
+    if screen_run_ids(study):
+        checkpoints.tune_screen.get(study=wildcards.study)
+    kept = screen(study, _probe_outcome).kept
+    return expand("results/tune/{study}/search/{point}.json", study=wildcards.study, point=kept)
+
+
+def tune_budgets(wildcards):
+    study = TUNE[wildcards.study]
+    return expand("results/tune/{study}/budget/{budget}.json", study=wildcards.study,
+                  budget=[f"{budget:g}" for budget in budgets_to_fill(study)])
+
+
+def _budget_search(wildcards):
+    return budget_search(TUNE[wildcards.study], float(wildcards.budget), _probe_outcome,
+                         _model_size(wildcards.study))
+
+
+def tune_budget_probes(wildcards):
+    return [_probe_file(run_id) for run_id in _budget_search(wildcards).run_ids]
+
+
+def tune_budget_json(wildcards):
+    import json
+
+    return json.dumps(_budget_search(wildcards).to_dict(), sort_keys=True)
 
 
 def tune_measurements(wildcards):

@@ -129,12 +129,14 @@ def test_bad_tune_settings_are_refused_by_name(config: dict[str, Any]) -> None:
 # ZeRO-0 on bloom-tiny at sequence 512 (about 50 MiB per sample on a CPU rank), each rank capped at its
 # post-import data size + 650 MiB: micro-batch 2 fits, 4 runs out of memory (measured on the 2-core dev box).
 # Below ~600 MiB the cap already breaks the setup's threads (gloo, OpenMP): a failure, not an OOM.
+# Two precisions (a lever axis), screened at micro-batch 1: only the faster one is searched.
 E2E_STUDY: dict[str, Any] = {
-    "table": "tune", "zero_stage": [0], "title": "Tune on CPU",
+    "table": "tune", "zero_stage": [0], "precision": ["bf16", "fp32"], "title": "Tune on CPU",
     "data": {"max_length": 512, "samples_per_gpu": 2, "eval_samples": 2},
     "training": {"gradient_accumulation_steps": 1, "warmup_steps": 1},
     "tune": {"start_micro_batch": 1, "max_micro_batch": 8, "probe_steps": 2, "host_memory_cap_mib": 650,
-             "budgets_gib": [0.1, 8.0], "workshop_micro_batch": 16},
+             "budgets_gib": [0.1, 8.0], "workshop_micro_batch": 16, "screen_micro_batch": 1, "screen_keep": 1,
+             "fill_budgets": "exact"},
 }
 
 
@@ -144,6 +146,7 @@ def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
     import json
     import sys
 
+    import yaml
     from conftest import REPO, run_snakemake
 
     sys.path.insert(0, str(REPO / "tests" / "slurm"))
@@ -160,8 +163,18 @@ def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = workdir.results / "tune" / "tuned"
 
-    search = json.loads((out / "search" / "z0-offnone-nopin-g1n1.json").read_text())
+    # the screen: both precisions probed at micro-batch 1, ranked by their samples/s; the faster one searched
+    screened = json.loads((out / "screen.json").read_text())
+    rates = {probe["point_id"]: probe["samples_per_second"] for probe in screened["probes"]}
+    assert sorted(rates) == ["z0-offnone-nopin-g1n1", "z0-offnone-nopin-g1n1-fp32"]
+    assert screened["kept"] == [max(rates, key=lambda point: rates[point])]
+    kept = screened["kept"][0]
+    assert sorted(path.stem for path in (out / "search").glob("*.json")) == [kept]
+    screen_probe = next(probe for probe in screened["probes"] if probe["point_id"] == kept)
+
+    search = json.loads((out / "search" / f"{kept}.json").read_text())
     probes = {probe["micro_batch"]: probe for probe in search["probes"]}
+    assert probes[1]["run_id"] == screen_probe["run_id"]  # the screen probe is the search's first probe
     # the probes are exactly the search's sequence, replayed from the recorded outcomes
     replay: dict[int, str] = {}
     while (micro_batch := next_probe(replay, 1, 8)) is not None:
@@ -178,20 +191,31 @@ def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
     assert status(best) == "ok" and status(best + 1) == "oom"
     assert probes[best + 1]["peak_mib"] is not None  # an OOM probe is a recorded result
 
-    runs = [probe for probe in search["probes"] if probe["status"] == "ok"]
+    runs = [probe for probe in [*search["probes"], *screened["probes"]] if probe["status"] == "ok"]
+    runs = list({run["run_id"]: run for run in runs}.values())
     with open(out / "recommendation.csv", encoding="utf-8") as handle:
         budgets = {float(row["Budget (GiB)"]): row for row in csv.DictReader(handle)}
     assert budgets[0.1]["Configuration"] == "nothing measured fits"
     fastest = max(runs, key=lambda run: run["samples_per_second"])
-    assert budgets[8.0]["Run"] == fastest["run_id"] and budgets[8.0]["Configuration"] == "ZeRO Stage 0"
+    assert budgets[8.0]["Run"] == fastest["run_id"]
+    # the budget searches: 8 GiB holds the boundary (no probe beyond it), 0.1 GiB nothing predicted to fit
+    roomy = json.loads((out / "budget" / "8.json").read_text())
+    assert (roomy["point_id"], roomy["max_within"], roomy["exact"]) == (kept, best, True)
+    assert json.loads((out / "budget" / "0.1.json").read_text())["point_id"] is None
+    with open(out / "candidates.csv", encoding="utf-8") as handle:
+        candidates = {row["Point"]: row for row in csv.DictReader(handle)}
+    assert candidates[kept]["Screen rank"] == "1" and candidates[kept]["Largest micro-batch"] == str(best)
+    other = next(point for point in rates if point != kept)
+    assert candidates[other]["Status"] == "screened out" and candidates[other]["Screen rank"] == "2"
 
     with open(out / "memory_model.csv", encoding="utf-8") as handle:
         model_rows = list(csv.DictReader(handle))
-    assert len(model_rows) == len(runs) >= 2
+    assert len(model_rows) == len(runs) >= 3
     for row in model_rows:
-        assert abs(float(row["Fit error (%)"])) < 10, row
-        # out of sample: every probe, refitted without it (here from the other probes of the one point)
-        assert abs(float(row["Left-out error (%)"])) < 10, row
+        if row["Configuration"] == search["label"]:
+            assert abs(float(row["Fit error (%)"])) < 10, row
+            # out of sample: every probe, refitted without it (here from the other probes of the one point)
+            assert abs(float(row["Left-out error (%)"])) < 10, row
     assert "**Left out (out of sample" in (out / "recommendation.md").read_text()
     with open(out / "workshop_budget.csv", encoding="utf-8") as handle:
         workshop = next(csv.DictReader(handle))
@@ -205,6 +229,27 @@ def test_tune_study_end_to_end_on_cpu(tmp_path: Any) -> None:
     # a rerun reuses every finished probe
     again = run_snakemake("-n", target, *args, cwd=workdir.path)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # a budget just above the peak of the largest probed fit below the boundary: its search ends exact, within
+    # the boundary's bracket (any micro-batch it probes is the kept point's ordinary probe)
+    below = max(mb for mb, probe in probes.items() if mb < best and probe["status"] == "ok")
+    assert probes[below]["peak_mib"] < probes[best]["peak_mib"]
+    between = round((probes[below]["peak_mib"] + 1) / 1024, 4)
+    overlay = yaml.safe_load(workdir.overlay_file.read_text())
+    overlay["studies"]["tuned"]["tune"]["budgets_gib"] = [between, 8.0]
+    workdir.overlay_file.write_text(yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")
+    runs_before = {path.name for path in (workdir.results / "runs").iterdir()}
+    result = run_snakemake(target, *args, cwd=workdir.path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    filled = json.loads((out / "budget" / f"{between:g}.json").read_text())
+    assert filled["point_id"] == kept and filled["exact"] and below <= filled["max_within"] < best
+    within = {probe["micro_batch"]: probe for probe in filled["probes"]}
+    assert within[filled["max_within"]]["peak_mib"] <= between * 1024 < within[filled["max_within"] + 1]["peak_mib"]
+    with open(out / "recommendation.csv", encoding="utf-8") as handle:
+        rows = {float(row["Budget (GiB)"]): row for row in csv.DictReader(handle)}
+    assert float(rows[between]["Peak (GiB)"]) <= between
+    new_runs = {path.name for path in (workdir.results / "runs").iterdir()} - runs_before
+    assert new_runs <= {probe["run_id"] for probe in filled["probes"]}, new_runs
 
 
 def test_pareto_front_and_budget_pick_from_known_runs() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from test_tune import tune_config
-from zerosweep.plan.matrix import build_plan
+from zerosweep.plan.matrix import ConfigError, build_plan
 from zerosweep.plan.tune.memory_model import MemoryModel, ModelSize
 from zerosweep.plan.tune.search import guided_start, measurement_runs, replay
 from zerosweep.plan.tune.studies import FIT, OOM, TuneStudy, build_tune_studies, next_probe
@@ -103,3 +103,90 @@ def test_nothing_fits_gives_no_measurement_and_a_foreign_outcome_is_refused(conf
     swapped = {**table, search.probe(2).run_id: table[search.probe(4).run_id]}
     with pytest.raises(ValueError, match=f"probe {search.probe(2).run_id}: its outcome is of run"):
         replay(study, FIRST, swapped.__getitem__, never)
+
+
+# --- screening and budget searches ------------------------------------------------------------------------
+
+
+def with_speed(table: dict[str, Mapping[str, Any]], speed: Callable[[str, int], float]) -> dict[str, Mapping[str, Any]]:
+    """The probe outcomes with samples/s (None where out of memory), as tune-probe records them."""
+    return {run_id: {**outcome, "label": outcome["point_id"],
+                     "samples_per_second": speed(str(outcome["point_id"]), int(outcome["micro_batch"]))
+                     if outcome["status"] == FIT else None}
+            for run_id, outcome in table.items()}
+
+
+SPEED = {"z0-offnone-nopin-g1n1": 50.0, "z2-offnone-nopin-g1n1": 60.0, "z2-offcpu-nopin-g1n1": 20.0}
+
+
+def test_the_screen_ranks_every_point_and_only_the_fastest_are_searched_from_its_probe(config: dict[str, Any]) -> None:
+    from zerosweep.plan.tune.search import screen, screen_run_ids
+    from zerosweep.report.tune.tune_records import screen_record
+
+    study = study_of(config, screen_micro_batch=8, screen_keep=2)
+    model = MemoryModel(study.to_dict(), SIZE, [])
+    # z0 runs out of memory at the screen's micro-batch 8 (a larger per-sample memory), the others fit
+    per_sample = {"z0-offnone-nopin-g1n1": 20_000.0, "z2-offnone-nopin-g1n1": 2500.0, "z2-offcpu-nopin-g1n1": 2500.0}
+    table = with_speed(outcomes_for(study, lambda p, mb: model.states_mib(p) + 3000 + per_sample[p] * mb, 80_000),
+                       lambda point, mb: SPEED[point] * (1 + mb / 100))
+    assert screen_run_ids(study) == [search.probe(8).run_id for search in study.searches.values()]
+    found = screen(study, table.__getitem__)
+    # fastest first; the point out of memory at the screen last
+    assert found.ranking == ("z2-offnone-nopin-g1n1", "z2-offcpu-nopin-g1n1", "z0-offnone-nopin-g1n1")
+    assert found.kept == ("z2-offnone-nopin-g1n1", "z2-offcpu-nopin-g1n1") and found.rank("z0-offnone-nopin-g1n1") == 3
+    # the record the workflow writes ranks the same way
+    record = screen_record(study.to_dict(), found.probes)
+    assert record["kept"] == list(found.kept) and record["ranking"] == list(found.ranking)
+    # a searched point starts at the screen's micro-batch: its first probe is the screen probe, not another run
+    searched = replay(study, "z2-offnone-nopin-g1n1", table.__getitem__, never)
+    assert searched.run_ids[0] == study.searches["z2-offnone-nopin-g1n1"].probe(8).run_id
+    assert searched.boundary.max_fit == max(mb for mb in range(1, 65)
+                                            if model.states_mib("z2-offnone-nopin-g1n1") + 3000 + 2500 * mb <= 80_000)
+    # measurements only for the searched points
+    measured = measurement_runs(study, table.__getitem__, never)
+    assert len(measured) == 2 and not any(run.startswith("z0-") for run in measured)
+    # with one point kept, the out-of-memory point is not searched; with all kept, it is searched downward
+    assert screen(study_of(config, screen_micro_batch=8, screen_keep=1), table.__getitem__).kept == (
+        "z2-offnone-nopin-g1n1",)
+    every = study_of(config, screen_micro_batch=8, screen_keep=3)
+    assert replay(every, "z0-offnone-nopin-g1n1", table.__getitem__, never).boundary.first_oom is not None
+
+
+@pytest.mark.parametrize("mode", ["exact", "first_fit"])
+def test_a_budget_search_finds_the_fastest_configurations_largest_micro_batch_within_the_budget(
+        config: dict[str, Any], mode: str) -> None:
+    from zerosweep.plan.tune.search import budget_search
+    from zerosweep.report.tune.tune_records import budget_record
+
+    study = study_of(config, fill_budgets=mode, start_from_model=True)
+    model = MemoryModel(study.to_dict(), SIZE, [])
+    # a little curvature: the line fitted to the search's probes is off near a small budget
+    peak = lambda point, mb: model.states_mib(point) + 3000 + 2500 * mb + 15 * mb * mb
+    table = with_speed(outcomes_for(study, peak, capacity_mib=80_000), lambda point, mb: SPEED[point])
+    fastest = "z2-offnone-nopin-g1n1"
+    for budget_gib in (24.0, 40.0):
+        found = budget_search(study, budget_gib, table.__getitem__, lambda: SIZE)
+        true_max = max(mb for mb in range(1, 65) if peak(fastest, mb) <= budget_gib * 1024)
+        assert found.point_id == fastest and found.start is not None
+        if mode == "exact":
+            assert found.max_within == true_max and found.exact
+        else:  # the first probe within the budget ends it: a measured run that fits, maybe not the largest
+            assert 1 <= found.max_within <= true_max and len([p for p in found.probes
+                                                              if peak(fastest, p["micro_batch"]) <= budget_gib * 1024]) == 1
+        # every probe is the point's ordinary probe (a micro-batch its search probed costs no run)
+        assert found.run_ids == [study.searches[fastest].probe(int(p["micro_batch"])).run_id for p in found.probes]
+        record = budget_record(study.to_dict(), found.to_dict(), found.probes)
+        assert (record["max_within"], record["exact"], record["point_id"]) == (found.max_within, found.exact, fastest)
+    # a budget the boundary itself fits needs no probe beyond it
+    roomy = budget_search(study, 100.0, table.__getitem__, lambda: SIZE)
+    assert roomy.start is None and roomy.exact and len(roomy.probes) == 1
+    # a budget below the model states of every configuration: none chosen, said why
+    tiny = budget_search(study, 1.0, table.__getitem__, lambda: SIZE)
+    assert tiny.point_id is None and "no searched configuration" in tiny.basis and tiny.probes == ()
+
+
+def test_screen_and_budget_settings_are_checked_by_name(config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="tune.max_micro_batch .64. is below tune.screen_micro_batch .128."):
+        study_of(config, screen_micro_batch=128)
+    with pytest.raises(ConfigError, match="tune.fill_budgets 'some'"):
+        study_of(config, fill_budgets="some")

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("zerosweep.report.study.compare", "put two results directories side by side per run: ratio and verdict"),
     "tune-probe": ("zerosweep.report.tune.tune_records", "one tune probe's outcome (status, peak, throughput)"),
     "tune-search": ("zerosweep.report.tune.tune_records", "one point's micro-batch search: the exact boundary"),
+    "tune-screen": ("zerosweep.report.tune.tune_records", "every point probed at one micro-batch, ranked by samples/s"),
+    "tune-budget": ("zerosweep.report.tune.tune_records", "the largest micro-batch of a configuration within a budget"),
     "recommend": ("zerosweep.report.tune.recommend", "a tune study's recommendation per memory budget, memory model"),
 }
 

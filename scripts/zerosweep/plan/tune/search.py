@@ -5,19 +5,33 @@ The replay is pure: `probe_outcome(run_id)` gives a probe's tune-probe outcome (
 The Snakefile passes one that reads the checkpoint's output, so asking for a probe that has not run raises
 Snakemake's IncompleteCheckpointException and schedules it; tests pass a dict's lookup.
 
-With `tune.start_from_model`, every point after the study's first starts where the memory model puts its
-boundary: the first point's fixed and per-sample memory with the point's own model states, up to the memory the
-first point's search ran into. The first point's search has to finish before the others start.
+With `tune.screen_micro_batch`, every point (lever combinations among them) is first probed at that one
+micro-batch and ranked by its samples/s; only the `screen_keep` fastest get a boundary search, starting at the
+screen micro-batch (the screen probe is their first probe). Points that ran out of memory there rank after
+every point that fit (so a screen set too high still searches, downward).
+
+With `tune.start_from_model`, every searched point after the first (the fastest screened, or the study's first)
+starts where the memory model puts its boundary: the first point's fixed and per-sample memory with the point's
+own model states, up to the memory the first point's search ran into. The first point's search has to finish
+before the others start.
+
+With `tune.fill_budgets`, each budget below the fastest configuration's boundary peak gets a budget search: the
+fastest searched configuration that the memory model predicts to fit the budget, probed from the model's largest
+micro-batch within it (galloping, then bisecting), where a probe "fits" when its measured peak stays within the
+budget (`within_budget`). `first_fit` stops at the first such probe, `exact` also proves the next micro-batch
+exceeds the budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .memory_model import MemoryModel, ModelSize
-from .studies import Boundary, TuneStudy, boundary, next_probe
+from .studies import FIT, OOM, Boundary, TuneSearch, TuneStudy, boundary, bracket, next_probe
+
+GIB_MIB = 1024.0  # a budget in GiB, peaks in MiB
 
 ProbeOutcome = Callable[[str], Mapping[str, Any]]  # probe run id -> its tune-probe outcome
 SizeOf = Callable[[], ModelSize]  # called only when a start is guessed (a pretrained model's config is a download)
@@ -46,6 +60,64 @@ class Replay:
         return boundary(self.outcomes, self.start, self.upper, self.gallop)
 
 
+def _probe_at(search: TuneSearch, micro_batch: int, probe_outcome: ProbeOutcome) -> Mapping[str, Any]:
+    """The outcome of the point's probe at a micro-batch, checked to be that run's."""
+    run_id = search.probe(micro_batch).run_id
+    outcome = probe_outcome(run_id)
+    if outcome["run_id"] != run_id or int(outcome["micro_batch"]) != micro_batch:
+        raise ValueError(f"probe {run_id}: its outcome is of run {outcome['run_id']} at micro-batch "
+                         f"{outcome['micro_batch']}")
+    return outcome
+
+
+@dataclass(frozen=True)
+class Screen:
+    """Each point's probe at the screen micro-batch, the ranking and the points that get a boundary search."""
+
+    micro_batch: int | None  # None: the study does not screen; every point is searched, in study order
+    probes: tuple[Mapping[str, Any], ...]  # the screen probes, in study order
+    ranking: tuple[str, ...]  # fit, fastest first; then ran out of memory, in study order
+    kept: tuple[str, ...]  # the points searched, first the reference of a model-guided start
+
+    @classmethod
+    def of(cls, micro_batch: int, probes: Sequence[Mapping[str, Any]], keep: int) -> Screen:
+        """The screen's ranking (screen_ranking) and its `keep` fastest points."""
+        ranking = screen_ranking(probes)
+        return cls(int(micro_batch), tuple(probes), ranking, ranking[:int(keep)])
+
+    def rank(self, point: str) -> int | None:
+        """1 for the fastest screened point; None without screening."""
+        return self.ranking.index(point) + 1 if self.micro_batch is not None else None
+
+
+def screen_run_ids(study: TuneStudy) -> list[str]:
+    """The screen probes' run ids (none without screening): the workflow runs them side by side."""
+    micro_batch = study.tune["screen_micro_batch"]
+    if micro_batch is None:
+        return []
+    return [search.probe(int(micro_batch)).run_id for search in study.searches.values()]
+
+
+def screen(study: TuneStudy, probe_outcome: ProbeOutcome) -> Screen:
+    micro_batch = study.tune["screen_micro_batch"]
+    if micro_batch is None:
+        points = tuple(study.searches)
+        return Screen(None, (), points, points)
+    probes = [_probe_at(search, int(micro_batch), probe_outcome) for search in study.searches.values()]
+    return Screen.of(int(micro_batch), probes, int(study.tune["screen_keep"]))
+
+
+def screen_ranking(probes: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Point ids, fastest screen probe first; probes that ran out of memory (or have no samples/s) last, in the
+    order given (sorted() is stable)."""
+
+    def speed(probe: Mapping[str, Any]) -> float:
+        rate = probe.get("samples_per_second")
+        return float(rate) if probe["status"] == FIT and rate is not None else float("-inf")
+
+    return tuple(str(probe["point_id"]) for probe in sorted(probes, key=speed, reverse=True))
+
+
 def guided_start(study: Mapping[str, Any], size: ModelSize, reference: Replay, target_point: str) -> int | None:
     """The micro-batch where `target_point`'s search starts: the largest one whose predicted peak stays within
     the memory the reference search ran into (halfway between its largest fit and its first OOM), predicted
@@ -66,7 +138,7 @@ def search_start(study: TuneStudy, point: str, probe_outcome: ProbeOutcome, size
     """(first micro-batch, gallop): the study's start, or with tune.start_from_model the memory model's guess
     from the study's first point once that point's search has finished."""
     search = study.searches[point]
-    first = next(iter(study.searches))
+    first = screen(study, probe_outcome).kept[0]
     if not search.tune["start_from_model"] or point == first:
         return search.start, False
     guess = guided_start(study.to_dict(), size(), replay(study, first, probe_outcome, size), point)
@@ -81,11 +153,7 @@ def replay(study: TuneStudy, point: str, probe_outcome: ProbeOutcome, size: Size
     outcomes: dict[int, str] = {}
     probes: list[Mapping[str, Any]] = []
     while (micro_batch := next_probe(outcomes, start, search.upper, gallop)) is not None:
-        run_id = search.probe(micro_batch).run_id
-        outcome = probe_outcome(run_id)
-        if outcome["run_id"] != run_id or int(outcome["micro_batch"]) != micro_batch:
-            raise ValueError(f"probe {run_id}: its outcome is of run {outcome['run_id']} at micro-batch "
-                             f"{outcome['micro_batch']}")
+        outcome = _probe_at(search, micro_batch, probe_outcome)
         outcomes[micro_batch] = str(outcome["status"])
         probes.append(outcome)
     return Replay(point_id=point, start=start, upper=search.upper, gallop=gallop, probes=tuple(probes))
@@ -95,8 +163,115 @@ def measurement_runs(study: TuneStudy, probe_outcome: ProbeOutcome, size: SizeOf
     """Run ids of each point's measurement at its largest micro-batch (none where nothing fits); the boundary
     probe itself when the measurement settings equal the probe's."""
     runs = []
-    for point, search in study.searches.items():
+    for point in screen(study, probe_outcome).kept:
         best = replay(study, point, probe_outcome, size).boundary.max_fit
         if best:
-            runs.append(search.measurement(best).run_id)
+            runs.append(study.searches[point].measurement(best).run_id)
     return runs
+
+
+# --- budget searches ------------------------------------------------------------------------------------
+
+
+def within_budget(probe: Mapping[str, Any], budget_gib: float) -> bool:
+    """A probe fits a budget when it ran and its measured peak stays within it (the one rule)."""
+    return probe["status"] == FIT and probe["peak_mib"] is not None and float(probe["peak_mib"]) <= budget_gib * GIB_MIB
+
+
+@dataclass(frozen=True)
+class BudgetSearch:
+    """The largest micro-batch of one configuration whose measured peak stays within a budget."""
+
+    budget_gib: float
+    mode: str  # first_fit | exact
+    point_id: str | None  # None: no searched configuration is predicted to fit the budget
+    start: int | None  # the memory model's largest micro-batch within the budget (None: the boundary fits)
+    upper: int | None  # the configuration's boundary: it fits the GPU, not the budget
+    basis: str  # how the configuration and the start were chosen
+    probes: tuple[Mapping[str, Any], ...] = ()  # in the order the search asked for them
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the workflow passes the record command (the probes travel as files)."""
+        return {"budget_gib": self.budget_gib, "mode": self.mode, "point_id": self.point_id, "start": self.start,
+                "upper": self.upper, "basis": self.basis}
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [str(probe["run_id"]) for probe in self.probes]
+
+    @property
+    def outcomes(self) -> dict[int, str]:
+        return {int(probe["micro_batch"]): FIT if within_budget(probe, self.budget_gib) else OOM
+                for probe in self.probes}
+
+    @property
+    def max_within(self) -> int:
+        """The largest micro-batch measured within the budget below the first one over it (0: none)."""
+        return bracket(self.outcomes)[0]
+
+    @property
+    def exact(self) -> bool:
+        """The next micro-batch was measured over the budget (or the boundary itself fits it)."""
+        if self.start is None:
+            return self.point_id is not None
+        return self.outcomes.get(self.max_within + 1) == OOM
+
+
+def budgets_to_fill(study: TuneStudy) -> list[float]:
+    return [] if study.tune["fill_budgets"] == "none" else [float(budget) for budget in study.tune["budgets_gib"]]
+
+
+def _next_budget_probe(search: BudgetSearch) -> int | None:
+    assert search.start is not None and search.upper is not None
+    outcomes = search.outcomes
+    if search.mode == "first_fit" and FIT in outcomes.values():
+        return None
+    return next_probe(outcomes, search.start, search.upper, gallop=True)
+
+
+def budget_search(study: TuneStudy, budget_gib: float, probe_outcome: ProbeOutcome, size: SizeOf) -> BudgetSearch:
+    """The budget's search, replayed over the finished probes (a missing probe stops it in `probe_outcome`).
+
+    The configuration: the searched one whose boundary probe ran fastest among those the memory model predicts
+    to fit the budget at micro-batch 1 or more (its own line, or the pooled one). Its probes are the study's
+    ordinary probes: a micro-batch its search already probed costs no run."""
+    mode = str(study.tune["fill_budgets"])
+    kept = screen(study, probe_outcome).kept
+    replays = {point: replay(study, point, probe_outcome, size) for point in kept}
+
+    def boundary_probe(point: str) -> Mapping[str, Any] | None:
+        best = replays[point].boundary.max_fit
+        return next((probe for probe in replays[point].probes if int(probe["micro_batch"]) == best), None)
+
+    def speed(point: str) -> float:
+        probe = boundary_probe(point)
+        rate = None if probe is None else probe.get("samples_per_second")
+        return float("-inf") if rate is None else float(rate)
+
+    known = [probe for one in replays.values() for probe in one.probes]
+    model: MemoryModel | None = None
+    for point in sorted(kept, key=speed, reverse=True):
+        top = boundary_probe(point)
+        if top is None:
+            continue
+        if within_budget(top, budget_gib):
+            return BudgetSearch(budget_gib, mode, point, None, int(top["micro_batch"]),
+                                "the fastest configuration's boundary fits the budget", (top,))
+        model = model or MemoryModel(study.to_dict(), size(), known)
+        fit = model.fits.get(point)
+        if fit is None or fit.per_sample_mib <= 0:
+            continue
+        guess = fit.largest_micro_batch(model.states_mib(point), budget_gib * GIB_MIB)
+        if guess < 1:
+            continue
+        upper = int(top["micro_batch"])
+        found = BudgetSearch(budget_gib, mode, point, min(guess, upper), upper,
+                             f"fastest configuration predicted to fit; started at the memory model's largest "
+                             f"micro-batch within the budget ({fit.source})")
+        while (micro_batch := _next_budget_probe(found)) is not None:
+            probe = _probe_at(study.searches[point], micro_batch, probe_outcome)
+            found = BudgetSearch(found.budget_gib, mode, point, found.start, upper, found.basis,
+                                 (*found.probes, probe))
+        return found
+    return BudgetSearch(budget_gib, mode, None, None, None,
+                        "no searched configuration is predicted to fit the budget at micro-batch 1")

@@ -43,7 +43,11 @@ TUNE_DEFAULTS: dict[str, Any] = {
     "budgets_gib": [16, 24, 40, 80],
     "workshop_micro_batch": 4,
     "start_from_model": False,  # points after the first: start at the boundary the memory model predicts
+    "screen_micro_batch": None,  # None: every point searched; else each point probed here first (plan/tune/search)
+    "screen_keep": 2,  # how many of the fastest screened points get a boundary search
+    "fill_budgets": "none",  # none | first_fit | exact: a budget search for every budget the boundaries leave empty
 }
+FILL_BUDGETS = ("none", "first_fit", "exact")
 
 
 # --- the search --------------------------------------------------------------------------------------
@@ -65,7 +69,7 @@ def _check_bounds(start: int, upper: int) -> None:
         raise ValueError(f"micro-batch search needs 1 <= start <= upper, got start={start}, upper={upper}")
 
 
-def _bracket(outcomes: Mapping[int, str]) -> tuple[int, int | None]:
+def bracket(outcomes: Mapping[int, str]) -> tuple[int, int | None]:
     """(largest fit below the smallest OOM, smallest OOM); 0 stands for "nothing fits yet"."""
     for micro_batch, outcome in outcomes.items():
         if outcome not in OUTCOMES:
@@ -84,7 +88,7 @@ def next_probe(outcomes: Mapping[int, str], start: int, upper: int, gallop: bool
     guess costs two probes (the guess fits, guess + 1 does not).
     """
     _check_bounds(start, upper)
-    fit, oom = _bracket(outcomes)
+    fit, oom = bracket(outcomes)
     if oom is None:
         if fit == 0:
             return start
@@ -100,7 +104,7 @@ def next_probe(outcomes: Mapping[int, str], start: int, upper: int, gallop: bool
 
 
 def boundary(outcomes: Mapping[int, str], start: int, upper: int, gallop: bool = False) -> Boundary:
-    fit, oom = _bracket(outcomes)
+    fit, oom = bracket(outcomes)
     done = next_probe(outcomes, start, upper, gallop) is None
     contradicted = oom is not None and any(mb > oom and out == FIT for mb, out in outcomes.items())
     return Boundary(max_fit=fit if done else None, first_oom=oom, capped=done and oom is None,
@@ -122,7 +126,10 @@ class TuneSearch:
 
     @property
     def start(self) -> int:
-        return int(self.tune["start_micro_batch"])
+        """Where an unguided search starts: the screen micro-batch when the study screens (so the screen probe is
+        the search's first probe, not one more run), else start_micro_batch."""
+        screen = self.tune["screen_micro_batch"]
+        return int(self.tune["start_micro_batch"] if screen is None else screen)
 
     @property
     def upper(self) -> int:
@@ -180,9 +187,12 @@ class TuneStudy:
 
 def tune_settings(name: str, study: Mapping[str, Any]) -> dict[str, Any]:
     settings = {**TUNE_DEFAULTS, **(study.get("tune") or {})}
-    if settings["max_micro_batch"] < settings["start_micro_batch"]:
-        raise ConfigError(f"study '{name}': tune.max_micro_batch ({settings['max_micro_batch']}) is below "
-                          f"tune.start_micro_batch ({settings['start_micro_batch']})")
+    for key in ("start_micro_batch", "screen_micro_batch"):
+        if settings[key] is not None and settings["max_micro_batch"] < settings[key]:
+            raise ConfigError(f"study '{name}': tune.max_micro_batch ({settings['max_micro_batch']}) is below "
+                              f"tune.{key} ({settings[key]})")
+    if settings["fill_budgets"] not in FILL_BUDGETS:
+        raise ConfigError(f"study '{name}': tune.fill_budgets {settings['fill_budgets']!r} is not one of {FILL_BUDGETS}")
     return settings
 
 

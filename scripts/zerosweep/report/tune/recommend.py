@@ -19,6 +19,7 @@ import pandas as pd
 
 from ...jsonio import read_json
 from ...plan.tune.memory_model import relative_error
+from ...plan.tune.search import within_budget
 from . import pareto_plot
 from .memory_fit import MemoryModel, headline
 from .tune_records import run_outcome
@@ -57,8 +58,34 @@ def budget_text(gib: float, source: str = "") -> str:
     return f"{gib:g} GiB" + (f" ({source})" if source else "")
 
 
+def screen_columns(screen: Mapping[str, Any] | None, point: str) -> dict[str, Any]:
+    """A point's screen probe: its rank and samples/s at the screen micro-batch (none without screening)."""
+    if not screen:
+        return {}
+    probe = next(probe for probe in screen["probes"] if probe["point_id"] == point)
+    return {"Screen rank": screen["ranking"].index(point) + 1,
+            f"Screen samples/s (micro-batch {screen['micro_batch']})": probe["samples_per_second"]
+            if probe["status"] == "ok" else None}
+
+
+def screened_out_rows(screen: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The points the screen left unsearched, with why."""
+    if not screen:
+        return []
+    rows = []
+    for probe in screen["probes"]:
+        if probe["point_id"] in screen["kept"]:
+            continue
+        outcome = "ran out of memory" if probe["status"] == "oom" else "slower"
+        rows.append({"Configuration": probe["label"], "Point": probe["point_id"],
+                     "Boundary": f"not searched: {outcome} at the screen's micro-batch {screen['micro_batch']} "
+                                 f"(the {screen['keep']} fastest are searched)",
+                     "Probes": 1, "Status": "screened out", **screen_columns(screen, probe["point_id"])})
+    return rows
+
+
 def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[str, Mapping[str, Any]],
-                     model: MemoryModel) -> pd.DataFrame:
+                     model: MemoryModel, screen: Mapping[str, Any] | None = None) -> pd.DataFrame:
     rows = []
     for search in searches:
         run = measured.get(search["point_id"])
@@ -81,8 +108,31 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
             "MFU (%)": _percent(run["mfu"]) if run else None,
             "Peak (GiB)": _gib(peak), "Fitted peak (GiB)": _gib(predicted),  # in sample: the boundary probe is in the fit
             "Fit error (%)": None if peak is None else _percent(relative_error(predicted, peak)),
+            **screen_columns(screen, search["point_id"]),
         })
-    return pd.DataFrame(rows).sort_values("Samples/s", ascending=False, na_position="last")
+    searched = pd.DataFrame(rows).sort_values("Samples/s", ascending=False, na_position="last")
+    table = pd.concat([searched, pd.DataFrame(screened_out_rows(screen))], ignore_index=True)
+    counts = [column for column in ("Largest micro-batch", "Probes", "Gradient accumulation", "Global batch",
+                                    "Screen rank") if column in table]
+    return table.astype({column: "Int64" for column in counts})  # counts stay integers beside empty cells
+
+
+def screen_note(screen: Mapping[str, Any] | None) -> str:
+    if not screen:
+        return ""
+    return (f" Screened first: every configuration probed at micro-batch {screen['micro_batch']}, the "
+            f"{screen['keep']} fastest searched (tune.screen_micro_batch, tune.screen_keep).")
+
+
+def budget_search_table(budgets: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Each budget search: the configuration, how far it got and how it was chosen."""
+    return pd.DataFrame([{
+        "Budget (GiB)": budget["budget_gib"], "Configuration": budget["label"] or "none",
+        "Largest micro-batch within the budget": budget["max_within"],
+        "Exact": "yes" if budget["exact"] else "no (the next micro-batch was not probed)",
+        "Probes": ", ".join(f"{probe['micro_batch']} {'within' if within_budget(probe, budget['budget_gib']) else 'over'}"
+                            for probe in budget["probes"]),
+        "Basis": budget["basis"]} for budget in budgets])
 
 
 def budget_table(runs: Sequence[Mapping[str, Any]], budgets_gib: Sequence[float],
@@ -209,10 +259,18 @@ def markdown(title: str, sections: Sequence[tuple[str, str, pd.DataFrame]], plot
     return "\n".join(lines)
 
 
+def _unique_runs(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return list({run["run_id"]: run for run in runs}.values())
+
+
 def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
-              measurements: Sequence[Mapping[str, Any]], out_dir: Path) -> dict[str, pd.DataFrame]:
+              measurements: Sequence[Mapping[str, Any]], out_dir: Path, screen: Mapping[str, Any] | None = None,
+              budgets: Sequence[Mapping[str, Any]] = ()) -> dict[str, pd.DataFrame]:
+    """screen: the tune-screen record (a screening study); budgets: tune-budget records (tune.fill_budgets)."""
     tune = study["tune"]
-    probes = [probe for search in searches for probe in search["probes"]]
+    probes = _unique_runs([probe for search in searches for probe in search["probes"]]
+                          + [probe for budget in budgets for probe in budget["probes"]]
+                          + list((screen or {}).get("probes", [])))
     model = MemoryModel(study, probes)
     measured: dict[str, Mapping[str, Any]] = {}
     for search in searches:  # the measurement at the boundary; the boundary probe when they are the same run
@@ -223,14 +281,15 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
     probe_ids = {probe["run_id"] for probe in probes}
     all_runs = probes + [run for run in measured.values() if run["run_id"] not in probe_ids]
     sources = study_budgets(tune["budgets_gib"], all_runs)
-    budgets = list(sources)
+    budget_list = list(sources)
     unit = "GPU" if study["settings"]["runtime"]["device"] == "cuda" else "CPU rank (host memory)"
     tables = {
-        "recommendation": budget_table(all_runs, budgets, sources),
-        "candidates": candidates_table(searches, measured, model),
-        "workshop_budget": workshop_table(searches, model, int(tune["workshop_micro_batch"]), budgets),
+        "recommendation": budget_table(all_runs, budget_list, sources),
+        "candidates": candidates_table(searches, measured, model, screen),
+        "workshop_budget": workshop_table(searches, model, int(tune["workshop_micro_batch"]), budget_list),
         "memory_model": memory_table(probes, model),
-        "memory_scaling": scaling_table(searches, model, budgets, [(2, 1), (4, 1), (8, 1)], sources),
+        "memory_scaling": scaling_table(searches, model, budget_list, [(2, 1), (4, 1), (8, 1)], sources),
+        "budget_searches": budget_search_table(budgets),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
@@ -242,7 +301,7 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
          "memory.total, rounded down to 0.1 GiB) where it is larger than them all."), tables["recommendation"]),
         ("Largest micro-batch per configuration",
          ("Found by probing (doubling to the first OOM, or stepping from the memory model's guess, then bisection); "
-         "measured at that micro-batch."),
+          "measured at that micro-batch." + screen_note(screen)),
          tables["candidates"]),
         (f"Memory needed at the workshop's micro-batch ({tune['workshop_micro_batch']})", "", tables["workshop_budget"]),
         ("Memory model: predicted vs measured peak",
@@ -255,6 +314,12 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
          ("Model states sharded over the new world size; activations per sample unchanged (data parallel). "
          "Predictions, not measurements."), tables["memory_scaling"]),
     ]
+    if budgets:
+        sections.insert(1, ("Budget searches", (
+            f"tune.fill_budgets {tune['fill_budgets']}: per budget, the fastest searched configuration the memory "
+            "model predicts to fit, probed from its predicted largest micro-batch within the budget; a probe is "
+            "within the budget when its measured peak is. Its runs are in the recommendation above."),
+            tables["budget_searches"]))
     (out_dir / "recommendation.md").write_text(markdown(study["title"], sections, "pareto.png"), encoding="utf-8")
     pareto_plot.plot(all_runs, out_dir / "pareto.png", out_dir / "pareto.svg", unit)
     return tables
@@ -265,12 +330,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--searches", type=Path, nargs="+", required=True, help="tune-search records")
     parser.add_argument("--measurements", type=Path, nargs="*", default=[], help="measurement runs' summary.json")
+    parser.add_argument("--screen", type=Path, nargs="*", default=[], help="the tune-screen record (a screening study)")
+    parser.add_argument("--budgets", type=Path, nargs="*", default=[], help="tune-budget records (tune.fill_budgets)")
 
 
 def run(args: argparse.Namespace) -> int:
     study = json.loads(args.study_json)
     searches = [read_json(path) for path in args.searches]
     measurements = [run_outcome(read_json(path)) for path in args.measurements]
-    tables = recommend(study, searches, measurements, args.out_dir)
+    screen = read_json(args.screen[0]) if args.screen else None
+    budgets = [read_json(path) for path in args.budgets]
+    tables = recommend(study, searches, measurements, args.out_dir, screen, budgets)
     print(tables["recommendation"].to_string(index=False))
     return 0

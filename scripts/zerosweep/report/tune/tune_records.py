@@ -1,4 +1,6 @@
-"""`tune-probe` (one probe run's outcome, the checkpoint the search reads) and `tune-search` (one point's boundary).
+"""`tune-probe` (one probe run's outcome, the checkpoint the search reads), `tune-search` (one point's boundary),
+`tune-screen` (every point's probe at the screen micro-batch, ranked) and `tune-budget` (the largest micro-batch of
+one configuration within a memory budget).
 
 The outcome of a run is its status (ok / oom), its per-device peak (report/run_summary/run_peak.run_peak: on a GPU the exact
 NVML peak of the fullest GPU, else nvidia-smi's, else torch's reserved peak; on CPU ranks the largest rank's
@@ -16,6 +18,7 @@ from typing import Any
 
 from ...jsonio import read_json, write_json
 from ...plan.matrix import MatrixPoint
+from ...plan.tune.search import BudgetSearch, Screen
 from ...plan.tune.studies import boundary
 from ..run_summary.run_peak import run_peak
 from ..run_summary.throughput import run_throughput
@@ -82,12 +85,44 @@ def search_record(study: Mapping[str, Any], point: str, probes: Sequence[Mapping
     }
 
 
+def screen_record(study: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The screen: each point's probe at the screen micro-batch, the ranking and the points searched."""
+    tune = study["tune"]
+    wrong = [probe["run_id"] for probe in probes if int(probe["micro_batch"]) != int(tune["screen_micro_batch"])]
+    if wrong:
+        raise ValueError(f"screen of {study['name']}: probes not at micro-batch {tune['screen_micro_batch']}: {wrong}")
+    found = Screen.of(int(tune["screen_micro_batch"]), probes, int(tune["screen_keep"]))
+    return {"study": study["name"], "micro_batch": found.micro_batch, "keep": tune["screen_keep"],
+            "ranking": list(found.ranking), "kept": list(found.kept),
+            "probes": sorted(probes, key=lambda probe: found.ranking.index(probe["point_id"]))}
+
+
+def budget_record(study: Mapping[str, Any], search: Mapping[str, Any],
+                  probes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One budget's search (plan/tune/search.budget_search decides the configuration and the start)."""
+    found = BudgetSearch(float(search["budget_gib"]), str(search["mode"]), search["point_id"], search["start"],
+                         search["upper"], str(search["basis"]), tuple(probes))
+    foreign = [probe["run_id"] for probe in probes if probe["point_id"] != found.point_id]
+    if foreign:
+        raise ValueError(f"budget {found.budget_gib:g} GiB: probes of another point than {found.point_id}: {foreign}")
+    point = study["points"].get(found.point_id or "", {})
+    return {"study": study["name"], **found.to_dict(), "label": point.get("label"),
+            "max_within": found.max_within if found.point_id else None, "exact": found.exact,
+            "probes": sorted(probes, key=lambda probe: probe["micro_batch"])}
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON to write")
     if command == "tune-probe":
         parser.add_argument("--summary", type=Path, required=True, help="the probe run's summary.json")
+        return
+    parser.add_argument("--study-json", required=True, help="the tune study (rules/common.smk: tune_study_json)")
+    if command == "tune-screen":
+        parser.add_argument("probes", nargs="+", type=Path, help="the screen probes' outcome files (tune-probe)")
+    elif command == "tune-budget":
+        parser.add_argument("--search-json", required=True, help="the budget search (plan/tune/search.BudgetSearch)")
+        parser.add_argument("probes", nargs="*", type=Path, help="its probes' outcome files (tune-probe)")
     else:
-        parser.add_argument("--study-json", required=True, help="the tune study (rules/common.smk: tune_study_json)")
         parser.add_argument("--point", required=True, help="the matrix point searched")
         parser.add_argument("--start", type=int, default=None, help="first micro-batch (default: the study's)")
         parser.add_argument("--gallop", action="store_true", help="the start is the memory model's guess")
@@ -101,8 +136,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"{outcome['run_id']}: {outcome['status']} at micro-batch {outcome['micro_batch']}, "
               f"peak {outcome['peak_mib']} MiB ({outcome['peak_source']})")
         return 0
-    record = search_record(json.loads(args.study_json), args.point, [read_json(path) for path in args.probes],
-                           args.start, args.gallop)
+    study = json.loads(args.study_json)
+    probes = [read_json(path) for path in args.probes]
+    if args.command == "tune-screen":
+        record = screen_record(study, probes)
+        write_json(args.out, record)
+        print(f"screen at micro-batch {record['micro_batch']}: ranking {record['ranking']}; searched {record['kept']}")
+        return 0
+    if args.command == "tune-budget":
+        record = budget_record(study, json.loads(args.search_json), probes)
+        write_json(args.out, record)
+        print(f"budget {record['budget_gib']:g} GiB: {record['point_id']} up to micro-batch {record['max_within']}"
+              f"{' (exact)' if record['exact'] else ''}: {record['basis']}")
+        return 0
+    record = search_record(study, args.point, probes, args.start, args.gallop)
     write_json(args.out, record)
     print(f"{args.point}: largest micro-batch that fits {record['max_fit']}"
           f"{' (search cap)' if record['capped'] else ''}; first OOM {record['first_oom']}")
