@@ -6,7 +6,6 @@ import contextlib
 import io
 import re
 
-import numpy
 import pytest
 from zerosweep.plan.tune.memory_model import (
     MIB,
@@ -181,8 +180,8 @@ def probes_on_lines(lines: dict[str, tuple[float, float, tuple[int, ...]]]) -> l
 
 def test_two_probes_fit_exactly_in_sample_but_the_left_out_error_is_not_zero() -> None:
     # Each configuration fit at two micro-batches: its line runs through both, so the in-sample error is 0 by
-    # construction. Left out, a probe is predicted from the line pooled over the other three (the rule for a
-    # configuration with one micro-batch left), and that misses.
+    # construction. Left out, a probe is predicted from its configuration's one other probe with the other
+    # configuration's fixed memory (the rule for a configuration with one micro-batch left), and that misses.
     probes = probes_on_lines({"z0": (1000.0, 2000.0, (2, 4)), "z3": (500.0, 3000.0, (3, 5))})
     model = MemoryModel(STUDY, SIZE, probes)
     fit = fit_errors(model, probes)
@@ -191,11 +190,12 @@ def test_two_probes_fit_exactly_in_sample_but_the_left_out_error_is_not_zero() -
     left_out = left_out_errors(model, probes)
     assert left_out.predicted == left_out.probes == 4  # every probe, not only those with two others of their own
     assert min(abs(f) for f in left_out.fractions) > 0.01
-    # z0 at 2 by hand: the least-squares line over the others' (micro-batch, peak - states)
-    others = [(4, 1000 + 2000 * 4), (3, 500 + 3000 * 3), (5, 500 + 3000 * 5)]
-    slope, intercept = numpy.polyfit([x for x, _ in others], [y for _, y in others], 1)
+    # z0 at 2 by hand: z3's line gives the fixed memory (500); z0's probe at 4 its per-sample memory
+    per_sample = (1000 + 2000 * 4 - 500) / 4
     states = model.states_mib("z0")
-    expected = states + intercept + slope * 2
+    expected = states + 500 + per_sample * 2
+    assert model.left_out(probes[0], probes).source == (
+        "refit without it: z0's probe at micro-batch 4 with the fitted configurations' mean fixed memory")
     assert model.left_out(probes[0], probes).predicted_mib == pytest.approx(expected)
     assert left_out.fractions[0] == pytest.approx((expected - probes[0]["peak_mib"]) / probes[0]["peak_mib"])
     assert left_out.under_estimates == sum(f < 0 for f in left_out.fractions) >= 1
@@ -228,3 +228,21 @@ def test_the_headline_is_the_left_out_error_with_its_under_estimates_and_the_fit
                            f"{100 * left_out.low:+.1f} % to {100 * left_out.high:+.1f} % over 4 of 4 probes that "
                            f"fit, {left_out.under_estimates} of them under-estimates**")
     assert "Fit (in sample, the probes the lines were fitted to): +0.0 %, 0 below measured." in text
+
+
+def test_a_configuration_with_one_probe_keeps_its_own_per_sample_memory() -> None:
+    # z0 fit at 2 and 6 (its own line); z3 only at 4, with far less memory per sample than z0 (as compile gives):
+    # its line runs through its probe with z0's fixed memory, not along the line pooled over both
+    probes = probes_on_lines({"z0": (1000.0, 2000.0, (2, 6)), "z3": (1000.0, 500.0, (4,))})
+    model = MemoryModel(STUDY, SIZE, probes)
+    fit = model.fits["z3"]
+    assert (fit.fixed_mib, fit.per_sample_mib) == (pytest.approx(1000.0), pytest.approx(500.0))
+    assert model.predict("z3", 10) == pytest.approx(model.states_mib("z3") + 1000 + 500 * 10)
+    # no configuration with a line of its own: the line pooled over both anchors each at its own probe
+    single = probes_on_lines({"z0": (1000.0, 2000.0, (2,)), "z3": (1000.0, 2500.0, (4,))})
+    pooled = MemoryModel(STUDY, SIZE, single)
+    assert pooled.fits["z0"].source == "z0's probe at micro-batch 2 with the pooled line's fixed memory"
+    assert pooled.predict("z0", 2) == pytest.approx(single[0]["peak_mib"])
+    assert pooled.predict("z3", 4) == pytest.approx(single[1]["peak_mib"])
+    # one micro-batch in all: no line to borrow from
+    assert MemoryModel(STUDY, SIZE, probes[2:]).fits == {}

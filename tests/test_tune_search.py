@@ -150,6 +150,10 @@ def test_the_screen_ranks_every_point_and_only_the_fastest_are_searched_from_its
         "z2-offnone-nopin-g1n1",)
     every = study_of(config, screen_micro_batch=8, screen_keep=3)
     assert replay(every, "z0-offnone-nopin-g1n1", table.__getitem__, never).boundary.first_oom is not None
+    # the reference (the study's first point) is searched first whatever its rank, then the fastest
+    judged = study_of(config, screen_micro_batch=8, screen_keep=1, screen_reference=True)
+    assert screen(judged, table.__getitem__).kept == ("z0-offnone-nopin-g1n1", "z2-offnone-nopin-g1n1")
+    assert screen_record(judged.to_dict(), found.probes)["kept"] == ["z0-offnone-nopin-g1n1", "z2-offnone-nopin-g1n1"]
 
 
 @pytest.mark.parametrize("mode", ["exact", "first_fit"])

@@ -16,7 +16,10 @@ against DeepSpeed.
 Everything that grows with the micro-batch (activations, the fp32 logits over the vocabulary) plus a fixed
 remainder (CUDA context, workspaces, allocator slack) is fitted per configuration from measured peaks:
 peak = model states + fixed + per_sample x micro-batch (ordinary least squares, scipy.stats.linregress).
-A configuration with fewer than two micro-batches that fit borrows the line pooled over all points' probes.
+A configuration that fit at one micro-batch keeps its own per-sample memory: the line through that probe with
+the fixed memory the fitted configurations share (their mean intercept; the pooled line's without any), since
+what a lever such as torch.compile changes is the memory per sample, not the CUDA context. A configuration
+with no probe that fit borrows the line pooled over all points' probes.
 
 How good the model is gets judged out of sample: every probe predicted by the model refitted without it
 (`left_out_predictions`). The in-sample figure is a fit, not a test: a line through two probes reproduces
@@ -189,6 +192,23 @@ class ModelSize:
     largest_layer_params: int  # gathered at stage 3
 
 
+def shared_fixed(fits: Sequence[PeakFit], pooled: PeakFit | None) -> tuple[float, str] | None:
+    """The fixed memory the configurations share: the mean intercept of their own lines, else the pooled line's."""
+    if fits:
+        return sum(fit.fixed_mib for fit in fits) / len(fits), "the fitted configurations' mean fixed memory"
+    return (pooled.fixed_mib, "the pooled line's fixed memory") if pooled is not None else None
+
+
+def anchored_fit(samples: Sequence[PeakSample], anchor: tuple[float, str], point_id: str) -> PeakFit | None:
+    """A line through one micro-batch's probes with the shared fixed memory (None: it gives no positive slope)."""
+    fixed, source = anchor
+    per_sample = sum((s.peak_mib - s.states_mib - fixed) / s.micro_batch for s in samples) / len(samples)
+    if per_sample <= 0:
+        return None
+    return PeakFit(fixed_mib=fixed, per_sample_mib=per_sample, points=len(samples), r_squared=None,
+                   source=f"{point_id}'s probe at micro-batch {samples[0].micro_batch} with {source}")
+
+
 def _fitted(probes: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [probe for probe in probes if probe["status"] == "ok" and probe["peak_mib"] is not None]
 
@@ -211,10 +231,18 @@ class MemoryModel:
         pooled_samples = [self._sample(probe) for probe in fitted]
         pooled = (fit_peak(pooled_samples, "all points' probes pooled")
                   if len({s.micro_batch for s in pooled_samples}) >= 2 else None)
-        for point_id in self.points:
-            own = [self._sample(probe) for probe in fitted if probe["point_id"] == point_id]
-            if len({sample.micro_batch for sample in own}) >= 2:
-                self.fits[point_id] = fit_peak(own, f"{point_id}'s probes")
+        own = {point_id: [self._sample(probe) for probe in fitted if probe["point_id"] == point_id]
+               for point_id in self.points}
+        for point_id, samples in own.items():
+            if len({sample.micro_batch for sample in samples}) >= 2:
+                self.fits[point_id] = fit_peak(samples, f"{point_id}'s probes")
+        anchor = shared_fixed(list(self.fits.values()), pooled)
+        for point_id, samples in own.items():
+            if point_id in self.fits:
+                continue
+            anchored = anchored_fit(samples, anchor, point_id) if samples and anchor else None
+            if anchored is not None:
+                self.fits[point_id] = anchored
             elif pooled is not None:
                 self.fits[point_id] = pooled
 

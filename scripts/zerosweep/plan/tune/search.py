@@ -8,7 +8,8 @@ Snakemake's IncompleteCheckpointException and schedules it; tests pass a dict's 
 With `tune.screen_micro_batch`, every point (lever combinations among them) is first probed at that one
 micro-batch and ranked by its samples/s; only the `screen_keep` fastest get a boundary search, starting at the
 screen micro-batch (the screen probe is their first probe). Points that ran out of memory there rank after
-every point that fit (so a screen set too high still searches, downward).
+every point that fit (so a screen set too high still searches, downward). With `tune.screen_reference` the
+study's first point is searched too, first (the configuration the levers are judged against, e.g. no lever).
 
 With `tune.start_from_model`, every searched point after the first (the fastest screened, or the study's first)
 starts where the memory model puts its boundary: the first point's fixed and per-sample memory with the point's
@@ -80,10 +81,12 @@ class Screen:
     kept: tuple[str, ...]  # the points searched, first the reference of a model-guided start
 
     @classmethod
-    def of(cls, micro_batch: int, probes: Sequence[Mapping[str, Any]], keep: int) -> Screen:
-        """The screen's ranking (screen_ranking) and its `keep` fastest points."""
+    def of(cls, micro_batch: int, probes: Sequence[Mapping[str, Any]], keep: int, reference: str | None) -> Screen:
+        """The screen's ranking (screen_ranking) and its `keep` fastest points, after the reference point (the
+        study's first, searched whatever its rank, with tune.screen_reference) where there is one."""
         ranking = screen_ranking(probes)
-        return cls(int(micro_batch), tuple(probes), ranking, ranking[:int(keep)])
+        fastest = tuple(point for point in ranking if point != reference)[:int(keep)]
+        return cls(int(micro_batch), tuple(probes), ranking, ((reference,) if reference else ()) + fastest)
 
     def rank(self, point: str) -> int | None:
         """1 for the fastest screened point; None without screening."""
@@ -104,7 +107,12 @@ def screen(study: TuneStudy, probe_outcome: ProbeOutcome) -> Screen:
         points = tuple(study.searches)
         return Screen(None, (), points, points)
     probes = [_probe_at(search, int(micro_batch), probe_outcome) for search in study.searches.values()]
-    return Screen.of(int(micro_batch), probes, int(study.tune["screen_keep"]))
+    return Screen.of(int(micro_batch), probes, int(study.tune["screen_keep"]), screen_reference(study.to_dict()))
+
+
+def screen_reference(study: Mapping[str, Any]) -> str | None:
+    """The point searched whatever its screen rank (tune.screen_reference): the study's first. `study`: to_dict()."""
+    return next(iter(study["points"])) if study["tune"]["screen_reference"] else None
 
 
 def screen_ranking(probes: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ TUNE_DEFAULTS: dict[str, Any] = {
     "start_from_model": False,  # points after the first: start at the boundary the memory model predicts
     "screen_micro_batch": None,  # None: every point searched; else each point probed here first (plan/tune/search)
     "screen_keep": 2,  # how many of the fastest screened points get a boundary search
+    "screen_reference": False,  # the study's first point searched too, whatever its screen rank
     "fill_budgets": "none",  # none | first_fit | exact: a budget search for every budget the boundaries leave empty
 }
 FILL_BUDGETS = ("none", "first_fit", "exact")

@@ -79,7 +79,7 @@ def screened_out_rows(screen: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         outcome = "ran out of memory" if probe["status"] == "oom" else "slower"
         rows.append({"Configuration": probe["label"], "Point": probe["point_id"],
                      "Boundary": f"not searched: {outcome} at the screen's micro-batch {screen['micro_batch']} "
-                                 f"(the {screen['keep']} fastest are searched)",
+                                 f"(the {screen['keep']} fastest are searched{screen_note_reference(screen)})",
                      "Probes": 1, "Status": "screened out", **screen_columns(screen, probe["point_id"])})
     return rows
 
@@ -117,11 +117,15 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
     return table.astype({column: "Int64" for column in counts})  # counts stay integers beside empty cells
 
 
+def screen_note_reference(screen: Mapping[str, Any]) -> str:
+    return f", and the reference {screen['reference']}" if screen.get("reference") else ""
+
+
 def screen_note(screen: Mapping[str, Any] | None) -> str:
     if not screen:
         return ""
     return (f" Screened first: every configuration probed at micro-batch {screen['micro_batch']}, the "
-            f"{screen['keep']} fastest searched (tune.screen_micro_batch, tune.screen_keep).")
+            f"{screen['keep']} fastest{screen_note_reference(screen)} searched (tune.screen_micro_batch, screen_keep, screen_reference).")
 
 
 def budget_search_table(budgets: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

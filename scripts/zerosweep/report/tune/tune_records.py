@@ -18,7 +18,7 @@ from typing import Any
 
 from ...jsonio import read_json, write_json
 from ...plan.matrix import MatrixPoint
-from ...plan.tune.search import BudgetSearch, Screen
+from ...plan.tune.search import BudgetSearch, Screen, screen_reference
 from ...plan.tune.studies import boundary
 from ..run_summary.run_peak import run_peak
 from ..run_summary.throughput import run_throughput
@@ -91,8 +91,9 @@ def screen_record(study: Mapping[str, Any], probes: Sequence[Mapping[str, Any]])
     wrong = [probe["run_id"] for probe in probes if int(probe["micro_batch"]) != int(tune["screen_micro_batch"])]
     if wrong:
         raise ValueError(f"screen of {study['name']}: probes not at micro-batch {tune['screen_micro_batch']}: {wrong}")
-    found = Screen.of(int(tune["screen_micro_batch"]), probes, int(tune["screen_keep"]))
+    found = Screen.of(int(tune["screen_micro_batch"]), probes, int(tune["screen_keep"]), screen_reference(study))
     return {"study": study["name"], "micro_batch": found.micro_batch, "keep": tune["screen_keep"],
+            "reference": screen_reference(study),
             "ranking": list(found.ranking), "kept": list(found.kept),
             "probes": sorted(probes, key=lambda probe: found.ranking.index(probe["point_id"]))}
 
