@@ -151,6 +151,24 @@ def tune_search_probes(wildcards):
     return [_probe_file(run_id) for run_id in _tune_replay(wildcards).run_ids]
 
 
+def _params_after_checkpoints(func):
+    """A params function that replays probes: where a probe is not finished yet, a placeholder. Snakemake
+    evaluates params while it updates checkpoint dependencies, and may then know more finished probes than the
+    job's input function did (a WorkflowError, "Rule parameter depends on checkpoint", on an H200); the job
+    cannot run before its inputs are finished, and is re-created with the real value once they are."""
+    from snakemake.common.tbdstring import TBDString
+    from snakemake.exceptions import IncompleteCheckpointException
+
+    def params(wildcards):
+        try:
+            return func(wildcards)
+        except IncompleteCheckpointException:
+            return TBDString()
+
+    return params
+
+
+@_params_after_checkpoints
 def tune_search_start(wildcards):
     found = _tune_replay(wildcards)
     return f"--start {found.start}" + (" --gallop" if found.gallop else "")
@@ -189,6 +207,7 @@ def tune_budget_probes(wildcards):
     return [_probe_file(run_id) for run_id in _budget_search(wildcards).run_ids]
 
 
+@_params_after_checkpoints
 def tune_budget_json(wildcards):
     import json
 

@@ -194,3 +194,22 @@ def test_screen_and_budget_settings_are_checked_by_name(config: dict[str, Any]) 
         study_of(config, screen_micro_batch=128)
     with pytest.raises(ConfigError, match="tune.fill_budgets 'some'"):
         study_of(config, fill_budgets="some")
+
+
+def test_a_guided_start_uses_the_targets_own_screen_probe_for_its_per_sample_memory(config: dict[str, Any]) -> None:
+    # the reference (z0, searched first) needs 2500 MiB a sample, z2 a third of it (as torch.compile gives):
+    # guessed from the reference's line alone z2's start is far too low (seen on an H200: 49 for a boundary of
+    # 77); with its screen probe the memory model's line through it puts the start at z2's true boundary
+    from zerosweep.plan.tune.search import search_start
+
+    study = study_of(config, screen_micro_batch=8, screen_keep=1, screen_reference=True, start_from_model=True)
+    model = MemoryModel(study.to_dict(), SIZE, [])
+    per_sample = {"z0-offnone-nopin-g1n1": 2500.0, "z2-offnone-nopin-g1n1": 800.0, "z2-offcpu-nopin-g1n1": 2500.0}
+    peak = lambda point, mb: model.states_mib(point) + 3000 + per_sample[point] * mb
+    table = with_speed(outcomes_for(study, peak, capacity_mib=60_000), lambda point, mb: SPEED[point])
+    start, gallop = search_start(study, "z2-offnone-nopin-g1n1", table.__getitem__, lambda: SIZE)
+    true_max = max(mb for mb in range(1, 65) if peak("z2-offnone-nopin-g1n1", mb) <= 60_000)
+    assert gallop and abs(start - true_max) <= 1, (start, true_max)
+    reference = replay(study, "z0-offnone-nopin-g1n1", table.__getitem__, never)
+    alone = guided_start(study.to_dict(), SIZE, reference, "z2-offnone-nopin-g1n1")
+    assert alone is not None and alone < true_max - 10  # the reference's line with z2's states: far too low

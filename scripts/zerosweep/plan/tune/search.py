@@ -126,30 +126,38 @@ def screen_ranking(probes: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(str(probe["point_id"]) for probe in sorted(probes, key=speed, reverse=True))
 
 
-def guided_start(study: Mapping[str, Any], size: ModelSize, reference: Replay, target_point: str) -> int | None:
+def guided_start(study: Mapping[str, Any], size: ModelSize, reference: Replay, target_point: str,
+                 target_probes: Sequence[Mapping[str, Any]] = ()) -> int | None:
     """The micro-batch where `target_point`'s search starts: the largest one whose predicted peak stays within
-    the memory the reference search ran into (halfway between its largest fit and its first OOM), predicted
-    with the reference's fixed and per-sample memory and the target's own model states. None without a
-    finished, bounded reference that fit at two micro-batches (the caller then starts at the study's start).
+    the memory the reference search ran into (halfway between its largest fit and its first OOM). The reference's
+    line gives that memory; the target's own probes (its screen probe) give its per-sample memory (the memory
+    model's line through them with the reference's fixed memory), else it borrows the reference's line with its
+    own model states. None without a finished, bounded reference that fit at two micro-batches (the caller then
+    starts at the study's start).
 
     study: `TuneStudy.to_dict()`."""
     found = reference.boundary
-    model = MemoryModel(study, size, [probe for probe in reference.probes if probe["point_id"] == reference.point_id])
+    own = [probe for probe in reference.probes if probe["point_id"] == reference.point_id]
+    model = MemoryModel(study, size, [*own, *target_probes])
     fit = model.fits.get(reference.point_id)
-    if fit is None or found.max_fit is None or found.first_oom is None or fit.per_sample_mib <= 0:
+    target = model.fits.get(target_point)
+    if fit is None or target is None or found.max_fit is None or found.first_oom is None or fit.per_sample_mib <= 0 \
+            or target.per_sample_mib <= 0:
         return None
     capacity = fit.predict(model.states_mib(reference.point_id), found.max_fit + 0.5)
-    return max(1, fit.largest_micro_batch(model.states_mib(target_point), capacity))
+    return max(1, target.largest_micro_batch(model.states_mib(target_point), capacity))
 
 
 def search_start(study: TuneStudy, point: str, probe_outcome: ProbeOutcome, size: SizeOf) -> tuple[int, bool]:
     """(first micro-batch, gallop): the study's start, or with tune.start_from_model the memory model's guess
-    from the study's first point once that point's search has finished."""
+    from the first searched point once that point's search has finished (with the point's screen probe)."""
     search = study.searches[point]
-    first = screen(study, probe_outcome).kept[0]
+    screened = screen(study, probe_outcome)
+    first = screened.kept[0]
     if not search.tune["start_from_model"] or point == first:
         return search.start, False
-    guess = guided_start(study.to_dict(), size(), replay(study, first, probe_outcome, size), point)
+    own = [probe for probe in screened.probes if probe["point_id"] == point]
+    guess = guided_start(study.to_dict(), size(), replay(study, first, probe_outcome, size), point, own)
     return (search.start, False) if guess is None else (min(guess, search.upper), True)
 
 
