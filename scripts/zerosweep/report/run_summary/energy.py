@@ -229,7 +229,8 @@ def window_energy(spans: StepSpans, activity: RunActivity, power: Mapping[tuple[
     gpus: list[dict[str, Any]] = []
     for host, index in keys:
         what = f"GPU {index} of {host}"
-        energy, problem = _figure(counters.get((host, index)), spans, what, no_log)
+        energy, problem = _figure(counters.get((host, index)), spans, what,
+                                  activity.problem or f"no NVML sample of {what} (nvml_{host}.csv)")
         integral, integral_problem = _figure(power.get((host, index)), spans, what,
                                              f"no power samples of {what} (gpu_clocks_{host}.csv)")
         gpus.append({"host": host, "index": index, "energy_j": energy, "mean_power_w": _per(energy, spans.seconds),
