@@ -285,3 +285,93 @@ def test_rapl_zones_are_found_and_unreadable_ones_refused_with_a_reason(tmp_path
     packages, why = monitors.rapl_packages(tmp_path)
     assert packages == [] and "energy_uj is not readable by this user" in why
     assert "no RAPL package zone" in monitors.rapl_packages(tmp_path / "absent")[1]
+
+
+# --- tables, the tune recommendation, compare --------------------------------------------------------------
+
+
+def with_activity(summary: dict[str, Any], j_per_sample: float | None, busy: float | None,
+                  problem: str | None = None) -> dict[str, Any]:
+    """A summary (test_aggregate.make_summary) with the steady energy and busy sections parse-memory writes."""
+    steady = {"gpu_j_per_sample": j_per_sample, "gpu_energy_j": None if j_per_sample is None else 40 * j_per_sample,
+              "gpu_energy_problem": problem}
+    return {**summary, "energy": {"steady": steady, "training": None, "problem": None},
+            "gpu_busy": {"busy_fraction": busy, "busy_problem": None if busy is not None else "none here"}}
+
+
+def test_tables_show_j_per_sample_and_mark_host_bound_rows_with_the_threshold() -> None:
+    from test_aggregate import make_summary, point, study
+    from zerosweep.report.study import tables
+
+    runs = [with_activity(make_summary(point(0), steady=12.5), 62.5, 0.85),
+            with_activity(make_summary(point(1), steady=12.0), None, 0.95, "NVML: Not Supported")]
+    table = tables.build_table(study("zero", "comparison", runs), runs)
+    by_run = {row["run_id"]: row for row in table.rows}
+    assert by_run["z0-offnone-nopin-g1n1"]["gpu_j_per_sample"] == 62.5
+    assert by_run["z0-offnone-nopin-g1n1"]["host_bound"] is True and by_run["z1-offnone-nopin-g1n1"]["host_bound"] is False
+    text = tables.markdown(table)
+    header = text.splitlines()[4]
+    assert "GPU Energy per Sample (J)" in header and header.index("| N |") < header.index("GPU Energy per Sample")
+    assert "| 12.5 § | 1 | 62.50 |" in text and "| 12.0 | 1 | – |" in text  # the mark on the host-bound row only
+    footnote = next(line for line in text.splitlines() if line.startswith("- § host-bound"))
+    assert f"less than {100 * HOST_BOUND_BELOW:.0f} %" in footnote and footnote.endswith("z0-offnone-nopin-g1n1.")
+    assert "Empty for z1-offnone-nopin-g1n1: NVML: Not Supported." in text
+    # without an energy figure in any row, no J/sample column
+    plain = [make_summary(point(0), steady=12.5), make_summary(point(1), steady=12.0)]
+    assert "Energy per Sample" not in tables.markdown(tables.build_table(study("z", "comparison", plain), plain))
+
+
+def test_a_rows_host_bound_mark_is_its_median_busy_fractions() -> None:
+    from test_aggregate import make_summary, point, study
+    from zerosweep.report.study import tables
+
+    base = make_summary(point(0), steady=12.5)
+    runs = [with_activity({**base, "run_id": f"{base['run_id']}-r{k}"}, 60.0, busy)
+            for k, busy in enumerate((0.85, 0.93, 0.97), start=1)]
+    (row,) = tables.build_table(study("zero", "comparison", runs), runs).rows
+    assert row["gpu_busy_fraction"] == pytest.approx(0.93) and row["host_bound"] is False  # one run below: not the row
+
+
+def test_recommendation_puts_the_most_energy_efficient_run_beside_the_fastest() -> None:
+    from zerosweep.report.tune.recommend import budget_table, efficiency_table, most_efficient
+
+    def run(run_id: str, peak_gib: float, speed: float, j_per_sample: float | None) -> dict[str, Any]:
+        return {"run_id": run_id, "label": run_id, "status": "ok", "micro_batch": 1, "gradient_accumulation_steps": 1,
+                "peak_mib": peak_gib * 1024, "samples_per_second": speed, "samples_per_second_low": None,
+                "samples_per_second_high": None, "tflops_per_gpu": None, "mfu": None, "gpu_j_per_sample": j_per_sample,
+                "gpu_mean_power_w": None}
+
+    runs = [run("small", 10, 5, 40.0), run("mid", 20, 9, 30.0), run("big", 40, 12, 35.0), run("cpu", 5, 1, None)]
+    assert most_efficient(runs) == runs[1] and most_efficient([runs[3]]) is None
+    fastest = budget_table(runs, [8, 24, 80]).set_index("Budget (GiB)")
+    efficient = efficiency_table(runs, [8, 24, 80]).set_index("Budget (GiB)")
+    assert fastest.loc[80.0, "Run"] == "big" and fastest.loc[80.0, "J/sample"] == 35.0
+    assert efficient.loc[80.0, "Run"] == "mid" and efficient.loc[80.0, "J/sample"] == 30.0  # fits, fewer J/sample
+    assert efficient.loc[24.0, "Run"] == "mid"
+    assert efficient.loc[8.0, "Configuration"] == "no measured run that fits has an energy figure"  # only "cpu" fits
+
+
+def test_compare_gives_j_per_sample_and_its_ratio_where_both_sides_have_it(tmp_path: Path) -> None:
+    import json
+
+    from test_compare import write_run
+    from zerosweep.report.study.compare import compare_results
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for results, seed, energies in ((a, 1, {"z0-offnone-nopin-g1n1": 60.0, "z1-offnone-nopin-g1n1": None}),
+                                    (b, 2, {"z0-offnone-nopin-g1n1": 45.0, "z1-offnone-nopin-g1n1": 50.0})):
+        for run_id, j_per_sample in energies.items():
+            write_run(results, run_id, 0.4, 23000, seed)
+            path = results / "runs" / run_id / "summary.json"
+            path.write_text(json.dumps(with_activity(json.loads(path.read_text()), j_per_sample, 0.9)))
+    frame = compare_results(a, b).set_index("run")
+    assert frame.loc["z0-offnone-nopin-g1n1", "A J/sample"] == 60.0
+    assert frame.loc["z0-offnone-nopin-g1n1", "J/sample ratio B/A"] == pytest.approx(0.75)
+    assert frame.loc["z1-offnone-nopin-g1n1", "B J/sample"] == 50.0
+    assert pd_isna(frame.loc["z1-offnone-nopin-g1n1", "J/sample ratio B/A"])  # A has none: no ratio
+
+
+def pd_isna(value: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
