@@ -395,6 +395,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.interval_ms <= 100:
         raise SystemExit("nvml-sampler: --interval-ms must be between 1 and 100")
+    ok, why = nvml_available()  # run standalone, say why in one line (the node checks before it starts us)
+    if not ok:
+        raise SystemExit(f"nvml-sampler: {why}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
