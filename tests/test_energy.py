@@ -375,3 +375,29 @@ def pd_isna(value: Any) -> bool:
     import pandas as pd
 
     return bool(pd.isna(value))
+
+
+def test_rapl_sampler_writes_what_the_report_reads(tmp_path: Path) -> None:
+    import time
+
+    from zerosweep.report.run_summary.energy import rapl_series
+
+    root = tmp_path / "powercap"
+    for zone, name in (("intel-rapl:0", "package-0"), ("intel-rapl:1", "package-1")):
+        (root / zone).mkdir(parents=True)
+        (root / zone / "name").write_text(name + "\n")
+        (root / zone / "energy_uj").write_text("1000000\n")
+        (root / zone / "max_energy_range_uj").write_text("262143328850\n")
+    packages, _why = monitors.rapl_packages(root)
+    out = tmp_path / "rapl_vm.csv"
+    sampler = monitors.RaplSampler(out, packages, interval_s=0.01)
+    sampler.start()
+    time.sleep(0.05)
+    for zone in packages:  # 3 J more on each package before the last sample
+        (zone / "energy_uj").write_text("4000000\n")
+    sampler.stop()
+    lines = out.read_text().splitlines()
+    assert lines[0] == monitors.RAPL_HEADER and len(lines) >= 5 and (len(lines) - 1) % 2 == 0
+    assert lines[-1].endswith(",intel-rapl:1,package-1,4000000,262143328850")  # stop() takes one last sample
+    series = rapl_series(out, "vm")
+    assert series.problem is None and series.joules[-1] == pytest.approx(6.0)  # both packages, 3 J each

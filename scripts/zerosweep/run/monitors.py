@@ -139,9 +139,11 @@ class RaplSampler:
                 while True:
                     stopping = self._stop.is_set()  # after stop(): one more sample, the window's end
                     now = time.time()
-                    handle.write("".join(f"{now:.3f},{zone.name},{self.names[zone]},{_read_text(zone / 'energy_uj')},"
-                                         f"{self.ranges[zone]}\n" for zone in self.packages))
-                    handle.flush()
+                    readings = [_read_text(zone / "energy_uj") for zone in self.packages]
+                    if all(reading.isdigit() for reading in readings):  # a failed read: no sample, not a hole
+                        handle.write("".join(f"{now:.3f},{zone.name},{self.names[zone]},{reading},{self.ranges[zone]}\n"
+                                             for zone, reading in zip(self.packages, readings)))
+                        handle.flush()
                     if stopping:
                         break
                     self._stop.wait(self.interval_s)

@@ -32,7 +32,7 @@ from .gpu_activity import GpuActivity, RunActivity
 from .gpu_clocks import ClocksError, read_clocks
 from .gpu_memory import GpuFilter
 from .gpus import RunGpus
-from .logs import CLOCKS_LOG, RAPL, RAPL_LOG, host_of, matching_logs, read_log
+from .logs import CLOCKS_LOG, RAPL, RAPL_LOG, LogError, host_of, matching_logs, read_log
 from .training_window import StepSpans
 
 if TYPE_CHECKING:
@@ -142,7 +142,10 @@ def rapl_series(path: Path, host: str) -> Cumulative:
     at the samples' times."""
     import numpy as np
 
-    log = read_log(path, RAPL)
+    try:
+        log = read_log(path, RAPL)
+    except LogError as error:  # a broken RAPL log costs the CPU figure, not the run's summary
+        return Cumulative(host, None, np.empty(0), np.empty(0), str(error))
     by_zone: dict[str, list[list[Any]]] = {}
     for _line, values in log.rows:
         by_zone.setdefault(values[1], []).append(values)
