@@ -85,6 +85,7 @@ rule tune_recommendation:
         memory="results/tune/{study}/memory_model.csv",
         scaling="results/tune/{study}/memory_scaling.csv",
         budgets="results/tune/{study}/budget_searches.csv",
+        energy="results/tune/{study}/energy_efficiency.csv",
         png=report("results/tune/{study}/pareto.png", category="Tuning", subcategory="{study}"),
         svg="results/tune/{study}/pareto.svg",
     params:

@@ -151,6 +151,11 @@ def write_table(
 
 # --- comparison --------------------------------------------------------------------------------------------
 
+# Energy over the steady steps and the GPUs' busy fraction: CSV only, last in every kind
+ENERGY_COLUMNS = [
+    "gpu_energy_j", "gpu_mean_power_w", "gpu_j_per_sample", "gpu_j_per_token", "gpu_energy_problem",
+    "gpu_power_integral_j", "cpu_package_energy_j", "training_gpu_energy_j", "gpu_busy_fraction", "host_bound",
+]  # fmt: skip
 # The Markdown's columns first (the compact table), then the CSV's further ones: the CSV keeps every field.
 COMPARISON_COLUMNS = [
     "config", "gpu_peak_mib", "gpu_average_mib", "gpu_modes_mib", "cpu_peak_mib", "cpu_average_mib",
@@ -163,7 +168,7 @@ COMPARISON_COLUMNS = [
     "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap",
     "warmup_never_settled", "runs", "run_samples_per_second", "run_samples_estimator", "run_peak_mib",
     "run_peak_source", "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
-    "memory_ratio", "memory_ratio_low", "memory_ratio_high", "memory_p",
+    "memory_ratio", "memory_ratio_low", "memory_ratio_high", "memory_p", *ENERGY_COLUMNS,
 ]  # fmt: skip
 
 
@@ -219,7 +224,7 @@ SCALING_COLUMNS = [
     "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
     "hit_cap", "warmup_never_settled", "runs", "run_samples_per_second", "run_samples_estimator", "run_peak_mib",
     "run_peak_source",
-    "steady_weak_scaling_efficiency_low", "steady_weak_scaling_efficiency_high",
+    "steady_weak_scaling_efficiency_low", "steady_weak_scaling_efficiency_high", *ENERGY_COLUMNS,
 ]  # fmt: skip
 
 
@@ -298,6 +303,7 @@ BASELINE_COLUMNS = [
     "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib",
     "cpu_modes_mib", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes",
     "world_size", "emulated_nodes", "compile", "precision", "optimizer", "gradient_checkpointing", "loss",
+    *ENERGY_COLUMNS,
 ]  # fmt: skip
 
 

@@ -38,7 +38,7 @@ NOT_PACKAGES = {"python", "pip"}
 NOT_RUN = {
     "analysis.yaml": {
         "torch": "run.modeling builds the model for training; the report reads architectures only",
-        "nvidia-ml-py": "run.monitors' NVML sampler; report.run_summary.gpu_clocks takes only its CLOCK_FIELDS",
+        "nvidia-ml-py": "run.monitors' NVML sampler; report.run_summary takes only its log field names and constants",
         "psrecord": "run.monitors starts it beside training",
     },
 }

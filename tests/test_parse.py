@@ -148,9 +148,14 @@ def test_summary_json_keys() -> None:
     summary = summarise_run(REAL_RUN)
     assert set(summary) == {
         "schema_version", "run_id", "label", "status", "point", "setup", "metrics", "gpu", "nvml", "gpu_clocks",
-        "torch", "cpu", "throughput", "warnings", "unusable", "emulated_nodes", "gpu_map_source",
+        "torch", "cpu", "throughput", "energy", "gpu_busy", "warnings", "unusable", "emulated_nodes",
+        "gpu_map_source",
     }  # fmt: skip
     assert summary["throughput"] is None  # recorded before steps.csv existed
+    # and before the energy counter was sampled: no window, no figure, each with its reason
+    assert (summary["energy"]["steady"], summary["energy"]["training"]) == (None, None)
+    assert "no steps.csv" in summary["energy"]["problem"]
+    assert summary["gpu_busy"]["busy_fraction"] is None and "no gpu_utilization_pct column" in summary["gpu_busy"]["busy_problem"]
     assert summary["gpu_clocks"] is None  # and before clocks were sampled
     window = {"training_window_modes_mib", "training_window_samples", "training_window_problem"}
     assert set(summary["gpu"]) == {"gpus", "nodes", "gpus_counted", "peak_mib", "peak_min_mib", "average_mib",

@@ -23,6 +23,7 @@ import yaml
 from conftest import REPO, shipped_config
 from zerosweep.jsonio import write_json
 from zerosweep.plan.matrix import MatrixPoint, RunSpec, deep_merge
+from zerosweep.report.run_summary.memory import summarise_run
 from zerosweep.run.merge import MEASURED_FIELDS, metrics_skeleton
 from zerosweep.run.node import cuda_arch_list, needs_hub, node_log_name
 from zerosweep.run.outcome import SRUN_OOM_EXIT, Deadline, Outcome, classify, exception_outcome
@@ -144,6 +145,10 @@ def check_ok_run(result: subprocess.CompletedProcess[str], run_dir: Path, spec: 
         # psrecord's clock counts from its start: the report needs it to find the training window's samples
         assert finite_positive(node["monitors"]["psrecord"]["started_s"])
         assert node["monitors"]["psrecord"]["started_s"] <= (run_dir / node["monitors"]["psrecord"]["file"]).stat().st_mtime
+        # the CPU packages' energy counters: sampled where the host lets us read them, else the reason
+        rapl = node["monitors"]["rapl"]
+        assert (rapl["status"] == "ok" and (run_dir / rapl["file"]).is_file()) or (
+            rapl["status"] == "skipped" and rapl["reason"])
         assert (run_dir / node["log"]).stat().st_size > 0
         env_vars = node["environment_variables"]
         assert env_vars["NCCL_NVLS_ENABLE"] == "0" and env_vars["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
@@ -163,6 +168,16 @@ def check_ok_run(result: subprocess.CompletedProcess[str], run_dir: Path, spec: 
     assert any(TRAINING_STARTED_MARKER in log.read_text() for log in run_dir.glob("train*.log"))
     assert (run_dir / "run_spec.json").is_file()
     assert (run_dir / "ds_config.json").is_file() == point["deepspeed"]
+    # CPU ranks: no GPU energy and no busy fraction, each with its reason (the report's parse of this very run)
+    summary = summarise_run(run_dir)
+    steady = summary["energy"]["steady"]
+    assert steady is not None and steady["samples"] > 0 and steady["gpu_energy_j"] is None
+    assert steady["gpu_energy_problem"] == "no NVML log (nvml_<host>.csv): runtime.device is cpu"
+    assert steady["gpu_j_per_sample"] is None and steady["power_integral_j"] is None
+    assert steady["cpu_package_energy_j"] is not None or "RAPL" in steady["cpu_package_problem"]
+    busy = summary["gpu_busy"]
+    assert busy["busy_fraction"] is None and busy["host_bound"] is None
+    assert busy["busy_problem"] == "no NVML log (nvml_<host>.csv): runtime.device is cpu"
     if point["deepspeed"]:
         ds_config = read(run_dir / "ds_config.json")
         assert ds_config["zero_optimization"]["stage"] == point["zero_stage"]

@@ -157,6 +157,54 @@ class GpuClocks(TypedDict):
     throttled: list[str]  # clock event reasons seen on any GPU (GPU idle not counted)
 
 
+class WindowEnergy(TypedDict):
+    """Energy over one window of a run (report/run_summary/energy.py): the steady steps (each step's own span:
+    warm-up and evaluation/save steps left out, the steps the steady throughput is measured on) or the training
+    window (first step's start to last step's end). Each figure is None with its *_problem saying why."""
+
+    window: str  # "steady steps" | "training window"
+    seconds: float  # the spans' total length
+    samples: int  # trained in the spans (steps.csv), as the steady throughput counts them
+    tokens: int  # padding included (steps.csv: samples x max_length), as tokens/s counts them
+    gpu_energy_j: float | None  # NVML total-energy counter, the run's GPUs together
+    gpu_energy_problem: str | None
+    gpu_mean_power_w: float | None  # gpu_energy_j / seconds (all GPUs together)
+    gpu_j_per_sample: float | None
+    gpu_j_per_token: float | None
+    # the same energy from the power samples (trapezoid over the clocks log's power_w): a cross-check, labelled
+    power_integral_j: float | None
+    power_integral_problem: str | None
+    cpu_package_energy_j: float | None  # RAPL, the hosts' CPU packages (every process on them, not only the run)
+    cpu_package_problem: str | None
+    gpus: list[dict[str, Any]]  # host, index, energy_j, mean_power_w, power_integral_j, problem
+    nodes: list[dict[str, Any]]  # host, gpus, energy_j, mean_power_w, power_integral_j, cpu_package_energy_j
+
+
+class Energy(TypedDict):
+    """summary.json `energy`: the run's energy over its steady steps and its training window (None without
+    steps.csv, `problem` says so), and what each figure is taken from."""
+
+    counter: str  # the GPU energy's source
+    power_integral: str  # the cross-check's
+    cpu_package: str  # RAPL's
+    steady: WindowEnergy | None
+    training: WindowEnergy | None
+    problem: str | None
+
+
+class GpuBusy(TypedDict):
+    """summary.json `gpu_busy` (report/run_summary/gpu_busy.py): the share of the steady steps' time in which the
+    GPUs ran a kernel, from NVML's utilisation samples, and whether that makes the run host-bound."""
+
+    method: str
+    busy_fraction: float | None  # mean over the run's GPUs; None with busy_problem
+    busy_problem: str | None
+    host_bound: bool | None  # busy_fraction < host_bound_below
+    host_bound_below: float
+    samples: int  # utilisation samples inside the steady steps, all GPUs
+    gpus: list[dict[str, Any]]  # host, index, busy_fraction, samples, problem
+
+
 class TorchPeaks(TypedDict):
     ranks: list[dict[str, Any]]
     max_allocated_mib: float | None
@@ -192,6 +240,9 @@ class RunRecord(TypedDict):
     torch: TorchPeaks | None
     cpu: CpuMemory | None
     throughput: dict[str, Any] | None  # steady throughput from steps.csv (report/run_summary/throughput.py); None without
+    # Added within schema 3: summaries written before lack these keys (readers: record.get("energy"))
+    energy: Energy
+    gpu_busy: GpuBusy
     warnings: list[str]
     unusable: str | None  # why nothing valid was left in the run's logs; None when usable
 
@@ -257,6 +308,20 @@ MEMORY_RATIO: Final = "memory_ratio"
 MEMORY_RATIO_LOW: Final = "memory_ratio_low"
 MEMORY_RATIO_HIGH: Final = "memory_ratio_high"
 MEMORY_P: Final = "memory_p"
+# Energy over the steady steps (summary.json energy.steady; report/run_summary/energy.run_energy): the NVML
+# total-energy counter of the run's GPUs together; the power integral a labelled cross-check; RAPL the CPU packages
+GPU_ENERGY_J: Final = "gpu_energy_j"
+GPU_MEAN_POWER_W: Final = "gpu_mean_power_w"
+GPU_J_PER_SAMPLE: Final = "gpu_j_per_sample"
+GPU_J_PER_TOKEN: Final = "gpu_j_per_token"  # padding included, as tokens/s
+GPU_ENERGY_PROBLEM: Final = "gpu_energy_problem"  # why the counter figures are empty
+GPU_POWER_INTEGRAL_J: Final = "gpu_power_integral_j"
+CPU_PACKAGE_ENERGY_J: Final = "cpu_package_energy_j"
+TRAINING_GPU_ENERGY_J: Final = "training_gpu_energy_j"  # the whole training window's (energy.training)
+# Share of the steady steps' time the GPUs ran a kernel (NVML utilisation; gpu_busy.busy_fraction), and whether
+# it is below report/run_summary/gpu_busy.HOST_BOUND_BELOW
+GPU_BUSY_FRACTION: Final = "gpu_busy_fraction"
+HOST_BOUND: Final = "host_bound"
 STEADY_TOKENS_PER_SECOND: Final = "steady_tokens_per_second"  # padding included
 STEADY_REAL_TOKENS_PER_SECOND: Final = "steady_real_tokens_per_second"  # x real_token_fraction: padding left out
 TFLOPS_PER_GPU: Final = "tflops_per_gpu"
@@ -308,6 +373,8 @@ _FIELD_DTYPES: Final[dict[str, str]] = {
     OPTIMIZER: "string",
     GRADIENT_CHECKPOINTING: "boolean",
     LOSS: "string",
+    GPU_ENERGY_PROBLEM: "string",
+    HOST_BOUND: "boolean",
 }
 
 

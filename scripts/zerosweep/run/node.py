@@ -212,6 +212,7 @@ def run_node(options: NodeOptions, shutdown: Shutdown) -> int:
                 if shutdown.requested:  # a signal that came while we were starting it
                     signal_group(torchrun.pid, signal.SIGTERM)
                 monitors.start_cpu(torchrun.pid)
+                monitors.start_rapl()  # a thread: after the last child process
                 tracker.exclude = monitors.pids()
                 assert torchrun.stdout is not None
                 tee = threading.Thread(target=tee_lines, args=(torchrun.stdout, log, options.echo_prefix), daemon=True)

@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Any
 from ... import records
 from . import workshop
 from .gpus import RunGpus
-from .logs import GPU_LOG, NVIDIA_SMI, NVML, NVML_LOG, ParsedLog, host_of, matching_logs, read_log, read_numeric_log
+from .logs import (
+    GPU_LOG,
+    NVIDIA_SMI,
+    NVML_LOG,
+    ParsedLog,
+    host_of,
+    matching_logs,
+    nvml_format,
+    read_log,
+    read_numeric_log,
+)
 from .training_window import NoWindow, TrainingWindow
 
 if TYPE_CHECKING:
@@ -198,7 +208,7 @@ def summarise_nvml(monitor: Path, warnings: list[str], own: RunGpus | None = Non
     gpus: list[dict[str, Any]] = []
     kept = GpuFilter(own, "NVML", warnings)
     for path, match in matching_logs(monitor, NVML_LOG):
-        data, log = read_numeric_log(path, NVML)
+        data, log = read_numeric_log(path, nvml_format(path))
         skipped(log, warnings)
         indices = data[:, 1].astype(np.int64)
         for index in np.unique(indices):

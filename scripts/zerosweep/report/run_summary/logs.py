@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...jsonio import RecordError
+from ...run.monitors import NVML_ACTIVITY_FIELDS, NVML_HEADER, NVML_MEMORY_FIELDS, RAPL_FIELDS, RAPL_HEADER
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,7 +37,7 @@ SKIPPED_SHOWN = 3  # skipped lines named per log in a warning; the rest are coun
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # "int", "float", "time" (nvidia-smi timestamp) or "text"
+    kind: str  # "int", "float", "time" (nvidia-smi timestamp), "text", or "optional" (a float or empty: NaN)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ NVIDIA_SMI = LogFormat(
 )
 NVML = LogFormat(
     description="NVML sampler",
-    header_hint="timestamp_s,index,memory_used_mib,memory_total_mib",
+    header_hint=",".join(NVML_MEMORY_FIELDS),
     columns=(
         Column("timestamp_s", "float"),
         Column("index", "int"),
@@ -97,7 +98,29 @@ NVML = LogFormat(
         Column("memory_total_mib", "float"),
     ),
     separator=",",
-    header_ok=lambda f: _norm(f) == ["timestamp_s", "index", "memory_used_mib", "memory_total_mib"],
+    header_ok=lambda f: _norm(f) == list(NVML_MEMORY_FIELDS),
+)
+# The sampler's log since it also reads the energy counter and utilisation: the same memory columns, then those
+# two, empty where the GPU or driver has no value (run/monitors.ActivityCells).
+NVML_ACTIVITY = LogFormat(
+    description="NVML sampler with energy and utilisation",
+    header_hint=NVML_HEADER,
+    columns=NVML.columns + tuple(Column(name, "optional") for name in NVML_ACTIVITY_FIELDS),
+    separator=",",
+    header_ok=lambda f: _norm(f) == list(NVML_MEMORY_FIELDS + NVML_ACTIVITY_FIELDS),
+)
+RAPL = LogFormat(
+    description="RAPL sampler (run/monitors.RaplSampler)",
+    header_hint=RAPL_HEADER,
+    columns=(
+        Column("timestamp_s", "float"),
+        Column("zone", "text"),
+        Column("name", "text"),
+        Column("energy_uj", "int"),
+        Column("max_energy_range_uj", "int"),
+    ),
+    separator=",",
+    header_ok=lambda f: _norm(f) == list(RAPL_FIELDS),
 )
 _PSRECORD_PLAIN = ("Elapsed time", "CPU (%)", "Real (MB)", "Virtual (MB)")
 _PSRECORD_IO = ("Read count", "Write count", "Read bytes", "Write bytes")
@@ -133,6 +156,14 @@ def _psrecord_csv(io: bool) -> LogFormat:
     )
 
 
+def nvml_format(path: Path) -> LogFormat:
+    """The NVML sampler's format of a log: with the energy and utilisation columns, or the older one without
+    (whose header check names what a log with neither header should start with)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+    return NVML_ACTIVITY if NVML_ACTIVITY.header_ok(_split(first.rstrip("\n"), NVML_ACTIVITY)) else NVML
+
+
 def psrecord_format(path: Path) -> tuple[LogFormat, int]:
     """The psrecord format of a log (plain unless .csv, optional I/O columns) and its Real-memory column."""
     with open(path, encoding="utf-8", errors="replace") as handle:
@@ -160,6 +191,8 @@ def _convert(text: str, column: Column) -> Any:
         if not _NVIDIA_SMI_TIME.fullmatch(value):
             raise ValueError(value)
         return value
+    if column.kind == "optional" and not value:
+        return math.nan
     if column.kind == "int":
         number: float = int(value)
     else:
@@ -172,7 +205,8 @@ def _convert(text: str, column: Column) -> Any:
 
 
 def _expected(column: Column) -> str:
-    return {"int": "a non-negative integer", "float": "a non-negative number"}.get(
+    return {"int": "a non-negative integer", "float": "a non-negative number",
+            "optional": "a non-negative number or empty"}.get(
         column.kind, "a timestamp like '2026/11/24 09:12:01.123'"
     )
 
@@ -232,24 +266,38 @@ def read_log(path: Path, fmt: LogFormat) -> ParsedLog:
     return log
 
 
+def _optional_cell(text: str | bytes) -> float:
+    return float(text) if text.strip() else math.nan
+
+
 def read_numeric_log(path: Path, fmt: LogFormat) -> tuple[np.ndarray, ParsedLog | None]:
-    """All-numeric log (NVML) as a float array: numpy's C reader first; the line reader when that fails,
-    to skip what may be skipped (returned) or name the offending line."""
+    """All-numeric log (NVML) as a float array (an empty optional cell: NaN): numpy's C reader first; the line
+    reader when that fails, to skip what may be skipped (returned) or name the offending line."""
     import numpy as np
 
+    optional = [i for i, column in enumerate(fmt.columns) if column.kind == "optional"]
+    required = [i for i in range(len(fmt.columns)) if i not in optional]
     try:
         raw = path.read_bytes()
         first = raw[: raw.find(b"\n")].decode("utf-8")
         if fmt.header_ok(_split(first, fmt)):
-            data = np.loadtxt(
-                io.BytesIO(raw), delimiter=fmt.separator, skiprows=1, ndmin=2, dtype=np.float64, comments=None
-            )
+            try:
+                data = np.loadtxt(io.BytesIO(raw), delimiter=fmt.separator, skiprows=1, ndmin=2, dtype=np.float64,
+                                  comments=None)
+            except ValueError:
+                if not optional:
+                    raise
+                # empty optional cells: the same reader with a converter on those columns (2.5x slower)
+                data = np.loadtxt(io.BytesIO(raw), delimiter=fmt.separator, skiprows=1, ndmin=2, dtype=np.float64,
+                                  comments=None, converters=dict.fromkeys(optional, _optional_cell))
             if (
                 # one row per line: loadtxt passes over blank lines, which the line reader reports
                 0 < data.shape[0] == raw.count(b"\n") - 1
                 and data.shape[1] == len(fmt.columns)
-                and np.isfinite(data).all()
-                and (data[:, 1:] >= 0).all()
+                and np.isfinite(data[:, required]).all()
+                and (data[:, required[1:]] >= 0).all()
+                and not (data[:, optional] < 0).any()
+                and not np.isinf(data[:, optional]).any()
                 and (data[:, 1] == np.round(data[:, 1])).all()
             ):
                 return data, None
@@ -265,6 +313,7 @@ def read_numeric_log(path: Path, fmt: LogFormat) -> tuple[np.ndarray, ParsedLog 
 GPU_LOG = re.compile(r"gpu_memory_log(?:_(?P<host>.+))?\.csv")
 NVML_LOG = re.compile(r"nvml(?:_(?P<host>.+))?\.csv")
 CLOCKS_LOG = re.compile(r"gpu_clocks(?:_(?P<host>.+))?\.csv")
+RAPL_LOG = re.compile(r"rapl(?:_(?P<host>.+))?\.csv")
 CPU_LOG = re.compile(r"cpu_memory_log(?:_(?P<host>.+))?\.(?P<ext>txt|csv)")
 TORCH_LOG = re.compile(r"torch_memory_rank(?P<rank>\d+)\.json")
 

@@ -20,12 +20,15 @@ from ...jsonio import read_json, read_json_or_none, write_json
 from ...plan import levers
 from ...units import MIB
 from . import workshop
+from .energy import summarise_energy
+from .gpu_activity import RunActivity, run_activity
+from .gpu_busy import summarise_busy
 from .gpu_clocks import summarise_clocks
 from .gpu_memory import WindowedSamples, mean, memory_stats, skipped, summarise_gpu, summarise_nvml
 from .gpus import RunGpus, run_gpus
 from .logs import CPU_LOG, GPU_LOG, NVML_LOG, TORCH_LOG, LogError, host_of, matching_logs, psrecord_format, read_log
 from .throughput import flops_per_token, summarise_throughput
-from .training_window import TrainingWindow
+from .training_window import TrainingWindow, step_spans
 
 
 def _torch_entry(entry: dict[str, Any], source: str) -> dict[str, Any]:
@@ -200,6 +203,19 @@ def _emulated_nodes(run_dir: Path, own: RunGpus | None) -> bool:
     return status.get("launch_mode") == "local-nodes"
 
 
+def summarise_activity(run_dir: Path, status: str, own: RunGpus | None, warmup_steps: int,
+                       expected_gpus: int | None) -> tuple[records.Energy, records.GpuBusy]:
+    """The run's energy and its GPUs' busy fraction, over its steady steps (and, for energy, its training window);
+    a run that did not finish has neither. `expected_gpus`: the run's GPU count; None on CPU ranks."""
+    if status != "ok":
+        activity = RunActivity([], [], f"the run ended {status}: no steady window")
+        return summarise_energy(run_dir, activity, None, None, own, expected_gpus), summarise_busy(activity, None, None)
+    activity = run_activity(run_dir, own)
+    steady, training = step_spans(run_dir, warmup_steps)
+    return (summarise_energy(run_dir, activity, steady, training, own, expected_gpus),
+            summarise_busy(activity, steady, expected_gpus))
+
+
 def summarise_run(run_dir: Path) -> records.RunRecord:
     """Everything the tables need about one run, from its records and monitor logs."""
     spec = read_json(run_dir / "run_spec.json", what="the launcher writes it")
@@ -218,6 +234,9 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
     nvml = summarise_nvml(monitor, warnings, own)
     clocks = summarise_clocks(run_dir, warnings, own)
     device = spec.get("runtime", {}).get("device")
+    warmup_steps = int(spec.get("training", {}).get("warmup_steps", 0))
+    energy, busy = summarise_activity(run_dir, status, own, warmup_steps,
+                                      point["world_size"] if device == "cuda" else None)
     logs_found = any(matching_logs(monitor, pattern) for pattern in (GPU_LOG, NVML_LOG, CPU_LOG))
     # A missing log is the launcher's recorded decision (monitor unavailable): empty cells and a warning in
     # the table notes. A log that exists but is broken beyond what `logs` skips raised LogError above.
@@ -255,8 +274,9 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
         "torch": summarise_torch(monitor, metrics, metrics_path),
         "cpu": cpu,
         # steady throughput with its interval, from steps.csv (report/run_summary/throughput.py); None without one
-        "throughput": summarise_throughput(run_dir, dict(metrics), int(spec.get("training", {}).get("warmup_steps", 0)))
-        if status == "ok" else None,
+        "throughput": summarise_throughput(run_dir, dict(metrics), warmup_steps) if status == "ok" else None,
+        "energy": energy,
+        "gpu_busy": busy,
         "warnings": warnings,
         "unusable": unusable,
     }

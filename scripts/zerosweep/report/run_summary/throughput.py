@@ -57,6 +57,15 @@ def read_steps(path: Path) -> pd.DataFrame:
     return numeric.astype({"step": int, "samples": int, "tokens": int, "eval_gap": bool})
 
 
+def steady_rows(steps: pd.DataFrame, warmup_steps: int) -> pd.DataFrame:
+    """The rows of a read_steps frame that are steady: the steps summarise_step_times measures (the same call of
+    zerosweep.steady.steady_steps on the same columns)."""
+    from ...steady import steady_steps
+
+    chosen = steady_steps(steps["step"], steps["samples"], steps["eval_gap"], steps["seconds"], warmup_steps)
+    return steps.iloc[chosen.indices]
+
+
 def step_statistics(run_dir: Path, warmup_steps: int) -> StepStatistics | None:
     """The run's StepStatistics (for table verdicts across runs); None without a steps.csv."""
     from ..statistics import summarise_step_times

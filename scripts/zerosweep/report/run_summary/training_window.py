@@ -46,6 +46,68 @@ def training_window(run_dir: Path) -> tuple[float, float] | None:
     return float(steps["wall_start"].min()), float(steps["wall_end"].max())
 
 
+@dataclass(frozen=True)
+class StepSpans:
+    """Time spans of a run's steps (unix seconds, steps.csv's wall_start/wall_end) that a figure is taken over,
+    with the samples and (padded) tokens those steps trained on, as steps.csv counts them."""
+
+    name: str  # STEADY_STEPS | TRAINING_STEPS
+    starts: np.ndarray
+    ends: np.ndarray
+    samples: int
+    tokens: int
+
+    @property
+    def seconds(self) -> float:
+        return float((self.ends - self.starts).sum())
+
+    @property
+    def first(self) -> float:
+        return float(self.starts.min())
+
+    @property
+    def last(self) -> float:
+        return float(self.ends.max())
+
+
+STEADY_STEPS = "steady steps"
+TRAINING_STEPS = "training window"
+
+
+def step_spans(run_dir: Path, warmup_steps: int) -> tuple[StepSpans | None, StepSpans | None]:
+    """The steady steps, each its own span (warm-up and steps with an evaluation or save left out: the steps the
+    steady throughput is measured on, zerosweep.steady.steady_steps), and the training window as one span (the
+    first step's start to the last one's end); None without steps.csv or without such steps."""
+    import numpy as np
+
+    from .throughput import read_steps, steady_rows
+
+    path = run_dir / STEPS_FILE
+    if not path.is_file():
+        return None, None
+    steps = read_steps(path)
+    if steps.empty:
+        return None, None
+    training = StepSpans(TRAINING_STEPS, np.array([steps["wall_start"].min()]), np.array([steps["wall_end"].max()]),
+                         int(steps["samples"].sum()), int(steps["tokens"].sum()))
+    steady = steady_rows(steps, warmup_steps)
+    if steady.empty:
+        return None, training
+    return (StepSpans(STEADY_STEPS, steady["wall_start"].to_numpy(dtype=float), steady["wall_end"].to_numpy(dtype=float),
+                      int(steady["samples"].sum()), int(steady["tokens"].sum())), training)
+
+
+def inside_spans(seconds: np.ndarray, spans: StepSpans) -> np.ndarray:
+    """Which samples (unix seconds) lie in one of the spans, both ends included."""
+    import numpy as np
+
+    order = np.argsort(spans.starts)
+    starts, ends = spans.starts[order], spans.ends[order]
+    # the last span that starts at or before each sample; inside if the sample is not after that span's end
+    span = np.searchsorted(starts, seconds, side="right") - 1
+    return (span >= 0) & (seconds <= ends[np.clip(span, 0, None)])
+
+
 def inside(seconds: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     """Which samples (unix seconds) lie in the window, both ends included."""
     start, end = window

@@ -6,7 +6,8 @@ report/run_summary/throughput.py) becomes one row with each side's status, A's a
 steady samples/s and interval, the ratio B / A with its interval, and the verdict of report/statistics.py
 (Welch on log run medians with >= 2 runs each; with one run a side, untested, the ratio with a within-run
 interval), and the same for the GPU memory peak (report/run_summary/run_peak: the first GPU monitor both sides' runs have; a
-verdict only with >= 2 runs each). A run that did not finish (oom, crashed, unusable) keeps its row with its
+verdict only with >= 2 runs each), and each side's GPU energy per sample with the ratio where both sides have
+it (report/run_summary/energy.run_energy). A run that did not finish (oom, crashed, unusable) keeps its row with its
 status and empty numbers; a side's numbers come from its finished runs only. Written as CSV and Markdown.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ...plan.repeats import split_repeat
+from ..run_summary.energy import run_energy
 from ..run_summary.run_peak import GPU_MONITORS, PEAK_LABELS, Source, peak_from, shared_peak_source
 from ..statistics import StepStatistics, compare_rows, row_throughput, verdict_from_runs
 from .table_fields import row_status
@@ -72,6 +75,14 @@ def _peaks(runs: Runs, source: Source | None) -> list[float]:
     return [] if source is None else [p for summary, _ in runs if (p := peak_from(summary, source)) is not None]
 
 
+def j_per_sample(runs: Runs) -> float | None:
+    """A side's GPU energy per sample: the median over its finished runs (report/run_summary/energy.run_energy);
+    None unless every finished run has one."""
+    values = [run_energy(summary).gpu_j_per_sample for summary, _ in _finished(runs)]
+    numbers = [float(value) for value in values if value is not None]
+    return float(statistics.median(numbers)) if numbers and len(numbers) == len(values) else None
+
+
 def _side(runs: Runs, prefix: str, source: Source | None) -> dict[str, Any]:
     """A side's status over all its runs; its numbers from the finished ones (none finished: empty)."""
     figure = row_throughput([stats for _, stats in _finished(runs) if stats is not None])
@@ -79,7 +90,8 @@ def _side(runs: Runs, prefix: str, source: Source | None) -> dict[str, Any]:
     return {f"{prefix} status": _status(runs), f"{prefix} runs": len(runs),
             f"{prefix} samples/s": figure.median if figure else None,
             f"{prefix} low": figure.low if figure else None, f"{prefix} high": figure.high if figure else None,
-            f"{prefix} peak MiB": sum(peaks) / len(peaks) if peaks else None}
+            f"{prefix} peak MiB": sum(peaks) / len(peaks) if peaks else None,
+            f"{prefix} J/sample": j_per_sample(runs)}
 
 
 def compare_results(a: Path, b: Path) -> pd.DataFrame:
@@ -106,6 +118,8 @@ def compare_results(a: Path, b: Path) -> pd.DataFrame:
             "memory ratio B/A": memory.ratio if memory else None,
             "memory verdict": memory.verdict if memory else None,
         })
+        energy_a, energy_b = rows[-1]["A J/sample"], rows[-1]["B J/sample"]
+        rows[-1]["J/sample ratio B/A"] = energy_b / energy_a if energy_a and energy_b is not None else None
     return pd.DataFrame(rows)
 
 
@@ -123,7 +137,9 @@ def markdown(frame: pd.DataFrame, a: Path, b: Path) -> str:
              ("Samples/s: median steady throughput of the finished runs; low-high: its 95 % interval (one run) or "
               "min-max (repeats). Status: every run's (a run that did not finish keeps its row, numbers empty). "
               "Ratio B/A with its 95 % interval; verdict and test as in zerosweep.report.statistics "
-              f"({', '.join(sorted(str(test) for test in set(frame['test']) if isinstance(test, str))) or 'none'})."),
+              f"({', '.join(sorted(str(test) for test in set(frame['test']) if isinstance(test, str))) or 'none'}). "
+              "J/sample: the GPUs' energy (NVML's total-energy counter) over the steady steps per sample, median of "
+              "the finished runs; its ratio only where both sides have it (no test: a figure, not a verdict)."),
              "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for _, row in frame.iterrows()]

@@ -77,6 +77,17 @@ LABELS: dict[str, str] = {
     f.OPTIMIZER: "Optimizer",
     f.GRADIENT_CHECKPOINTING: "Gradient Checkpointing",
     f.LOSS: "Loss",
+    # energy over the steady steps and the GPUs' busy fraction (report/run_summary/energy, gpu_busy)
+    f.GPU_ENERGY_J: "GPU Energy, steady steps (J)",
+    f.GPU_MEAN_POWER_W: "GPU Mean Power, all GPUs (W)",
+    f.GPU_J_PER_SAMPLE: "GPU Energy per Sample (J)",
+    f.GPU_J_PER_TOKEN: "GPU Energy per Token (J, incl. padding)",
+    f.GPU_ENERGY_PROBLEM: "Why No GPU Energy",
+    f.GPU_POWER_INTEGRAL_J: "GPU Power Integral, steady steps (J, cross-check)",
+    f.CPU_PACKAGE_ENERGY_J: "CPU Package Energy, steady steps (J, RAPL, whole host)",
+    f.TRAINING_GPU_ENERGY_J: "GPU Energy, training window (J)",
+    f.GPU_BUSY_FRACTION: "GPU Busy Fraction (steady steps)",
+    f.HOST_BOUND: "Host-Bound",
 }
 # The workshop's headers differ between its tables: per table kind, what differs from LABELS.
 KIND_LABELS: dict[str, dict[str, str]] = {
@@ -125,6 +136,10 @@ FORMATS: Final[dict[str, str]] = {
     ),
     **dict.fromkeys((f.TRAIN_LOSS, f.EVAL_LOSS_EPOCH1, f.EVAL_LOSS_EPOCH2, f.EVAL_LOSS), "{:.4f}"),
     f.TFLOPS_PER_GPU: "{:.1f}",
+    **dict.fromkeys((f.GPU_J_PER_SAMPLE, f.GPU_MEAN_POWER_W), "{:.2f}"),
+    **dict.fromkeys((f.GPU_ENERGY_J, f.TRAINING_GPU_ENERGY_J, f.GPU_POWER_INTEGRAL_J, f.CPU_PACKAGE_ENERGY_J), "{:.0f}"),
+    f.GPU_J_PER_TOKEN: "{:.4f}",
+    f.GPU_BUSY_FRACTION: "percent",
     **dict.fromkeys((f.MFU, f.WEAK_SCALING_EFFICIENCY, f.STEADY_WEAK_SCALING_EFFICIENCY,
                      f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH), "percent"),
     **dict.fromkeys((f.SPEEDUP, f.STEADY_SPEEDUP), "{:.2f}×"),

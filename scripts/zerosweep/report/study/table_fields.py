@@ -9,6 +9,8 @@ from typing import Any
 
 from ... import records as f
 from ...plan import levers
+from ..run_summary.energy import run_energy
+from ..run_summary.gpu_busy import host_bound
 from ..run_summary.throughput import run_throughput
 
 # The speed levers' columns, in registry order: each lever's field id is its name (records.COMPILE, ...).
@@ -68,6 +70,8 @@ def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) ->
     point, metrics = record["point"], record["metrics"]
     gpu, cpu = record["gpu"], record["cpu"]
     throughput = run_throughput(record, peak_tflops)
+    energy = run_energy(record)
+    busy = _dig(record.get("gpu_busy"), "busy_fraction")
     fraction = metrics.get("real_token_fraction")
     values: dict[str, Any] = {
         f.CONFIG: label,
@@ -101,6 +105,16 @@ def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) ->
         # without padding: the padded rate x the real (non-padding) token fraction
         f.STEADY_REAL_TOKENS_PER_SECOND: (None if throughput.tokens_per_second is None or fraction is None
                                           else throughput.tokens_per_second * float(fraction)),
+        f.GPU_ENERGY_J: energy.gpu_energy_j,
+        f.GPU_MEAN_POWER_W: energy.gpu_mean_power_w,
+        f.GPU_J_PER_SAMPLE: energy.gpu_j_per_sample,
+        f.GPU_J_PER_TOKEN: energy.gpu_j_per_token,
+        f.GPU_ENERGY_PROBLEM: energy.problem,
+        f.GPU_POWER_INTEGRAL_J: energy.power_integral_j,
+        f.CPU_PACKAGE_ENERGY_J: energy.cpu_package_energy_j,
+        f.TRAINING_GPU_ENERGY_J: energy.training_gpu_energy_j,
+        f.GPU_BUSY_FRACTION: busy,
+        f.HOST_BOUND: host_bound(busy),
     }
     for name in (f.TRAIN_SAMPLES_PER_SECOND, f.EVAL_SAMPLES_PER_SECOND, f.TRAIN_RUNTIME, f.TRAIN_LOSS, f.EVAL_LOSS,
                  f.STEPS_PER_EPOCH, f.FIRST_STEP_SECONDS):  # fmt: skip

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from ... import records as f
 from ...plan.repeats import split_repeat
 from ...steady import MIN_STEPS
+from ..run_summary.gpu_busy import HOST_BOUND_BELOW, host_bound
 from ..run_summary.run_peak import PEAK_LABELS, Source, peak_from, shared_peak_source
 from ..run_summary.throughput import LAUNCHER_MEAN, MEDIAN_STEP, RUN_VALUES, run_throughput
 from ..statistics import (
@@ -95,6 +96,7 @@ def point_row(group: PointRuns, label: str, peak_tflops: float | None) -> dict[s
             values = [fields[name] for fields in finished]
             row[name] = _median(values) if any(_number(value) for value in values) else values[0]
     row.update(_throughput(group, finished))
+    row[f.HOST_BOUND] = host_bound(row[f.GPU_BUSY_FRACTION])  # of the row's busy fraction (median of its runs')
     row[f.WARMUP_NEVER_SETTLED] = warmup_never_settled(group)
     estimator, rates = run_rates(group)
     row[f.RUN_SAMPLES_PER_SECOND], row[f.RUN_SAMPLES_ESTIMATOR] = _run_values(rates), estimator if rates else None
@@ -267,6 +269,18 @@ def warmup_never_settled_note(rows: list[dict[str, Any]]) -> list[str]:
     return [("‡ a run's step times never settled within ±10 % of their median (warm-up rule in "
              "zerosweep.steady): its steady figure starts after training.warmup_steps and may hold warm-up or a "
              f"drift, and it could not stop by width (CSV: {f.WARMUP_NEVER_SETTLED}): {', '.join(unsettled)}.")]
+
+
+def host_bound_note(rows: list[dict[str, Any]]) -> list[str]:
+    """The note behind the § mark: rows whose GPUs were busy less than HOST_BOUND_BELOW of the steady steps."""
+    marked = [row[f.RUN_ID] for row in rows if row.get(f.HOST_BOUND)]
+    if not marked:
+        return []
+    return [(f"§ host-bound: the run's GPUs ran a kernel in less than {100 * HOST_BOUND_BELOW:.0f} % of its steady "
+             "steps' time (busy fraction: the mean of NVML's utilisation samples inside the steady steps, "
+             "zerosweep.report.run_summary.gpu_busy; median over repeats), so its step times wait on the host (data, "
+             "Python and kernel-launch overhead, CPU work) and carry its noise (CSV: "
+             f"{f.GPU_BUSY_FRACTION}, {f.HOST_BOUND}): {', '.join(marked)}.")]
 
 
 def hit_cap_note(rows: list[dict[str, Any]]) -> list[str]:

@@ -31,6 +31,7 @@ from .table_rows import (
     add_verdicts,
     group_repeats,
     hit_cap_note,
+    host_bound_note,
     point_row,
     spread_note,
     warmup_never_settled_note,
@@ -50,6 +51,9 @@ THROUGHPUT_DETAIL = [f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECON
                      f.RUN_PEAK_MIB, f.RUN_PEAK_SOURCE]
 VERDICT_DETAIL = [f.THROUGHPUT_RATIO, f.THROUGHPUT_RATIO_LOW, f.THROUGHPUT_RATIO_HIGH, f.THROUGHPUT_P,
                   f.MEMORY_RATIO, f.MEMORY_RATIO_LOW, f.MEMORY_RATIO_HIGH, f.MEMORY_P]
+# CSV only (the Markdown may show J/sample: markdown_columns): energy over the steady steps, the GPUs' busy fraction
+ENERGY = [f.GPU_ENERGY_J, f.GPU_MEAN_POWER_W, f.GPU_J_PER_SAMPLE, f.GPU_J_PER_TOKEN, f.GPU_ENERGY_PROBLEM,
+          f.GPU_POWER_INTEGRAL_J, f.CPU_PACKAGE_ENERGY_J, f.TRAINING_GPU_ENERGY_J, f.GPU_BUSY_FRACTION, f.HOST_BOUND]
 # The workshop's memory columns (its analyze_memory.py printout: peak, average and mode, GPU then CPU).
 WORKSHOP_MEMORY = [f.GPU_PEAK_MIB, f.GPU_AVERAGE_MIB, f.GPU_MODES_MIB, f.CPU_PEAK_MIB, f.CPU_AVERAGE_MIB,
                    f.CPU_MODES_MIB]
@@ -68,21 +72,22 @@ MARKDOWN: dict[str, list[str]] = {
 CSV_ONLY: dict[str, list[str]] = {
     "comparison": [f.GPU_PEAK_MIN_MIB, f.NVML_PEAK_MIB, f.TORCH_MAX_RESERVED_MIB, f.STEADY_TOKENS_PER_SECOND,
                    f.STEADY_REAL_TOKENS_PER_SECOND, f.TFLOPS_PER_GPU, f.MFU, f.TRAIN_RUNTIME, f.FIRST_STEP_SECONDS,
-                   f.GPUS_COUNTED, f.STATUS, f.RUN_ID, *MACHINE, *LEVER_FIELDS, *THROUGHPUT_DETAIL, *VERDICT_DETAIL],
-    "baseline": [*MACHINE, *LEVER_FIELDS],
+                   f.GPUS_COUNTED, f.STATUS, f.RUN_ID, *MACHINE, *LEVER_FIELDS, *THROUGHPUT_DETAIL, *VERDICT_DETAIL,
+                   *ENERGY],
+    "baseline": [*MACHINE, *LEVER_FIELDS, *ENERGY],
     "scaling": [f.GPUS_PER_NODE, f.NODES, f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY,
                 f.TRAIN_LOSS, f.FIRST_STEP_SECONDS, f.GPU_PEAK_MIN_MIB, f.NVML_PEAK_MIB, f.GPUS_COUNTED, f.STATUS,
                 f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *LEVER_FIELDS, *THROUGHPUT_DETAIL,
-                f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH],
+                f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH, *ENERGY],
 }  # fmt: skip
 COLUMNS: dict[str, list[str]] = {kind: MARKDOWN[kind] + CSV_ONLY[kind] for kind in TABLE_KINDS}
 HIDDEN: dict[str, set[str]] = {kind: set(CSV_ONLY[kind]) for kind in TABLE_KINDS}  # in the CSV only
 # A verdict cell's change comes from its ratio (CSV); marks after steady samples/s, with the row field each flags.
 VERDICT_RATIOS = {f.THROUGHPUT_VERDICT: f.THROUGHPUT_RATIO, f.MEMORY_VERDICT: f.MEMORY_RATIO}
-STEADY_MARKS = ((f.HIT_CAP, "†"), (f.WARMUP_NEVER_SETTLED, "‡"))
+STEADY_MARKS = ((f.HIT_CAP, "†"), (f.WARMUP_NEVER_SETTLED, "‡"), (f.HOST_BOUND, "§"))
 # CSV-only fields the Markdown's pointer to the CSV sums up in words rather than listing each.
 CSV_DETAIL = {*MACHINE, *LEVER_FIELDS, *THROUGHPUT_DETAIL, *VERDICT_DETAIL, f.STEADY_WEAK_SCALING_EFFICIENCY_LOW,
-              f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH, f.STATUS, f.RUN_ID}
+              f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH, f.STATUS, f.RUN_ID, *ENERGY}
 EMPTY = "–"
 
 
@@ -159,6 +164,8 @@ def markdown_columns(kind: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     shown = list(MARKDOWN[kind])
     if kind != "baseline" and any(is_compiled(row) for row in rows):
         shown.insert(shown.index(f.REPEATS) + 1, f.FIRST_STEP_SECONDS)
+    if kind != "baseline" and any(row.get(f.GPU_J_PER_SAMPLE) is not None for row in rows):
+        shown.insert(shown.index(f.REPEATS) + 1 + (f.FIRST_STEP_SECONDS in shown), f.GPU_J_PER_SAMPLE)
     return shown
 
 
@@ -206,7 +213,7 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
         notes += derived.add_scaling(frame) + add_efficiency_intervals(frame, groups)
     frame = frame[COLUMNS[kind]]
     if kind != "baseline":
-        notes += spread_note(rows) + hit_cap_note(rows) + warmup_never_settled_note(rows)
+        notes += spread_note(rows) + hit_cap_note(rows) + warmup_never_settled_note(rows) + host_bound_note(rows)
     for status, what in (("oom", "Out of memory"), ("unusable", "No valid sample in the monitor logs")):
         ids = [group.point_id for group in groups if not group.finished and row_status(group.runs[0]) == status]
         if ids:
@@ -224,11 +231,27 @@ def build_table(study: Mapping[str, Any], summaries: Sequence[f.RunRecord]) -> T
         notes.append(f"{labels.label(f.FIRST_STEP_SECONDS, kind)}: seconds of optimizer step 1 (median over the "
                      "repeats): torch.compile compiles there, so it holds the compile cost; the warm-up rule keeps it "
                      "out of the steady figure.")
+    if f.GPU_J_PER_SAMPLE in markdown_columns(kind, rows):
+        notes.append(energy_note(rows, kind))
     if kind == "comparison":  # MFU is a comparison column (CSV): say where it is empty for want of a peak
         notes += peak_notes([run for group in groups for run in group.finished], peak_tflops)
     for run in runs:
         notes += [f"{run['run_id']}: {warning}" for warning in run.get("warnings", [])]
     return Table(study=study["name"], title=study.get("title") or study["name"], kind=kind, frame=frame, notes=notes)
+
+
+def energy_note(rows: Sequence[Mapping[str, Any]], kind: str) -> str:
+    """What the J/sample column is, and why it is empty where it is (each reason once, with its rows)."""
+    empty: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get(f.GPU_J_PER_SAMPLE) is None and row.get(f.STATUS) == "ok":
+            empty.setdefault(str(row.get(f.GPU_ENERGY_PROBLEM)), []).append(str(row[f.RUN_ID]))
+    why = "".join(f" Empty for {', '.join(ids)}: {reason}." for reason, ids in empty.items())
+    return (f"{labels.label(f.GPU_J_PER_SAMPLE, kind)}: the NVML total-energy counter's rise over the steady steps "
+            "(the run's GPUs together) / the samples of those steps, median over repeats; power, J/token, the power "
+            "integral (a cross-check), the training window's energy and RAPL CPU package energy are in the CSV "
+            f"({f.GPU_MEAN_POWER_W}, {f.GPU_J_PER_TOKEN}, {f.GPU_POWER_INTEGRAL_J}, {f.TRAINING_GPU_ENERGY_J}, "
+            f"{f.CPU_PACKAGE_ENERGY_J}).{why}")
 
 
 def _where(name: str, kind: str) -> str:
@@ -285,7 +308,8 @@ def md_value(value: Any, name: str) -> str:
 
 def md_cell(row: Mapping[str, Any], name: str) -> str:
     """A Markdown cell with its row: steady samples/s as '54.1 [53.3, 58.4]' (with † where a run hit the cap, ‡
-    where a run's warm-up never settled, the status where the row did not finish), an efficiency with its
+    where a run's warm-up never settled, § where the row is host-bound, the status where the row did not finish),
+    an efficiency with its
     interval, a verdict as verdict_cell writes it."""
     value = row.get(name)
     if name == f.STEADY_SAMPLES_PER_SECOND and value is None and row.get(f.STATUS) not in (None, "ok"):
@@ -345,6 +369,7 @@ def csv_pointer(study: str, kind: str, shown: Sequence[str] = ()) -> str:
         detail.append("interval ends and run-level values")
     if f.THROUGHPUT_RATIO in CSV_ONLY[kind]:
         detail.append("verdict ratios with their intervals and p-values")
+    detail.append("energy (J, mean power, J/sample, J/token, power integral, RAPL) and the GPUs' busy fraction")
     detail.append("the point and its speed levers as machine-readable fields")
     return (f"`{study}.csv` has every field, headed by field ids; beyond the columns here: "
             + "".join(f"{label}, " for label in extra) + ", ".join(detail) + ".")

@@ -1,5 +1,6 @@
 """`recommend`: a tune study's answer. For each memory budget, the configuration and micro-batch with the highest
-measured throughput whose measured peak fits; each configuration's exact largest micro-batch and its
+measured throughput whose measured peak fits, and the one with the least GPU energy per sample; each
+configuration's exact largest micro-batch and its
 measurement; the memory each configuration needs at the workshop's micro-batch (measured, or predicted and
 labelled so); the memory model's prediction beside every measured peak; the throughput-memory Pareto plot.
 
@@ -139,16 +140,28 @@ def budget_search_table(budgets: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         "Basis": budget["basis"]} for budget in budgets])
 
 
+def fitting_runs(runs: Sequence[Mapping[str, Any]], budget_gib: float) -> list[Mapping[str, Any]]:
+    """The measured runs a budget holds: finished, with a steady throughput, their measured peak within it."""
+    return [run for run in runs if run["status"] == "ok" and run["peak_mib"] is not None
+            and run["samples_per_second"] is not None and run["peak_mib"] <= budget_gib * GIB]
+
+
+def most_efficient(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The run with the least GPU energy per sample over its steady steps (report/run_summary/energy.run_energy);
+    None where no run has that figure (CPU ranks, GPUs without NVML's energy counter)."""
+    measured = [run for run in runs if run.get("gpu_j_per_sample") is not None]
+    return min(measured, key=lambda run: float(run["gpu_j_per_sample"])) if measured else None
+
+
 def budget_table(runs: Sequence[Mapping[str, Any]], budgets_gib: Sequence[float],
                  sources: Mapping[float, str] | None = None) -> pd.DataFrame:
     """Per budget: the fastest measured run whose measured peak fits it (every measured configuration, lever
-    points among them). `sources`: what a budget is, where it is not a configured one (study_budgets)."""
-    usable = [run for run in runs if run["status"] == "ok" and run["peak_mib"] is not None
-              and run["samples_per_second"] is not None]
+    points among them), with its energy per sample. `sources`: what a budget is, where it is not a configured one
+    (study_budgets)."""
     rows = []
     for budget in sorted(budgets_gib):
         named = {"Budget": budget_text(budget, (sources or {}).get(budget, "")), "Budget (GiB)": budget}
-        fitting = [run for run in usable if run["peak_mib"] <= budget * GIB]
+        fitting = fitting_runs(runs, budget)
         if not fitting:
             rows.append({**named, "Configuration": "nothing measured fits"})
             continue
@@ -159,6 +172,28 @@ def budget_table(runs: Sequence[Mapping[str, Any]], budgets_gib: Sequence[float]
             "Peak (GiB)": _gib(best["peak_mib"]), "Samples/s": best["samples_per_second"],
             "Samples/s low": best["samples_per_second_low"], "Samples/s high": best["samples_per_second_high"],
             "TFLOP/s per GPU": best["tflops_per_gpu"], "MFU (%)": _percent(best["mfu"]),
+            "J/sample": best.get("gpu_j_per_sample"),
+        })
+    return pd.DataFrame(rows)
+
+
+def efficiency_table(runs: Sequence[Mapping[str, Any]], budgets_gib: Sequence[float],
+                     sources: Mapping[float, str] | None = None) -> pd.DataFrame:
+    """Per budget: the most energy-efficient measured run whose measured peak fits it (most_efficient), beside the
+    fastest of budget_table."""
+    rows = []
+    for budget in sorted(budgets_gib):
+        named = {"Budget": budget_text(budget, (sources or {}).get(budget, "")), "Budget (GiB)": budget}
+        best = most_efficient(fitting_runs(runs, budget))
+        if best is None:
+            rows.append({**named, "Configuration": "no measured run that fits has an energy figure"})
+            continue
+        rows.append({
+            **named, "Configuration": best["label"], "Micro-batch": best["micro_batch"],
+            "Gradient accumulation": best["gradient_accumulation_steps"], "Run": best["run_id"],
+            "Peak (GiB)": _gib(best["peak_mib"]), "J/sample": best["gpu_j_per_sample"],
+            "GPU power (W)": best.get("gpu_mean_power_w"), "Samples/s": best["samples_per_second"],
+            "Samples/s low": best["samples_per_second_low"], "Samples/s high": best["samples_per_second_high"],
         })
     return pd.DataFrame(rows)
 
@@ -289,6 +324,7 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
     unit = "GPU" if study["settings"]["runtime"]["device"] == "cuda" else "CPU rank (host memory)"
     tables = {
         "recommendation": budget_table(all_runs, budget_list, sources),
+        "energy_efficiency": efficiency_table(all_runs, budget_list, sources),
         "candidates": candidates_table(searches, measured, model, screen),
         "workshop_budget": workshop_table(searches, model, int(tune["workshop_micro_batch"]), budget_list),
         "memory_model": memory_table(probes, model),
@@ -302,7 +338,13 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
         ("Recommendation per memory budget",
          (f"The fastest measured run whose measured peak per {unit} fits each budget (probes and measurements; "
          "short runs, steady samples/s). Budgets: tune.budgets_gib, and the GPU's own memory (nvidia-smi "
-         "memory.total, rounded down to 0.1 GiB) where it is larger than them all."), tables["recommendation"]),
+         "memory.total, rounded down to 0.1 GiB) where it is larger than them all. J/sample: the GPUs' energy "
+         "(NVML's total-energy counter) over the run's steady steps per sample trained in them."),
+         tables["recommendation"]),
+        ("Most energy-efficient run per memory budget",
+         (f"The measured run with the least GPU energy per sample (J/sample, as above) whose measured peak per {unit} "
+          "fits each budget; empty where no run that fits has an energy figure (CPU ranks, a GPU or driver without "
+          "NVML's energy counter)."), tables["energy_efficiency"]),
         ("Largest micro-batch per configuration",
          ("Found by probing (doubling to the first OOM, or stepping from the memory model's guess, then bisection); "
           "measured at that micro-batch." + screen_note(screen)),

@@ -4,8 +4,8 @@ one configuration within a memory budget).
 
 The outcome of a run is its status (ok / oom), its per-device peak (report/run_summary/run_peak.run_peak: on a GPU the exact
 NVML peak of the fullest GPU, else nvidia-smi's, else torch's reserved peak; on CPU ranks the largest rank's
-resident peak) and its throughput (report/run_summary/throughput.run_throughput: samples/s, TFLOP/s and MFU from one
-estimator, named), from the run's summary.json.
+resident peak), its throughput (report/run_summary/throughput.run_throughput: samples/s, TFLOP/s and MFU from one
+estimator, named) and its GPU energy per sample (report/run_summary/energy.run_energy), from the run's summary.json.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ...jsonio import read_json, write_json
 from ...plan.matrix import MatrixPoint
 from ...plan.tune.search import BudgetSearch, Screen, screen_reference
 from ...plan.tune.studies import boundary
+from ..run_summary.energy import run_energy
 from ..run_summary.run_peak import run_peak
 from ..run_summary.throughput import run_throughput
 
@@ -39,6 +40,7 @@ def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
     setup = summary["setup"]
     peak = run_peak(summary)
     rate = run_throughput(summary, None)  # the peak looked up from the GPU's model name and the run's precision
+    energy = run_energy(summary)
     point = summary["point"]
     micro_batch = int(setup["per_device_batch_size"])
     return {
@@ -60,6 +62,9 @@ def run_outcome(summary: Mapping[str, Any]) -> dict[str, Any]:
         "tflops_per_gpu": rate.tflops_per_gpu,
         "mfu": rate.mfu,
         "gpu_total_mib": gpu_total_mib(summary),
+        "gpu_j_per_sample": energy.gpu_j_per_sample,  # over the steady steps (report/run_summary/energy)
+        "gpu_mean_power_w": energy.gpu_mean_power_w,
+        "gpu_energy_problem": energy.problem,
     }
 
 
