@@ -8,10 +8,7 @@ set -u
 t0=$(date +%s.%N)
 source benchmarks/device_env.sh || exit 1
 export TORCH_CUDA_ARCH_LIST=9.0
-if [ -n "${LEVERS_SEED:-}" ] && [ ! -d results/runs ]; then
-  tar xzf "$LEVERS_SEED" || exit 1
-  find results -exec touch -h {} +
-fi
+seed_results "${LEVERS_SEED:-}" || exit 1
 mkdir -p "$OUT"
 rm -rf .snakemake/locks
 TARGET=results/tables/speed_levers.md

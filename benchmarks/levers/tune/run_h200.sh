@@ -8,10 +8,7 @@ set -u
 t0=$(date +%s.%N)
 source benchmarks/device_env.sh || exit 1
 export TORCH_CUDA_ARCH_LIST=9.0
-if [ -n "${TUNE_SEED:-}" ] && [ ! -d results/runs ]; then
-  tar xzf "$TUNE_SEED" || exit 1
-  find results -exec touch -h {} +
-fi
+seed_results "${TUNE_SEED:-}" || exit 1
 mkdir -p "$OUT"
 rm -rf .snakemake/locks
 TARGET=${TUNE_TARGET:-results/tune/tune_levers/recommendation.md}
