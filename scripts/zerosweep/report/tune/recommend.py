@@ -21,6 +21,7 @@ import pandas as pd
 from ...jsonio import read_json
 from ...plan.tune.memory_model import relative_error
 from ...plan.tune.search import within_budget
+from ...plan.tune.studies import IN_PROCESS, SEPARATE_PROCESS
 from . import pareto_plot
 from .memory_fit import MemoryModel, headline
 from .tune_records import run_outcome
@@ -134,11 +135,11 @@ def cost_table(searches: Sequence[Mapping[str, Any]], screen: Mapping[str, Any] 
              "Device-seconds": search.get("device_seconds")} for search in searches]
     extra = [probe for probe in [*(screen or {}).get("probes", []),
                                  *(probe for budget in budgets for probe in budget["probes"])]
-             if probe["run_id"] not in searched and probe.get("search_mode") != "in_process"]
+             if probe["run_id"] not in searched and probe.get("search_mode") != IN_PROCESS]
     extra = list({probe["run_id"]: probe for probe in extra}.values())
     if extra:
         rows.append({"Configuration": "screen and budget probes outside the searches", "Point": None,
-                     "Search mode": "separate_process", "Ordinary probes": len(extra), "In-process probes": 0,
+                     "Search mode": SEPARATE_PROCESS, "Ordinary probes": len(extra), "In-process probes": 0,
                      "Device-seconds": None if any(probe.get("device_seconds") is None for probe in extra)
                      else sum(float(probe["device_seconds"]) for probe in extra)})
     table = pd.DataFrame(rows)
