@@ -19,8 +19,18 @@ from zerosweep.plan.matrix import (  # noqa: E402
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.plan.resources import job_slurm_options, slurm_exclusive  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
-from zerosweep.plan.tune.studies import build_tune_studies, find_run  # noqa: E402
-from zerosweep.plan.tune.search import budget_search, budgets_to_fill, measurement_runs, replay, screen, screen_run_ids  # noqa: E402
+from zerosweep.plan.tune.studies import IN_PROCESS, IN_PROCESS_SEARCH, build_tune_studies, find_run  # noqa: E402
+from zerosweep.plan.tune.search import (  # noqa: E402
+    budget_search,
+    budgets_to_fill,
+    in_process_known,
+    measurement_runs,
+    replay,
+    screen,
+    screen_run_ids,
+    search_start,
+    with_in_process,
+)
 from zerosweep.plan.workspace import UnusableResults, check_results_dir  # noqa: E402
 from zerosweep.run.ops import OP_BUILDERS, ops_for  # noqa: E402
 
@@ -55,6 +65,9 @@ def print_matrix(log_path):
 
 
 def run_spec(wildcards):
+    if not hasattr(wildcards, "run"):  # a tune point's in-process search job: the point's probe settings
+        search = TUNE[wildcards.study].searches[wildcards.point]
+        return search.probe(search.start)
     try:
         return find_run(PLAN, TUNE, wildcards.run)
     except KeyError as error:
@@ -134,6 +147,28 @@ def _probe_outcome(run_id):
     return read_json(Path(_probe_file(run_id)), what="the tune_probe rule writes it")
 
 
+def _in_process_file(study, point):
+    """A point's in-process search record (tune.search_mode in_process): its job is scheduled until it exists."""
+    return checkpoints.tune_in_process.get(study=study, point=point).output[0]
+
+
+def _study_outcome(study):
+    """The probe outcomes a study's searches read: ordinary probes, or with tune.search_mode in_process the
+    point's in-process record where its outcome stands (zerosweep.plan.tune.search.with_in_process)."""
+    from zerosweep.jsonio import read_json
+
+    def in_process(point):
+        return read_json(Path(_in_process_file(study, point)), what="the tune_in_process rule writes it")
+
+    return with_in_process(TUNE[study], in_process, _probe_outcome)
+
+
+def _files_of(study, probes):
+    """The files holding the probes: an in-process probe's is its point's record."""
+    return sorted({_in_process_file(study, probe["point_id"]) if probe.get("search_mode") == IN_PROCESS
+                   else _probe_file(probe["run_id"]) for probe in probes})
+
+
 def _model_size(study):
     def size():  # only when a start is guessed: a pretrained model's config may be a download
         from zerosweep.run.modeling import model_size
@@ -144,11 +179,12 @@ def _model_size(study):
 
 
 def _tune_replay(wildcards):
-    return replay(TUNE[wildcards.study], wildcards.point, _probe_outcome, _model_size(wildcards.study))
+    return replay(TUNE[wildcards.study], wildcards.point, _study_outcome(wildcards.study),
+                  _model_size(wildcards.study))
 
 
 def tune_search_probes(wildcards):
-    return [_probe_file(run_id) for run_id in _tune_replay(wildcards).run_ids]
+    return _files_of(wildcards.study, _tune_replay(wildcards).probes)
 
 
 def _params_after_checkpoints(func):
@@ -171,7 +207,30 @@ def _params_after_checkpoints(func):
 @_params_after_checkpoints
 def tune_search_start(wildcards):
     found = _tune_replay(wildcards)
-    return f"--start {found.start}" + (" --gallop" if found.gallop else "")
+    return f"--start {found.start}" + (" --gallop" if found.gallop else "") + f" --run-ids {','.join(found.run_ids)}"
+
+
+def _in_process_job(wildcards):
+    """The spec of a point's in-process search job: it starts where the replay starts, from its screen probe."""
+    study = TUNE[wildcards.study]
+    outcome = _study_outcome(wildcards.study)
+    start, gallop = search_start(study, wildcards.point, outcome, _model_size(wildcards.study))
+    known = in_process_known(study, wildcards.point, outcome)
+    return study.searches[wildcards.point].in_process(start, gallop, known)
+
+
+def tune_in_process_inputs(wildcards):
+    """What the job starts from: the point's screen probe (and, through the start, the first point's search)."""
+    job = _in_process_job(wildcards)
+    search = TUNE[wildcards.study].searches[wildcards.point]
+    return [_probe_file(search.probe(int(micro_batch)).run_id) for micro_batch in job[IN_PROCESS_SEARCH]["known"]]
+
+
+@_params_after_checkpoints
+def tune_in_process_spec(wildcards):
+    import json
+
+    return json.dumps(_in_process_job(wildcards), sort_keys=True)
 
 
 def tune_screen_probes(wildcards):
@@ -188,7 +247,7 @@ def tune_searches(wildcards):
     study = TUNE[wildcards.study]
     if screen_run_ids(study):
         checkpoints.tune_screen.get(study=wildcards.study)
-    kept = screen(study, _probe_outcome).kept
+    kept = screen(study, _study_outcome(wildcards.study)).kept
     return expand("results/tune/{study}/search/{point}.json", study=wildcards.study, point=kept)
 
 
@@ -199,12 +258,12 @@ def tune_budgets(wildcards):
 
 
 def _budget_search(wildcards):
-    return budget_search(TUNE[wildcards.study], float(wildcards.budget), _probe_outcome,
+    return budget_search(TUNE[wildcards.study], float(wildcards.budget), _study_outcome(wildcards.study),
                          _model_size(wildcards.study))
 
 
 def tune_budget_probes(wildcards):
-    return [_probe_file(run_id) for run_id in _budget_search(wildcards).run_ids]
+    return _files_of(wildcards.study, _budget_search(wildcards).probes)
 
 
 @_params_after_checkpoints
@@ -214,9 +273,14 @@ def tune_budget_json(wildcards):
     return json.dumps(_budget_search(wildcards).to_dict(), sort_keys=True)
 
 
+@_params_after_checkpoints
+def tune_budget_run_ids(wildcards):
+    return ",".join(_budget_search(wildcards).run_ids)
+
+
 def tune_measurements(wildcards):
     """Each point's measurement at its largest micro-batch (the boundary probe itself when settings agree)."""
-    runs = measurement_runs(TUNE[wildcards.study], _probe_outcome, _model_size(wildcards.study))
+    runs = measurement_runs(TUNE[wildcards.study], _study_outcome(wildcards.study), _model_size(wildcards.study))
     return [f"{RUNS_DIR}/{run_id}/summary.json" for run_id in runs]
 
 

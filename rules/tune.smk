@@ -21,6 +21,54 @@ checkpoint tune_probe:
         f"{ZEROSWEEP} tune-probe --summary {{input}} --out {{output}} > {{log}} 2>&1"
 
 
+# tune.search_mode in_process: one job per searched point probes its micro-batches in one process
+# (zerosweep.run.in_process); the replay reads its record where an outcome stands and runs ordinary probes for
+# the rest (zerosweep.plan.tune.search.with_in_process).
+rule tune_in_process_run:
+    input:
+        unpack(train_inputs),
+        ops=train_ops,
+        known=tune_in_process_inputs,
+    output:
+        metrics=f"{RUNS_DIR}/in_process-{{study}}-{{point}}/metrics.json",
+        monitor=directory(f"{RUNS_DIR}/in_process-{{study}}-{{point}}/monitor"),
+    log:
+        "results/logs/tune/{study}/in_process/{point}.log",
+    params:
+        spec=tune_in_process_spec,
+        run_dir=lambda wildcards: f"{RUNS_DIR}/in_process-{wildcards.study}-{wildcards.point}",
+    conda:
+        "../envs/train.yaml"
+    threads: train_threads
+    resources:  # as a training job of the point (common.smk: run_spec, train_slurm)
+        gpu=train_gpus,
+        nodes=train_nodes,
+        tasks=train_tasks,
+        cpus_per_task=train_cpus,
+        mpi=train_mpi,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+        slurm_partition=train_partition,
+        slurm_account=train_account,
+        slurm_extra=train_slurm_extra,
+    shell:
+        f"{ZEROSWEEP} launch --spec-json {{params.spec:q}} --run-dir {{params.run_dir}} --cpus-per-task {{resources.cpus_per_task}} > {{log}} 2>&1"
+
+
+checkpoint tune_in_process:
+    input:
+        f"{RUNS_DIR}/in_process-{{study}}-{{point}}/metrics.json",
+    output:
+        "results/tune/{study}/in_process/{point}.json",
+    log:
+        "results/logs/tune/{study}/in_process/{point}.record.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        f"{ZEROSWEEP} tune-in-process --run-dir {RUNS_DIR}/in_process-{{wildcards.study}}-{{wildcards.point}} --out {{output}} > {{log}} 2>&1"
+
+
 checkpoint tune_screen:
     input:
         tune_screen_probes,
@@ -45,13 +93,14 @@ rule tune_budget:
     params:
         study=tune_study_json,
         search=tune_budget_json,
+        run_ids=tune_budget_run_ids,
     log:
         "results/logs/tune/{study}/budget/{budget}.log",
     localrule: True
     conda:
         "../envs/analysis.yaml"
     shell:
-        f"{ZEROSWEEP} tune-budget --study-json {{params.study:q}} --search-json {{params.search:q}} --out {{output}} {{input}} > {{log}} 2>&1"
+        f"{ZEROSWEEP} tune-budget --study-json {{params.study:q}} --search-json {{params.search:q}} --run-ids={{params.run_ids}} --out {{output}} {{input}} > {{log}} 2>&1"
 
 
 rule tune_search:
@@ -86,6 +135,7 @@ rule tune_recommendation:
         scaling="results/tune/{study}/memory_scaling.csv",
         budgets="results/tune/{study}/budget_searches.csv",
         energy="results/tune/{study}/energy_efficiency.csv",
+        cost="results/tune/{study}/search_cost.csv",
         png=report("results/tune/{study}/pareto.png", category="Tuning", subcategory="{study}"),
         svg="results/tune/{study}/pareto.svg",
     params:

@@ -358,3 +358,60 @@ def test_workshop_budget_says_out_of_memory_above_a_probe_that_ran_out(config: d
     assert table.loc[0, "Basis"] == "predicted (memory model)"
     assert table.loc[0, "Peak (GiB)"] == pytest.approx(7000 / 1024)
     assert table.loc[0, "Smallest budget that holds it (GiB)"] == 8.0
+
+
+@pytest.mark.slow
+def test_in_process_search_end_to_end_on_cpu_finds_the_separate_process_boundary(tmp_path: Any) -> None:
+    """tune.search_mode in_process on the study above: one job probes the kept point's micro-batches in one
+    process (a real host OOM under the same RLIMIT_DATA cap as an ordinary probe), and its boundary is the
+    separate-process search's: the boundary's ordinary run fits and the next micro-batch's ordinary run runs
+    out of memory (exactly what ends the separate-process search, whose probes are these runs)."""
+    import csv
+    import json
+    import sys
+
+    from conftest import REPO, run_snakemake
+
+    sys.path.insert(0, str(REPO / "tests" / "slurm"))
+    from workflow import make_workdir, seed_torch_extensions
+
+    study = copy.deepcopy(E2E_STUDY)
+    study["tune"]["search_mode"] = "in_process"
+    extensions = seed_torch_extensions(tmp_path / "torch_extensions")
+    workdir = make_workdir(tmp_path / "wd", {"tuned": study}, extensions, overrides={"slurm": {"cpus_per_gpu": 1}})
+    args = ("--cores", "2", "--configfile", str(workdir.overlay_file))
+    result = run_snakemake("results/tune/tuned/recommendation.md", *args, cwd=workdir.path, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = workdir.results / "tune" / "tuned"
+    kept = json.loads((out / "screen.json").read_text())["kept"][0]
+
+    record = json.loads((out / "in_process" / f"{kept}.json").read_text())
+    assert record["known"] == {"1": "ok"} and record["stopped"] is None  # it started from the screen probe
+    ran = [probe["micro_batch"] for probe in record["probes"]]
+    outcomes = {1: "ok"}
+    for micro_batch, probe in zip(ran, record["probes"]):  # the one search's order (plan/tune/studies.next_probe)
+        assert next_probe(outcomes, 1, 8) == micro_batch
+        outcomes[micro_batch] = probe["status"]
+    ooms = [probe for probe in record["probes"] if probe["status"] == "oom"]
+    assert ooms and all(probe["outcome"] == "host_oom" and probe["error_type"] for probe in ooms)  # evidence
+    assert all(probe["allocator_after"]["data_limit_mib"] for probe in record["probes"])  # the cap it ran under
+    assert record["device_seconds"] > 0
+
+    search = json.loads((out / "search" / f"{kept}.json").read_text())
+    best = search["max_fit"]
+    assert 1 <= best < 8 and search["first_oom"] == best + 1 and search["search_mode"] == "in_process"
+    assert "in_process" in search["boundary_found_by"] and search["probes_in_process"] >= 2
+    # the separate-process boundary, by its witnesses: ordinary runs at best (the measurement) and best + 1
+    witness = f"{search['probes'][0]['run_id'].rsplit('-b', 1)[0]}-b{best + 1}"
+    result = run_snakemake(f"results/tune/probes/{witness}.json", *args, cwd=workdir.path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert json.loads((workdir.results / "tune" / "probes" / f"{witness}.json").read_text())["status"] == "oom"
+    measured = json.loads((workdir.results / "runs" / witness.replace(f"-b{best + 1}", f"-b{best}") /
+                           "metrics.json").read_text())
+    assert measured["status"] == "ok"
+
+    with open(out / "search_cost.csv", encoding="utf-8") as handle:
+        cost = {row["Configuration"]: row for row in csv.DictReader(handle)}
+    assert cost["total"]["Device-seconds"] and float(cost["total"]["Device-seconds"]) >= record["device_seconds"]
+    assert int(cost[search["label"]]["In-process probes"]) == search["probes_in_process"]
+    assert "Cost of the search" in (out / "recommendation.md").read_text()

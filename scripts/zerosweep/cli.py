@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("zerosweep.report.summary.answers", "answer the workshop's questions from the tables"),
     "compare": ("zerosweep.report.study.compare", "put two results directories side by side per run: ratio and verdict"),
     "tune-probe": ("zerosweep.report.tune.tune_records", "one tune probe's outcome (status, peak, throughput)"),
+    "tune-in-process": ("zerosweep.report.tune.tune_records", "a point's in-process search job: its probes, their evidence"),
     "tune-search": ("zerosweep.report.tune.tune_records", "one point's micro-batch search: the exact boundary"),
     "tune-screen": ("zerosweep.report.tune.tune_records", "every point probed at one micro-batch, ranked by samples/s"),
     "tune-budget": ("zerosweep.report.tune.tune_records", "the largest micro-batch of a configuration within a budget"),

@@ -245,6 +245,7 @@ class RunRecord(TypedDict):
     gpu_busy: GpuBusy
     warnings: list[str]
     unusable: str | None  # why nothing valid was left in the run's logs; None when usable
+    job_seconds: float | None  # the job's wall time (status.json); added within schema 3: readers .get() it
 
 
 # --- table fields: the columns of results/tables/<study>.csv, by id ---------------------------------------

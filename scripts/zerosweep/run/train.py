@@ -25,6 +25,7 @@ from ..plan import levers
 from ..units import MIB
 from .flops import bloom_parameter_count, training_flops_per_token
 from .fused_loss import FusedLinearCrossEntropyLoss, fused_linear_loss, fused_loss_trainer_class
+from .in_process import IN_PROCESS_RECORD, search_in_process
 from .outcome import OOM_OUTCOMES, exception_outcome
 from .processes import die_with_parent
 from .steps import TRAINING_STARTED_MARKER, MeasureSettings, StepLayout, StepRecord, make_step_callback
@@ -276,6 +277,17 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
                             processing_class=tokenizer, data_collator=default_data_collator, callbacks=[step_callback],
                             compute_loss_func=loss_hook)
     phases["trainer_init_s"] = time.perf_counter() - mark
+
+    if spec.get(IN_PROCESS_RECORD) is not None:  # a tune point's in-process search (run/in_process.py)
+        mark = time.perf_counter()
+        found = search_in_process(trainer, train_set, spec, cuda)
+        phases["in_process_search_s"] = time.perf_counter() - mark
+        phases["total_s"] = time.perf_counter() - started
+        return {"status": "ok", "weights": spec["model"]["weights"], "world_size": rank.world_size,
+                "tokens_per_sample": max_length, "n_params": bloom_parameter_count(architecture),
+                "gpu_name": torch.cuda.get_device_name() if cuda else None, "phase_seconds": phases,
+                "training_settings": training_settings(settings, training_args, trainer),
+                "torch_build": torch_build(), IN_PROCESS_RECORD: found}
 
     mark = time.perf_counter()
     train_output = trainer.train()

@@ -21,6 +21,12 @@ fastest searched configuration that the memory model predicts to fit the budget,
 micro-batch within it (galloping, then bisecting), where a probe "fits" when its measured peak stays within the
 budget (`within_budget`). `first_fit` stops at the first such probe, `exact` also proves the next micro-batch
 exceeds the budget.
+
+With `tune.search_mode: in_process`, one job per searched point runs the point's search in one process
+(run/in_process.py, the same `next_probe`); the replay takes a probe's outcome from that job's record where its
+outcome stands (`in_process_doubts`), and from an ordinary probe run otherwise (`with_in_process`): a doubtful
+outcome, a micro-batch the job did not reach, a screen probe and a budget search's probe beyond the job's are
+ordinary runs, so the boundary is witnessed the way the separate-process search witnesses it.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .memory_model import MemoryModel, ModelSize
-from .studies import FIT, OOM, Boundary, TuneSearch, TuneStudy, boundary, bracket, next_probe
+from .studies import FIT, IN_PROCESS, OOM, Boundary, TuneSearch, TuneStudy, boundary, bracket, next_probe
 
 GIB_MIB = 1024.0  # a budget in GiB, peaks in MiB
+# An in-process fit whose peak lies this close to the device's memory may not fit a fresh process (other
+# fragmentation, other workspaces): an ordinary run confirms it.
+IN_PROCESS_PEAK_MARGIN = 0.02
 
 ProbeOutcome = Callable[[str], Mapping[str, Any]]  # probe run id -> its tune-probe outcome
 SizeOf = Callable[[], ModelSize]  # called only when a start is guessed (a pretrained model's config is a download)
@@ -184,6 +193,78 @@ def measurement_runs(study: TuneStudy, probe_outcome: ProbeOutcome, size: SizeOf
         if best:
             runs.append(study.searches[point].measurement(best).run_id)
     return runs
+
+
+# --- the in-process search (tune.search_mode in_process) ------------------------------------------------
+
+
+def in_process_doubts(record: Mapping[str, Any]) -> dict[int, str]:
+    """The micro-batches whose in-process outcome an ordinary run must confirm, with why. `record`: the point's
+    in-process job (report/tune/tune_records.in_process_record): `known` outcomes it started from, its `probes`
+    in the order they ran, and the device's memory (`device_total_mib`, None on CPU ranks).
+
+    Fits stand (what ran within the memory a process had after earlier probes runs in a fresh one), except the
+    largest fit when its peak lies within IN_PROCESS_PEAK_MARGIN of the device's memory. The OOM that bounds the
+    search stands when it was the process's first OOM; after an earlier OOM, the memory that one held may not all
+    have been given back. An OOM below a micro-batch that fit (not monotone) is doubted too."""
+    probes = list(record["probes"])
+    outcomes = {int(mb): str(status) for mb, status in record["known"].items()}
+    outcomes.update({int(probe["micro_batch"]): str(probe["status"]) for probe in probes})
+    max_fit, first_oom = bracket(outcomes)
+    largest_fit = max((mb for mb, status in outcomes.items() if status == FIT), default=0)
+    doubts: dict[int, str] = {}
+    ooms_before = 0
+    for probe in probes:
+        micro_batch = int(probe["micro_batch"])
+        if probe["status"] == OOM:
+            if micro_batch == first_oom and ooms_before:
+                doubts[micro_batch] = f"ran out of memory after {ooms_before} earlier OOM(s) in the same process"
+            elif micro_batch < largest_fit:
+                doubts[micro_batch] = f"ran out of memory below micro-batch {largest_fit}, which fit"
+            ooms_before += 1
+    total = record.get("device_total_mib")
+    top = next((probe for probe in probes if int(probe["micro_batch"]) == max_fit), None)
+    if top is not None and total is not None and top["peak_mib"] is not None \
+            and float(top["peak_mib"]) > (1 - IN_PROCESS_PEAK_MARGIN) * float(total):
+        doubts[max_fit] = (f"fit at {float(top['peak_mib']):.0f} MiB, within {IN_PROCESS_PEAK_MARGIN:.0%} of the "
+                           f"device's {float(total):.0f} MiB")
+    return doubts
+
+
+def in_process_trusted(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The in-process job's probes whose outcome stands, by run id (the rest are ordinary runs)."""
+    doubts = in_process_doubts(record)
+    return {str(probe["run_id"]): probe for probe in record["probes"] if int(probe["micro_batch"]) not in doubts}
+
+
+InProcessRecord = Callable[[str], Mapping[str, Any]]  # point id -> its in-process job's record
+
+
+def with_in_process(study: TuneStudy, in_process_record: InProcessRecord, ordinary: ProbeOutcome) -> ProbeOutcome:
+    """The probe outcomes a replay reads: with tune.search_mode in_process, the point's in-process record where
+    its outcome stands (`in_process_trusted`), else the ordinary probe run's; screen probes are always ordinary
+    runs (the screen picks the points whose job runs). `in_process_record` is asked only for searched points."""
+    if study.tune["search_mode"] != IN_PROCESS:
+        return ordinary
+    screens = set(screen_run_ids(study))
+    points = {search.probe_prefix: point for point, search in study.searches.items()}
+
+    def outcome(run_id: str) -> Mapping[str, Any]:
+        point = points.get(run_id.rsplit("-b", 1)[0])
+        if point is None or run_id in screens:
+            return ordinary(run_id)
+        trusted = in_process_trusted(in_process_record(point))
+        return trusted[run_id] if run_id in trusted else ordinary(run_id)
+
+    return outcome
+
+
+def in_process_known(study: TuneStudy, point: str, probe_outcome: ProbeOutcome) -> dict[int, str]:
+    """The outcomes a point's in-process job starts from: its screen probe's (none without screening)."""
+    micro_batch = study.tune["screen_micro_batch"]
+    if micro_batch is None:
+        return {}
+    return {int(micro_batch): str(_probe_at(study.searches[point], int(micro_batch), probe_outcome)["status"])}
 
 
 # --- budget searches ------------------------------------------------------------------------------------

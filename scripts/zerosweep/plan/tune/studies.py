@@ -47,8 +47,12 @@ TUNE_DEFAULTS: dict[str, Any] = {
     "screen_keep": 2,  # how many of the fastest screened points get a boundary search
     "screen_reference": False,  # the study's first point searched too, whatever its screen rank
     "fill_budgets": "none",  # none | first_fit | exact: a budget search for every budget the boundaries leave empty
+    "search_mode": "separate_process",  # or in_process: one job per point probes in one process (plan/tune/search)
 }
 FILL_BUDGETS = ("none", "first_fit", "exact")
+SEPARATE_PROCESS, IN_PROCESS = "separate_process", "in_process"
+SEARCH_MODES = (SEPARATE_PROCESS, IN_PROCESS)
+IN_PROCESS_SEARCH = "in_process_search"  # the key of the in-process job's spec (and of its rank record) with its search
 
 
 # --- the search --------------------------------------------------------------------------------------
@@ -159,6 +163,25 @@ class TuneSearch:
     def study_grad_accum(self) -> int:
         return int(self.base_settings["training"]["gradient_accumulation_steps"])
 
+    @property
+    def probe_prefix(self) -> str:
+        """The probes' run id without `-b<micro_batch>` (the hash covers everything but the micro-batch)."""
+        return self.probe(1).run_id.rsplit("-b", 1)[0]
+
+    def in_process(self, start: int, gallop: bool, known: Mapping[int, str]) -> dict[str, Any]:
+        """The spec of the point's in-process search job (tune.search_mode in_process): the probe settings at
+        `start`, data for the largest probe, and the search it runs (run/in_process.py): from `start` (galloping
+        when the memory model guessed it), up to `upper`, with the outcomes already `known` (a screen probe)."""
+        spec = self.probe(start).to_dict()
+        largest = self.probe(self.upper).settings["data"]["samples_per_gpu"]
+        spec["data"]["samples_per_gpu"] = max(int(spec["data"]["samples_per_gpu"]), int(largest))
+        spec["run_id"] = f"in_process-{self.study}-{self.point.point_id}"  # results/runs/<it>: the runs' cache
+        spec[IN_PROCESS_SEARCH] = {"start": int(start), "upper": self.upper, "gallop": bool(gallop),
+                                     "known": {str(mb): outcome for mb, outcome in sorted(known.items())},
+                                     "probe_prefix": self.probe_prefix,
+                                     "steps": int(self.tune["probe_steps"])}
+        return spec
+
     def measure_grad_accum(self, micro_batch: int) -> int:
         """Gradient accumulation that brings the global batch to the study's `global_batch_size` (at least 1)."""
         target = self.tune["global_batch_size"]
@@ -194,6 +217,8 @@ def tune_settings(name: str, study: Mapping[str, Any]) -> dict[str, Any]:
                               f"tune.{key} ({settings[key]})")
     if settings["fill_budgets"] not in FILL_BUDGETS:
         raise ConfigError(f"study '{name}': tune.fill_budgets {settings['fill_budgets']!r} is not one of {FILL_BUDGETS}")
+    if settings["search_mode"] not in SEARCH_MODES:
+        raise ConfigError(f"study '{name}': tune.search_mode {settings['search_mode']!r} is not one of {SEARCH_MODES}")
     return settings
 
 
@@ -212,6 +237,11 @@ def build_tune_studies(config: Mapping[str, Any], plan: Plan) -> dict[str, TuneS
         # each point (a lever combination too) is searched on its own; its levers are in its id, not the -x hash
         searches = {point.point_id: TuneSearch(name, point, point_settings(settings, point), overrides, tune)
                     for point in plan.studies[name].points}
+        several = [point for point in searches.values() if point.point.world_size > 1]
+        if tune["search_mode"] == IN_PROCESS and several:
+            # ranks would have to agree on every OOM; a rank that ran out mid-collective leaves the others hanging
+            raise ConfigError(f"study '{name}': tune.search_mode in_process probes one rank per point; point "
+                              f"{several[0].point.point_id} has {several[0].point.world_size} (use separate_process)")
         studies[name] = TuneStudy(name=name, title=study.get("title", name), tune=tune, searches=searches,
                                   settings=settings)
     return studies

@@ -279,7 +279,14 @@ def summarise_run(run_dir: Path) -> records.RunRecord:
         "gpu_busy": busy,
         "warnings": warnings,
         "unusable": unusable,
+        "job_seconds": job_seconds(run_dir),
     }
+
+
+def job_seconds(run_dir: Path) -> float | None:
+    """The job's wall time (the launcher's status.json): what a run costs, e.g. a tune search's probes."""
+    seconds = (read_json_or_none(run_dir / "status.json") or {}).get("duration_s")
+    return None if seconds is None else float(seconds)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:

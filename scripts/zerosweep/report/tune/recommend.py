@@ -21,6 +21,7 @@ import pandas as pd
 from ...jsonio import read_json
 from ...plan.tune.memory_model import relative_error
 from ...plan.tune.search import within_budget
+from ...plan.tune.studies import IN_PROCESS, SEPARATE_PROCESS
 from . import pareto_plot
 from .memory_fit import MemoryModel, headline
 from .tune_records import run_outcome
@@ -98,7 +99,8 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
             "Boundary": ("search cap: may fit more" if search["capped"] else
                          f"exact ({search['first_oom']} ran out of memory)") + ("" if search["consistent"] else
                                                                               "; outcomes not monotone"),
-            "Probes": len(search["probes"]), "Measured run": run["run_id"] if run else None,
+            "Probes": len(search["probes"]), "Found by": search.get("boundary_found_by"),
+            "Measured run": run["run_id"] if run else None,
             "Status": run["status"] if run else ("nothing fits" if search["max_fit"] == 0 else "missing"),
             "Gradient accumulation": run["gradient_accumulation_steps"] if run else None,
             "Global batch": run["global_batch_size"] if run else None,
@@ -116,6 +118,39 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
     counts = [column for column in ("Largest micro-batch", "Probes", "Gradient accumulation", "Global batch",
                                     "Screen rank") if column in table]
     return table.astype({column: "Int64" for column in counts})  # counts stay integers beside empty cells
+
+
+def cost_table(searches: Sequence[Mapping[str, Any]], screen: Mapping[str, Any] | None,
+               budgets: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """What the search cost: per searched configuration its mode, which mode witnessed its boundary, its probes
+    and device-seconds (job wall time x GPUs, or ranks on CPU; tune_records.search_cost); the screen probes of the
+    configurations it left out and the budget searches' own probes; the total. Measurements are not counted."""
+    searched = {probe["run_id"] for search in searches for probe in search["probes"]}
+    rows = [{"Configuration": search["label"], "Point": search["point_id"], "Search mode": search.get("search_mode"),
+             "Boundary found by": search.get("boundary_found_by"),
+             "Confirmed by an ordinary run": "; ".join(f"{mb}: {why}" for mb, why in
+                                                       (search.get("in_process_doubts") or {}).items()) or None,
+             "In-process probes": search.get("probes_in_process"),
+             "Ordinary probes": search.get("probes_separate_process"),
+             "Device-seconds": search.get("device_seconds")} for search in searches]
+    extra = [probe for probe in [*(screen or {}).get("probes", []),
+                                 *(probe for budget in budgets for probe in budget["probes"])]
+             if probe["run_id"] not in searched and probe.get("search_mode") != IN_PROCESS]
+    extra = list({probe["run_id"]: probe for probe in extra}.values())
+    if extra:
+        rows.append({"Configuration": "screen and budget probes outside the searches", "Point": None,
+                     "Search mode": SEPARATE_PROCESS, "Ordinary probes": len(extra), "In-process probes": 0,
+                     "Device-seconds": None if any(probe.get("device_seconds") is None for probe in extra)
+                     else sum(float(probe["device_seconds"]) for probe in extra)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    seconds = table["Device-seconds"]
+    total = {"Configuration": "total", "In-process probes": table["In-process probes"].sum(),
+             "Ordinary probes": table["Ordinary probes"].sum(),
+             "Device-seconds": None if seconds.isna().any() else float(seconds.sum())}
+    table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    return table.astype({"In-process probes": "Int64", "Ordinary probes": "Int64"})
 
 
 def screen_note_reference(screen: Mapping[str, Any]) -> str:
@@ -317,8 +352,9 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
                    if run["point_id"] == search["point_id"] and run["micro_batch"] == search["max_fit"]]
         if matches:
             measured[search["point_id"]] = matches[0]
-    probe_ids = {probe["run_id"] for probe in probes}
-    all_runs = probes + [run for run in measured.values() if run["run_id"] not in probe_ids]
+    # a measurement that is the boundary probe's ordinary run stands for that probe (an in-process probe has the
+    # same run id)
+    all_runs = _unique_runs([*probes, *measured.values()])
     sources = study_budgets(tune["budgets_gib"], all_runs)
     budget_list = list(sources)
     unit = "GPU" if study["settings"]["runtime"]["device"] == "cuda" else "CPU rank (host memory)"
@@ -330,6 +366,7 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
         "memory_model": memory_table(probes, model),
         "memory_scaling": scaling_table(searches, model, budget_list, [(2, 1), (4, 1), (8, 1)], sources),
         "budget_searches": budget_search_table(budgets),
+        "search_cost": cost_table(searches, screen, budgets),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
@@ -356,6 +393,11 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
           "probes where a configuration fit at fewer than two micro-batches). Left out: the same rule refitted "
           "without the probe, then asked for it (the test). Fit: the line the probe itself helped fit (in sample; "
           "a line through two probes matches both exactly)."), tables["memory_model"]),
+        ("Cost of the search",
+         (f"tune.search_mode {tune['search_mode']}. Device-seconds: each job's wall time x its "
+          f"{'GPUs' if unit == 'GPU' else 'ranks'} (an in-process job once for all its probes; measurements apart). "
+          "Boundary found by: the mode of the probes that witness it (its largest fit and its first OOM); an "
+          "in-process outcome in doubt is confirmed by an ordinary run."), tables["search_cost"]),
         ("Predictions for GPU counts not run",
          ("Model states sharded over the new world size; activations per sample unchanged (data parallel). "
          "Predictions, not measurements."), tables["memory_scaling"]),

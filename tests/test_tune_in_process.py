@@ -1,0 +1,123 @@
+"""The in-process search (tune.search_mode in_process): the probe loop's OOM handling (run/in_process.py) and
+which of its outcomes the replay trusts (plan/tune/search.in_process_doubts, with_in_process)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+import torch
+from test_tune import tune_config
+from zerosweep.plan.matrix import build_plan
+from zerosweep.plan.tune.search import in_process_doubts, in_process_trusted, replay, with_in_process
+from zerosweep.plan.tune.studies import FIT, OOM, build_tune_studies, next_probe
+from zerosweep.run.in_process import DeviceMemory, probe_loop
+
+
+def search_spec(start: int = 1, upper: int = 16, gallop: bool = False, known: Mapping[str, str] | None = None
+                ) -> dict[str, Any]:
+    return {"start": start, "upper": upper, "gallop": gallop, "known": dict(known or {}), "probe_prefix": "p",
+            "steps": 2}
+
+
+class AllocatorLimit:
+    """A stand-in for a GPU's memory, which a CPU cannot run out of in a unit test: each probe really allocates
+    `per_sample` bytes a sample on the CPU and raises torch's real OutOfMemoryError, with the CUDA caching
+    allocator's message, where a real GPU of `capacity` would. `leak` keeps memory after an OOM (a process that
+    did not get it all back)."""
+
+    def __init__(self, capacity: int, per_sample: int = 1024, leak: int = 0) -> None:
+        self.capacity, self.per_sample, self.leak, self.held = capacity, per_sample, leak, 0
+        self.calls: list[int] = []
+
+    def __call__(self, micro_batch: int) -> list[float]:
+        self.calls.append(micro_batch)
+        activations = torch.empty(micro_batch * self.per_sample, dtype=torch.uint8)  # a real allocation
+        if micro_batch * self.per_sample + self.held > self.capacity:
+            self.held += self.leak
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {activations.numel()} bytes")
+        return [0.01, 0.01]
+
+
+def test_the_loop_runs_the_one_search_and_records_each_oom_with_its_evidence() -> None:
+    limit = AllocatorLimit(capacity=5 * 1024)
+    record = probe_loop(search_spec(), limit, DeviceMemory(cuda=False))
+    outcomes: dict[int, str] = {}
+    for micro_batch in limit.calls:  # the order is next_probe's
+        assert next_probe(outcomes, 1, 16) == micro_batch
+        outcomes[micro_batch] = FIT if micro_batch <= 5 else OOM
+    assert limit.calls == [1, 2, 4, 8, 6, 5] and record["stopped"] is None
+    by_batch = {probe["micro_batch"]: probe for probe in record["probes"]}
+    assert by_batch[8]["status"] == OOM and by_batch[8]["outcome"] == "cuda_oom"
+    assert by_batch[8]["error_type"] == "OutOfMemoryError" and "Tried to allocate" in by_batch[8]["error"]
+    assert by_batch[5]["status"] == FIT and by_batch[5]["step_seconds"] == [0.01, 0.01]
+    assert by_batch[5]["run_id"] == "p-b5" and by_batch[5]["allocator_before"]["rss_mib"] > 0
+    # the OOM at 6 bounds the search, but 8 ran out first in this process: an ordinary run confirms it
+    assert in_process_doubts(record) == {6: "ran out of memory after 1 earlier OOM(s) in the same process"}
+
+
+def test_a_first_oom_at_the_boundary_stands_and_known_outcomes_are_not_probed_again() -> None:
+    limit = AllocatorLimit(capacity=4 * 1024)
+    record = probe_loop(search_spec(start=4, gallop=True, known={"4": FIT}), limit, DeviceMemory(cuda=False))
+    assert limit.calls == [5]  # the guess (a known screen probe) fit; its neighbour is the first OOM
+    assert in_process_doubts(record) == {} and set(in_process_trusted(record)) == {"p-b5"}
+
+
+def test_a_failure_that_is_no_oom_fails_the_job_unless_an_oom_came_first() -> None:
+    def broken(micro_batch: int) -> list[float]:
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        probe_loop(search_spec(), broken, DeviceMemory(cuda=False))
+
+    def after_oom(micro_batch: int) -> list[float]:
+        if micro_batch == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        if micro_batch == 3:
+            raise RuntimeError("engine state after the OOM")
+        return [0.01]
+
+    record = probe_loop(search_spec(), after_oom, DeviceMemory(cuda=False))
+    assert [probe["micro_batch"] for probe in record["probes"]] == [1, 2, 4]
+    assert "engine state after the OOM" in record["stopped"]  # the rest of the search: ordinary runs
+
+
+def test_a_fit_near_the_device_memory_and_an_oom_below_a_fit_are_doubted() -> None:
+    def probe(micro_batch: int, status: str, peak: float = 100.0) -> dict[str, Any]:
+        return {"run_id": f"p-b{micro_batch}", "micro_batch": micro_batch, "status": status, "peak_mib": peak}
+
+    near = {"known": {}, "device_total_mib": 1000.0, "probes": [probe(1, FIT), probe(2, FIT, 990.0), probe(3, OOM)]}
+    assert list(in_process_doubts(near)) == [2]
+    roomy = {**near, "device_total_mib": 2000.0}
+    assert in_process_doubts(roomy) == {}
+    odd = {"known": {}, "device_total_mib": None, "probes": [probe(4, FIT), probe(2, OOM), probe(8, OOM)]}
+    assert list(in_process_doubts(odd)) == [2]
+
+
+def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_rest(config: dict[str, Any]) -> None:
+    config = tune_config(config, search_mode="in_process", start_micro_batch=1, max_micro_batch=16)
+    study = build_tune_studies(config, build_plan(config))["tuned"]
+    point = "z0-offnone-nopin-g1n1"
+    search = study.searches[point]
+
+    def outcome(micro_batch: int, status: str, mode: str) -> dict[str, Any]:
+        return {"run_id": search.probe(micro_batch).run_id, "point_id": point, "micro_batch": micro_batch,
+                "status": status, "peak_mib": 100.0 * micro_batch, "search_mode": mode}
+
+    # in process: 1 2 4 fit, 8 OOM, 6 OOM (after 8: doubted) ; the truth: 6 fits, 7 does not
+    record = {"known": {}, "device_total_mib": None,
+              "probes": [outcome(1, FIT, "in_process"), outcome(2, FIT, "in_process"), outcome(4, FIT, "in_process"),
+                         outcome(8, OOM, "in_process"), outcome(6, OOM, "in_process")]}
+    ordinary = {search.probe(mb).run_id: outcome(mb, FIT if mb <= 6 else OOM, "separate_process") for mb in range(1, 17)}
+    asked: list[str] = []
+
+    def ordinary_run(run_id: str) -> Mapping[str, Any]:
+        asked.append(run_id)
+        return ordinary[run_id]
+
+    lookup = with_in_process(study, lambda wanted: record if wanted == point else {}, ordinary_run)
+    found = replay(study, point, lookup, lambda: pytest.fail("no model size needed"))
+    assert found.boundary.max_fit == 6 and found.boundary.first_oom == 7
+    assert asked == [search.probe(6).run_id, search.probe(7).run_id]  # the confirmation, then the search goes on
+    assert [probe["search_mode"] for probe in found.probes] == ["in_process"] * 4 + ["separate_process"] * 2
