@@ -1,6 +1,6 @@
 """`python -m zerosweep train`: what each torchrun rank runs.
 
-Hugging Face Trainer fine-tuning of a BLOOM causal LM on SQuAD-format examples, with or without a DeepSpeed
+Hugging Face Trainer fine-tuning of a causal LM (plan.models says which) on SQuAD-format examples, with or without a DeepSpeed
 config, configured entirely by the run dir's run_spec.json. Every rank writes its memory record; rank 0
 writes the training record that the launcher merges into metrics.json. Options have long, distinct names
 because torchrun parses abbreviations: a script option that is a prefix of one of torchrun's is taken by it.
@@ -22,8 +22,9 @@ from typing import Any
 
 from ..jsonio import read_json, write_json
 from ..plan import levers
+from ..plan.models import checked_config, config_shape
 from ..units import MIB
-from .flops import bloom_parameter_count, training_flops_per_token
+from .flops import training_flops_per_token
 from .fused_loss import FusedLinearCrossEntropyLoss, fused_linear_loss, fused_loss_trainer_class
 from .outcome import OOM_OUTCOMES, exception_outcome
 from .processes import die_with_parent
@@ -213,7 +214,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     from transformers import Trainer, default_data_collator
 
     from . import data as data_module
-    from .modeling import RANDOM_WEIGHTS_NOTE, build_model, model_config_dict
+    from .modeling import RANDOM_WEIGHTS_NOTE, build_model
 
     run_dir: Path = args.run_dir
     device = spec["runtime"]["device"]
@@ -241,11 +242,12 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     phases["distributed_init_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    architecture = model_config_dict(spec["model"])
+    # the shape before training: a model that cannot be accounted for (a mixture of experts) is refused now
+    shape = config_shape(checked_config(spec["model"]))
     max_length = int(data["max_length"])
     cache_dir = args.cache_dir or run_dir.resolve().parents[1] / "cache"
-    tokenizer = data_module.load_tokenizer(spec["model"], data, int(architecture["vocab_size"]), cache_dir,
-                                           max_length)
+    tokenizer, pad_token = data_module.load_tokenizer(spec["model"], data, shape.vocab_size, cache_dir, max_length,
+                                                      shape.model_type)
     train_samples = int(data["samples_per_gpu"]) * rank.world_size  # weak scaling
     eval_samples = int(data["eval_samples"])
     train_records, eval_records = data_module.load_splits(data, train_samples, eval_samples)
@@ -257,7 +259,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     # On the GPU unless ZeRO-3 partitions the weights as they are created (zero.Init places them itself).
     init_on_gpu = cuda and spec["point"].get("zero_stage") != 3
     model = build_model(spec["model"], int(training.get("seed", 42)),
-                        init_device=f"cuda:{rank.local_rank}" if init_on_gpu else None)
+                        init_device=f"cuda:{rank.local_rank}" if init_on_gpu else None, attention=settings["attention"])
     if settings["gradient_checkpointing"]:
         model.config.use_cache = False  # a cache is for generation, and checkpointing's recompute cannot use it
     phases["model_build_s"] = time.perf_counter() - mark
@@ -302,9 +304,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     # --- the numbers ---
     per_device = int(training["per_device_batch_size"])
     grad_accum = int(training["gradient_accumulation_steps"])
-    n_params = bloom_parameter_count(architecture)
-    flops_per_token = training_flops_per_token(n_params, int(architecture["n_layer"]),
-                                               int(architecture["hidden_size"]), max_length)
+    flops_per_token = training_flops_per_token(shape, max_length)
     gpu_name = torch.cuda.get_device_name() if cuda else None
     metrics = train_output.metrics
     last_eval = evaluations[-1] if evaluations else {}
@@ -321,8 +321,11 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         "tokens_per_sample": max_length,
         "real_token_fraction": train_set.real_tokens / max(1, len(train_set) * max_length),
         "tokenizer_vocab_size": len(tokenizer),
-        "model_vocab_size": int(architecture["vocab_size"]),
-        "n_params": n_params,
+        "model_vocab_size": shape.vocab_size,
+        "model_type": shape.model_type,
+        "n_params": shape.n_params,
+        "largest_layer_params": shape.largest_layer_params,
+        "pad_token": pad_token,
         "optimizer_steps": global_step,
         "epochs_completed": float(trainer.state.epoch or 0.0),
         "steps_per_epoch": layout.steps_per_epoch,
@@ -342,7 +345,8 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         "flops_per_token": flops_per_token,
         "gpu_name": gpu_name,
         "phase_seconds": phases,
-        "training_settings": training_settings(settings, training_args, trainer),
+        "training_settings": {**training_settings(settings, training_args, trainer),
+                              "attention": model.config._attn_implementation},
         "torch_build": torch_build(),
     }
 
