@@ -134,6 +134,10 @@ def build_on_meta(config: Any, attention: str | None = None) -> Any:
     """The causal LM on the meta device: every parameter's shape, no memory."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():  # from_config would build it inside deepspeed.zero.Init
+        raise RuntimeError("build the model on the meta device before TrainingArguments switch ZeRO-3 on")
 
     extra = {} if attention is None else {"attn_implementation": attention}
     with torch.device("meta"):

@@ -225,6 +225,9 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         raise RuntimeError("runtime.device is cuda but torch sees no GPU")
     settings = levers.run_values(training)
     fused_loss = fused_linear_loss(settings, device, spec["point"].get("zero_stage"))  # refused before any work
+    # The shape before anything starts (a model that cannot be accounted for is refused here) and before
+    # TrainingArguments switches on ZeRO-3, under which from_config would partition the meta-device count.
+    shape = config_shape(checked_config(spec["model"]))
     if spec["point"]["deepspeed"]:
         check_optimizer_seam(settings, read_json(run_dir / "ds_config.json", what="launch writes it"))
 
@@ -242,8 +245,6 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     phases["distributed_init_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    # the shape before training: a model that cannot be accounted for (a mixture of experts) is refused now
-    shape = config_shape(checked_config(spec["model"]))
     max_length = int(data["max_length"])
     cache_dir = args.cache_dir or run_dir.resolve().parents[1] / "cache"
     tokenizer, pad_token = data_module.load_tokenizer(spec["model"], data, shape.vocab_size, cache_dir, max_length,
