@@ -1,9 +1,10 @@
 """`python -m zerosweep train`: what each torchrun rank runs.
 
-Hugging Face Trainer fine-tuning of a causal LM (plan.models says which) on SQuAD-format examples, with or without a DeepSpeed
-config, configured entirely by the run dir's run_spec.json. Every rank writes its memory record; rank 0
-writes the training record that the launcher merges into metrics.json. Options have long, distinct names
-because torchrun parses abbreviations: a script option that is a prefix of one of torchrun's is taken by it.
+Hugging Face Trainer fine-tuning of a causal LM (any family plan.models accepts) on SQuAD-format examples, with
+or without a DeepSpeed config, configured entirely by the run dir's run_spec.json. Every rank writes its memory
+record; rank 0 writes the training record that the launcher merges into metrics.json. Options have long,
+distinct names because torchrun parses abbreviations: a script option that is a prefix of one of torchrun's is
+taken by it.
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ def training_settings(settings: Mapping[str, Any], training_args: Any, trainer: 
             "optimizer": settings["optimizer"],
             "optimizer_stepped": optimizer_record(trainer.optimizer) if trainer.optimizer is not None else None,
             "gradient_checkpointing": bool(training_args.gradient_checkpointing),
-            "loss": "model" if trainer.compute_loss_func is None else settings["loss"]}
+            "loss": "model" if trainer.compute_loss_func is None else settings["loss"],
+            "attention": trainer.model.config._attn_implementation}  # what transformers resolved and runs
 
 
 def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, phases: dict[str, float],
@@ -346,8 +348,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         "flops_per_token": flops_per_token,
         "gpu_name": gpu_name,
         "phase_seconds": phases,
-        "training_settings": {**training_settings(settings, training_args, trainer),
-                              "attention": model.config._attn_implementation},
+        "training_settings": training_settings(settings, training_args, trainer),
         "torch_build": torch_build(),
     }
 
