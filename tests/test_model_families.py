@@ -168,6 +168,9 @@ def test_a_saved_mixture_of_experts_is_refused_by_model_name(tmp_path: Path) -> 
         checked(model)
     with pytest.raises(ModelError, match=r"^model\.name: a mixture-of-experts"):  # and again by the run itself
         checked_config(model)
+    write_config(tmp_path / "config.json", model_type="no-such-family")
+    with pytest.raises(ConfigError, match=r"^model\.name '.*': .*no-such-family"):
+        checked(model)
 
 
 def test_flash_attention_without_flash_attn_is_refused_with_the_reason() -> None:

@@ -102,7 +102,10 @@ def model_config(model: Mapping[str, Any], local_files_only: bool = False) -> An
         return architecture_config(model["architecture"])
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(pretrained_source(model["name"]), local_files_only=local_files_only)
+    try:
+        return AutoConfig.from_pretrained(pretrained_source(model["name"]), local_files_only=local_files_only)
+    except ValueError as error:  # a config.json transformers cannot read (no or an unknown model_type)
+        raise ModelError(f"model.name {model['name']!r}: {error}") from error
 
 
 def config_refusal(config: Any) -> str | None:
