@@ -16,7 +16,7 @@ from conftest import run_snakemake, shipped_config
 from zerosweep.plan.checks import check_config
 from zerosweep.plan.matrix import ConfigError, deep_merge
 from zerosweep.plan.models import ModelError, architecture_config, checked_config, model_shape
-from zerosweep.run.data import build_local_tokenizer, choose_pad_token
+from zerosweep.run.data import build_local_tokenizer, choose_pad_token, load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 
@@ -193,6 +193,17 @@ def test_the_pad_token_follows_the_family(tmp_path: Path, family: str, has_pad: 
         tokenizer.pad_token = None
     assert choose_pad_token(tokenizer, family) == rule
     assert tokenizer.pad_token == ("<pad>" if rule == "the tokenizer's own" else "</s>")
+
+
+def test_a_saved_tokenizer_larger_than_the_embedding_is_refused(tmp_path: Path) -> None:
+    saved = tmp_path / "saved"
+    local = build_local_tokenizer({"source": "synthetic", "seed": 7}, SAVED_VOCAB, tmp_path, max_length=64)
+    local.save_pretrained(saved)
+    model = {"name": str(saved), "tokenizer": "hub", "weights": "pretrained"}
+    tokenizer, pad = load_tokenizer(model, {}, SAVED_VOCAB, tmp_path, 64, "llama")
+    assert len(tokenizer) == SAVED_VOCAB and pad == {"token": "<pad>", "id": 3, "rule": "the tokenizer's own"}
+    with pytest.raises(ValueError, match=f"its tokenizer has {SAVED_VOCAB} tokens, the model's embedding only 512"):
+        load_tokenizer(model, {}, 512, tmp_path, 64, "llama")
 
 
 def _escaped(text: str) -> str:

@@ -358,6 +358,9 @@ def load_tokenizer(model: Mapping[str, Any], data: Mapping[str, Any], model_voca
         tokenizer = AutoTokenizer.from_pretrained(pretrained_source(model["name"], required_file=None))
         rule = choose_pad_token(tokenizer, model_type)
         tokenizer.padding_side = "right"
+        if len(tokenizer) > model_vocab_size:  # ids past the embedding would fail mid-run
+            raise ValueError(f"model.name {model['name']!r}: its tokenizer has {len(tokenizer)} tokens, the "
+                             f"model's embedding only {model_vocab_size}")
     return tokenizer, {"token": tokenizer.pad_token, "id": tokenizer.pad_token_id, "rule": rule}
 
 
