@@ -115,7 +115,7 @@ def config_refusal(config: Any) -> str | None:
 
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return (f"model_type {config.model_type!r} is not a causal LM that AutoModelForCausalLM builds "
-                f"(fine-tuning here trains next-token prediction)")
+                "(fine-tuning here trains next-token prediction)")
     # the first key found: some are aliases of one another (Mixtral's num_experts is num_local_experts)
     experts = next(((key, count) for key in EXPERT_KEYS if (count := getattr(config, key, None))), None)
     if experts is not None and int(experts[1]) > 1:
