@@ -16,6 +16,7 @@ from zerosweep.plan.matrix import (  # noqa: E402
     build_plan,
     matrix_table,
 )
+from zerosweep.plan.models import is_architecture_path  # noqa: E402
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.plan.resources import job_slurm_options, slurm_exclusive  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
@@ -171,7 +172,7 @@ def _files_of(study, probes):
 
 def _model_size(study):
     def size():  # only when a start is guessed: a pretrained model's config may be a download
-        from zerosweep.run.modeling import model_size
+        from zerosweep.plan.models import model_size
 
         return model_size(TUNE[study].to_dict()["settings"]["model"])
 
@@ -359,7 +360,9 @@ def train_gpus(wildcards):
 def train_inputs(wildcards):
     """Files whose edit changes what a run trains: the DeepSpeed template and the model architecture."""
     spec = run_spec(wildcards)
-    inputs = {"architecture": f"{SCRIPTS_DIR}/zerosweep/run/architectures/{spec.settings['model']['architecture']}.json"}
+    architecture = spec.settings["model"]["architecture"]
+    inputs = {"architecture": architecture if is_architecture_path(architecture)  # a config.json of the user's
+              else f"{SCRIPTS_DIR}/zerosweep/run/architectures/{architecture}.json"}
     if spec.point.deepspeed:
         inputs["ds_template"] = f"{SCRIPTS_DIR}/zerosweep/plan/ds_template.json"  # package data (dsconfig.TEMPLATE)
     return inputs

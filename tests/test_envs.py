@@ -37,7 +37,6 @@ NOT_PACKAGES = {"python", "pip"}
 # functions those commands never call; each must still be found and stay out of what the commands import at start.
 NOT_RUN = {
     "analysis.yaml": {
-        "torch": "run.modeling builds the model for training; the report reads architectures only",
         "nvidia-ml-py": "run.monitors' NVML sampler; report.run_summary takes only its log field names and constants",
         "psrecord": "run.monitors starts it beside training",
     },

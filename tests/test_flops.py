@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from zerosweep.plan.models import architecture_config, config_shape, model_shape
 from zerosweep.run.flops import (
     PEAK_TFLOPS_TABLE,
     Peak,
     achieved_tflops_per_gpu,
-    bloom_parameter_count,
     model_flops_utilization,
     peak_tflops,
     training_flops_per_token,
 )
-from zerosweep.run.modeling import load_architecture
 
 # bloom-560m by hand: V=250880, d=1024, L=24
 #   embedding 250880*1024 = 256,901,120 (+ LayerNorm 2*1024)
@@ -21,24 +20,88 @@ from zerosweep.run.modeling import load_architecture
 BLOOM_560M_PARAMS = 256_901_120 + 2_048 + 302_309_376 + 2_048  # 559,214,592
 
 
+def bloom_formula(vocab: int, hidden: int, layers: int) -> tuple[int, int]:
+    """The BLOOM-only formulas the meta-device count replaced: (parameters, largest layer's parameters)."""
+    params = vocab * hidden + 2 * hidden + layers * (12 * hidden * hidden + 13 * hidden) + 2 * hidden
+    return params, max(vocab * hidden, 4 * hidden * hidden + 4 * hidden)
+
+
+def random(architecture: str) -> dict[str, str]:
+    return {"weights": "random", "architecture": architecture}
+
+
 def test_bloom_560m_parameters_by_hand() -> None:
     assert BLOOM_560M_PARAMS == 559_214_592
-    assert bloom_parameter_count(load_architecture("bloom-560m")) == BLOOM_560M_PARAMS
+    shape = model_shape(random("bloom-560m"))
+    assert shape.n_params == shape.matmul_params == BLOOM_560M_PARAMS  # tied head: the embedding multiplies
+    assert (shape.n_params, shape.largest_layer_params) == bloom_formula(250880, 1024, 24)
+    assert (shape.model_type, shape.n_layers, shape.attention_width, shape.tied_head) == ("bloom", 24, 1024, True)
 
 
-def test_parameter_count_matches_a_built_model() -> None:
+@pytest.mark.parametrize("architecture", ["bloom-tiny", "llama-tiny", "qwen2-tiny", "gpt2-tiny"])
+def test_parameter_count_matches_a_built_model(architecture: str) -> None:
     import torch
-    from transformers import BloomConfig, BloomForCausalLM
+    from torch import nn
+    from transformers import AutoModelForCausalLM
 
-    architecture = load_architecture("bloom-tiny")
     torch.manual_seed(0)
-    model = BloomForCausalLM(BloomConfig(**architecture))
-    assert bloom_parameter_count(architecture) == sum(p.numel() for p in model.parameters())
+    model = AutoModelForCausalLM.from_config(architecture_config(architecture))
+    shape = model_shape(random(architecture))
+    assert shape.n_params == sum(p.numel() for p in model.parameters())  # shared weights once
+    assert shape.largest_layer_params == max(sum(p.numel() for p in module.parameters(recurse=False))
+                                             for module in model.modules())
+    positions = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding)
+                    and m.weight is not model.get_output_embeddings().weight)
+    assert shape.matmul_params == shape.n_params - positions
+
+
+def test_bloom_tiny_equals_the_bloom_formula() -> None:
+    shape = model_shape(random("bloom-tiny"))
+    assert (shape.n_params, shape.largest_layer_params) == bloom_formula(4096, 64, 2)
 
 
 def test_training_flops_per_token_for_bloom_560m_at_512_tokens() -> None:
-    # 6*N = 3,355,287,552; attention 12*L*d*s = 12*24*1024*512 = 150,994,944
-    assert training_flops_per_token(BLOOM_560M_PARAMS, 24, 1024, 512) == 3_506_282_496
+    # 6*N = 3,355,287,552; attention 12*L*d*s = 12*24*1024*512 = 150,994,944: the BLOOM formula's figure
+    assert training_flops_per_token(model_shape(random("bloom-560m")), 512) == 3_506_282_496
+
+
+def test_llama_3_2_1b_and_qwen2_0_5b_shapes() -> None:
+    # the published sizes: Llama-3.2-1B 1.24B (tied head), Qwen2-0.5B 0.49B (tied head), both grouped-query
+    llama = model_shape(random("llama-3.2-1b"))
+    assert (llama.n_params, llama.tied_head, llama.n_heads, llama.n_kv_heads) == (1_235_814_400, True, 32, 8)
+    qwen = model_shape(random("qwen2-0.5b"))
+    assert (qwen.n_params, qwen.tied_head, qwen.n_heads, qwen.n_kv_heads) == (494_032_768, True, 14, 2)
+    # by hand for Llama-3.2-1B: per layer q 2048^2 + k,v 2*2048*512 + o 2048^2 + MLP 3*2048*8192 + 2 norms of 2048
+    per_layer = 2 * 2048**2 + 2 * 2048 * 512 + 3 * 2048 * 8192 + 2 * 2048
+    assert llama.n_params == 128256 * 2048 + 16 * per_layer + 2048
+    assert training_flops_per_token(llama, 1024) == 6 * llama.n_params + 12 * 16 * 32 * 64 * 1024
+
+
+def test_untied_head_and_learned_positions_are_not_matmuls() -> None:
+    from transformers import AutoConfig
+
+    tied = config_shape(AutoConfig.for_model("llama", vocab_size=1000, hidden_size=64, intermediate_size=128,
+                                             num_hidden_layers=2, num_attention_heads=4, tie_word_embeddings=True))
+    untied = config_shape(AutoConfig.for_model("llama", vocab_size=1000, hidden_size=64, intermediate_size=128,
+                                               num_hidden_layers=2, num_attention_heads=4, tie_word_embeddings=False))
+    assert untied.n_params == tied.n_params + 1000 * 64 and not untied.tied_head
+    assert untied.matmul_params == tied.matmul_params  # the input lookup is free; the head multiplies either way
+    gpt2 = model_shape(random("gpt2-tiny"))
+    assert gpt2.n_params - gpt2.matmul_params == 512 * 64  # wpe: n_positions x n_embd, looked up
+
+
+def test_grouped_query_attention_shrinks_parameters_not_the_attention_term() -> None:
+    from transformers import AutoConfig
+
+    def llama(kv_heads: int) -> object:
+        return config_shape(AutoConfig.for_model("llama", vocab_size=1000, hidden_size=64, intermediate_size=128,
+                                                 num_hidden_layers=2, num_attention_heads=8,
+                                                 num_key_value_heads=kv_heads))
+
+    full, grouped = llama(8), llama(2)
+    assert full.n_params - grouped.n_params == 2 * 2 * 64 * (64 - 16)  # k and v, 2 layers, 6 of 8 heads fewer
+    attention = training_flops_per_token(full, 128) - 6 * full.matmul_params
+    assert attention == training_flops_per_token(grouped, 128) - 6 * grouped.matmul_params == 12 * 2 * 64 * 128
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 from conftest import run_snakemake
+from zerosweep.plan.models import architecture_config, config_shape, model_shape, pretrained_source
 from zerosweep.run.data import build_local_tokenizer, load_splits, synthetic_squad
-from zerosweep.run.flops import bloom_parameter_count
-from zerosweep.run.modeling import load_architecture, pretrained_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 
@@ -77,14 +76,20 @@ def test_a_missing_local_model_directory_is_named(tmp_path: Path) -> None:
         pretrained_source(str(tmp_path / "empty"))
 
 
+def saved_config() -> object:
+    """The shipped bloom-tiny with SAVED_LAYERS layers."""
+    config = architecture_config("bloom-tiny")
+    config.n_layer = SAVED_LAYERS
+    return config
+
+
 def _save_pretrained(target: Path, cache: Path) -> None:
     """A tiny BLOOM and a tokenizer, written by save_pretrained (what a user downloads or fine-tunes)."""
     import torch
-    from transformers import BloomConfig, BloomForCausalLM
+    from transformers import BloomForCausalLM
 
     torch.manual_seed(0)
-    BloomForCausalLM(BloomConfig(**{**load_architecture("bloom-tiny"), "n_layer": SAVED_LAYERS})).save_pretrained(
-        target)
+    BloomForCausalLM(saved_config()).save_pretrained(target)
     tokenizer = build_local_tokenizer({"source": "synthetic", "seed": 7}, SAVED_VOCAB, cache, max_length=64)
     tokenizer.save_pretrained(target)
 
@@ -117,8 +122,8 @@ def test_pretrained_model_hub_tokenizer_squad_file_and_local_squad_through_snake
                            timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    saved = bloom_parameter_count({**load_architecture("bloom-tiny"), "n_layer": SAVED_LAYERS})
-    shipped = bloom_parameter_count(load_architecture("bloom-tiny"))
+    saved = config_shape(saved_config()).n_params
+    shipped = model_shape({"weights": "random", "architecture": "bloom-tiny"}).n_params
     assert saved != shipped
     for study, run in runs.items():
         metrics = json.loads((workdir.run_dir(run) / "metrics.json").read_text(encoding="utf-8"))

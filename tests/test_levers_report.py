@@ -56,8 +56,8 @@ def test_lever_columns_hold_each_runs_effective_values_in_the_csv(tmp_path: Path
     assert [name for name in header if name in levers.LEVERS] == list(levers.LEVERS)  # registry order
     by_id = {row["run_id"]: row for row in rows}
     eager, compiled = by_id["z1-offnone-nopin-g1n1"], by_id["z1-offnone-nopin-g1n1-cmp"]
-    assert [eager[name] for name in levers.LEVERS] == ["False", "fp16", "deepspeed", "False", "model"]
-    assert [compiled[name] for name in levers.LEVERS] == ["True", "fp16", "deepspeed", "False", "model"]
+    assert [eager[name] for name in levers.LEVERS] == ["False", "fp16", "deepspeed", "False", "model", "eager"]
+    assert [compiled[name] for name in levers.LEVERS] == ["True", "fp16", "deepspeed", "False", "model", "eager"]
     assert float(compiled["first_step_seconds"]) == 42.0 and float(eager["first_step_seconds"]) == 2.0  # medians
     assert compiled["config"] == "ZeRO Stage 1, compiled"
     # read back typed: the levers by the records' dtypes
@@ -68,7 +68,7 @@ def test_lever_columns_hold_each_runs_effective_values_in_the_csv(tmp_path: Path
 def test_a_record_from_before_the_levers_reads_as_the_defaults(tmp_path: Path) -> None:
     old = repeat(matrix_point(1), 1, 40.0, 20000)  # setup has precision only, metrics no first step
     _header, (row,) = read_csv(write_table(tmp_path, "old", "comparison", [old]))
-    assert [row[name] for name in levers.LEVERS] == ["False", "fp16", "deepspeed", "False", "model"]
+    assert [row[name] for name in levers.LEVERS] == ["False", "fp16", "deepspeed", "False", "model", "eager"]
     assert row["first_step_seconds"] == ""
 
 
@@ -195,7 +195,7 @@ def test_parse_memory_records_every_levers_value_and_the_first_step() -> None:
     setup = memory._setup({"training": {"compile": True, "optimizer": "torch_fused"}}, None)
     assert {name: setup[name] for name in levers.LEVERS} == {  # type: ignore[literal-required]
         "compile": True, "precision": "fp16", "optimizer": "torch_fused", "gradient_checkpointing": False,
-        "loss": "model"}
+        "loss": "model", "attention": "eager"}
     warnings: list[str] = []
     metrics = memory.extract_metrics({"status": "ok", "first_step_seconds": 38.5}, {}, "ok", warnings)
     assert metrics["first_step_seconds"] == 38.5

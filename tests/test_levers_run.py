@@ -198,7 +198,7 @@ def test_compiled_zero1_with_every_cpu_lever(results_dir: Path, torch_extensions
     applied = metrics["training_settings"]
     assert applied == {"compile": True, "compile_mode": "default", "precision": "bf16", "optimizer": "torch_fused",
                        "optimizer_stepped": {"class": "torch.optim.adamw.AdamW", "fused": True},
-                       "gradient_checkpointing": True, "loss": "model"}
+                       "gradient_checkpointing": True, "loss": "model", "attention": "eager"}
     rows = _steps(run_dir)
     assert float(rows[0]["seconds"]) == pytest.approx(metrics["first_step_seconds"])
     # the compile lands in step 1

@@ -116,6 +116,7 @@ class Setup(TypedDict):
     optimizer: str | None
     gradient_checkpointing: bool | None
     loss: str | None
+    attention: str | None
 
 
 class TrainingWindowModes(TypedDict):
@@ -285,6 +286,7 @@ PRECISION: Final = "precision"
 OPTIMIZER: Final = "optimizer"
 GRADIENT_CHECKPOINTING: Final = "gradient_checkpointing"
 LOSS: Final = "loss"
+ATTENTION: Final = "attention"
 STEADY_SPREAD: Final = "steady_spread"  # "95 % CI" | "min-max"; empty without per-step records
 REPEATS: Final = "repeats"  # N: the point's runs in the row
 RUNS: Final = "runs"  # the row's run ids, space-separated
@@ -374,6 +376,7 @@ _FIELD_DTYPES: Final[dict[str, str]] = {
     OPTIMIZER: "string",
     GRADIENT_CHECKPOINTING: "boolean",
     LOSS: "string",
+    ATTENTION: "string",
     GPU_ENERGY_PROBLEM: "string",
     HOST_BOUND: "boolean",
 }

@@ -16,11 +16,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from zerosweep.plan import levers
+from zerosweep.plan import levers, models
 from zerosweep.plan.matrix import ConfigError, deep_merge
 
-# Data, not code: the architectures a random-init model can be built from (run.modeling reads them).
-ARCHITECTURES_DIR = Path(__file__).resolve().parents[1] / "run" / "architectures"
 SOURCES_WITH_PATH = ("file", "squad")
 
 
@@ -86,14 +84,45 @@ def lever_axis_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
+def attention_values(config: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key, value) of every attention implementation a run of this config may use."""
+    yield "training.attention", levers.run_values(config["training"])["attention"]
+    for name, study in config["studies"].items():
+        if "attention" in (study.get("training") or {}):
+            yield f"studies.{name}.training.attention", study["training"]["attention"]
+        for index, value in enumerate(study.get("attention") or ()):
+            yield key_name(["studies", name, "attention", index]), value
+
+
+def model_errors(config: Mapping[str, Any]) -> list[str]:
+    """The model and what it is asked to do: a causal LM AutoModelForCausalLM builds (not a mixture of experts),
+    the checkpoint's own tokenizer for pretrained weights, and each attention implementation it has. A Hub id
+    outside the Hub cache is checked by the run when it loads the config (planning never downloads)."""
+    model = config["model"]
+    errors = []
+    if model["weights"] == "pretrained" and model["tokenizer"] == "local":
+        errors.append(f"model.tokenizer: local trains a new tokenizer whose ids mean nothing to the pretrained "
+                      f"weights of {model['name']!r}; use tokenizer: hub (the checkpoint's own)")
+    try:
+        model_config = models.checked_config(model, local_files_only=True)
+    except models.ModelError as error:
+        return [*errors, str(error)]
+    except OSError:  # a Hub id not in the cache
+        return errors
+    device = config["runtime"]["device"]
+    for key, value in attention_values(config):
+        if levers.device_refusal("attention", value, device) is not None:
+            continue  # named by the device checks
+        reason = models.attention_refusal(model_config, value)
+        if reason is not None:
+            errors.append(f"{key}: {value} is not available for {models.config_key(model)} "
+                          f"({model_config.model_type}): {reason}")
+    return errors
+
+
 def semantic_errors(config: Mapping[str, Any]) -> list[str]:
     """Settings of a schema-valid config that contradict each other, as '<key>: <why>'."""
-    errors: list[str] = []
-    model = config["model"]
-    if model["weights"] == "random" and not (ARCHITECTURES_DIR / f"{model['architecture']}.json").is_file():
-        shipped = sorted(path.stem for path in ARCHITECTURES_DIR.glob("*.json"))
-        errors.append(f"model.architecture: {model['architecture']!r} is not shipped (weights: random builds one "
-                      f"of {shipped})")
+    errors = model_errors(config)
     errors += lever_axis_errors(config)
     shared: set[str] = set()
     for prefix, data, training in _run_settings(config):

@@ -52,6 +52,14 @@ LEVERS: dict[str, Lever] = {  # registry order = id token order = label order
         tokens={"model": "mloss", "fused_linear_cross_entropy": "flce"},
         labels={"model": "model loss", "fused_linear_cross_entropy": "fused linear CE"},
         gpu_only=frozenset({"fused_linear_cross_entropy"}), cpu_hint="liger-kernel's Triton kernel; on CPU use model"),
+    # transformers' attn_implementation; eager is what BLOOM (the workshop's model) has. Whether a model has the
+    # others is the model's to say: plan.checks asks plan.models.attention_refusal before anything starts.
+    "attention": Lever(
+        "attention", ("eager", "sdpa", "flash_attention_2"), "eager",
+        tokens={"eager": "attneager", "sdpa": "sdpa", "flash_attention_2": "fa2"},
+        labels={"eager": "eager attention", "sdpa": "SDPA", "flash_attention_2": "FlashAttention-2"},
+        gpu_only=frozenset({"flash_attention_2"}), cpu_hint="the flash_attn package's CUDA kernels; on CPU use "
+        "eager or sdpa"),
 }
 
 # Each lever's token at most once, in registry order (POINT_ID_PATTERN appends this).

@@ -328,18 +328,40 @@ def build_local_tokenizer(data: Mapping[str, Any], model_vocab_size: int, cache_
     return wrapped
 
 
+# Families whose fine-tuning pads with eos even though their tokenizer has a pad token: the workshop's BLOOM.
+PAD_WITH_EOS = frozenset({"bloom"})
+
+
+def choose_pad_token(tokenizer: Any, model_type: str) -> str:
+    """Set the pad token the way the family expects and say which rule chose it: eos for BLOOM (the workshop),
+    else the tokenizer's own, else eos (Llama 3 and GPT-2 ship none; padding is masked out of the loss anyway)."""
+    if tokenizer.pad_token is not None and model_type not in PAD_WITH_EOS:
+        return "the tokenizer's own"
+    if tokenizer.eos_token is None:
+        raise ValueError("model.name: the tokenizer has neither a pad nor an eos token to pad with")
+    had_pad = tokenizer.pad_token is not None
+    tokenizer.pad_token = tokenizer.eos_token
+    return f"eos ({model_type} pads with eos)" if had_pad else "eos (the tokenizer has no pad token)"
+
+
 def load_tokenizer(model: Mapping[str, Any], data: Mapping[str, Any], model_vocab_size: int, cache_dir: Path,
-                   max_length: int) -> Any:
+                   max_length: int, model_type: str) -> tuple[Any, dict[str, Any]]:
+    """The run's tokenizer and a record of its pad token (token, id, the rule that chose it)."""
     if model["tokenizer"] == "local":
-        return build_local_tokenizer(data, model_vocab_size, cache_dir, max_length)
-    from transformers import AutoTokenizer
+        tokenizer = build_local_tokenizer(data, model_vocab_size, cache_dir, max_length)
+        rule = "the local tokenizer's own"
+    else:
+        from transformers import AutoTokenizer
 
-    from .modeling import pretrained_source
+        from ..plan.models import pretrained_source
 
-    tokenizer = AutoTokenizer.from_pretrained(pretrained_source(model["name"], required_file=None))
-    tokenizer.pad_token = tokenizer.eos_token  # as the workshop: BLOOM pads with eos
-    tokenizer.padding_side = "right"
-    return tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(pretrained_source(model["name"], required_file=None))
+        rule = choose_pad_token(tokenizer, model_type)
+        tokenizer.padding_side = "right"
+        if len(tokenizer) > model_vocab_size:  # ids past the embedding would fail mid-run
+            raise ValueError(f"model.name {model['name']!r}: its tokenizer has {len(tokenizer)} tokens, the "
+                             f"model's embedding only {model_vocab_size}")
+    return tokenizer, {"token": tokenizer.pad_token, "id": tokenizer.pad_token_id, "rule": rule}
 
 
 # --- tokenised splits ---------------------------------------------------------------------------------

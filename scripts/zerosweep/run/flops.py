@@ -1,18 +1,21 @@
 """Model FLOPs, GPU peak throughput and model FLOPs utilisation (MFU).
 
 Training FLOPs per token follow the PaLM appendix: 6·N for the weight matmuls of the forward (2·N) and
-backward (4·N) passes, plus 12·L·d·s for the attention score and value products over a sequence of s
-tokens. BLOOM ties its input embedding to the LM head, so N (every parameter counted once) is exactly the
-set of weights that take part in a matmul per token: the head uses the embedding matrix, the lookup is free.
-Sequences are padded to max_length and eager attention computes the full square, so s = max_length.
+backward (4·N) passes, plus 12·L·a·s for the attention score and value products over a sequence of s
+tokens (a: query heads x head size; grouped-query attention shrinks the key and value projections, which N
+counts, not these products). N is every parameter counted once less the embeddings that are only looked up:
+a tied head (BLOOM, GPT-2, Llama-3.2-1B, Qwen2-0.5B) multiplies by the embedding matrix, so it stays in N; an
+untied model's input embedding and learned position embeddings (GPT-2's) do not. Norms and biases stay in N,
+as the PaLM count has them. Sequences are padded to max_length and the FLOPs count the full square, so
+s = max_length, whichever attention implementation runs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from ..plan.models import ModelShape
 
 
 @dataclass(frozen=True)
@@ -101,25 +104,10 @@ class Peak:
     missing: str | None = None  # why no peak: unknown model, no such precision on it
 
 
-def bloom_parameter_count(config: Mapping[str, Any]) -> int:
-    """Parameters of a BLOOM causal LM with tied embeddings, from its config (no model needed).
-
-    Counted analytically because under ZeRO-3 the built model holds only its partition of the weights.
-    """
-    vocab = int(config["vocab_size"])
-    hidden = int(config["hidden_size"])
-    layers = int(config["n_layer"])
-    embedding = vocab * hidden + 2 * hidden  # word embeddings + their LayerNorm
-    # per block: qkv (h x 3h + 3h), dense (h x h + h), mlp (h x 4h + 4h, 4h x h + h), two LayerNorms (4h)
-    block = 12 * hidden * hidden + 13 * hidden
-    final_norm = 2 * hidden
-    head = 0 if config.get("tie_word_embeddings", True) else vocab * hidden
-    return embedding + layers * block + final_norm + head
-
-
-def training_flops_per_token(n_params: int, n_layer: int, hidden_size: int, seq_len: int) -> float:
-    """Forward + backward FLOPs per token: 6·N + 12·L·d·s (no activation recomputation)."""
-    return 6.0 * n_params + 12.0 * n_layer * hidden_size * seq_len
+def training_flops_per_token(shape: ModelShape, seq_len: int) -> float:
+    """Forward + backward FLOPs per token: 6·N + 12·L·a·s (no activation recomputation), with N the parameters
+    that multiply each token (plan.models counts them) and a the query heads' width (heads x head size)."""
+    return 6.0 * shape.matmul_params + 12.0 * shape.n_layers * shape.attention_width * seq_len
 
 
 def peak_tflops(gpu_name: str | None, precision: str | None, configured: float | None = None) -> Peak:

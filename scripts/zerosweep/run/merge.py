@@ -23,8 +23,9 @@ from .processes import Shutdown
 # Every key of metrics.json, so that OOM rows have the same columns as successful ones.
 MEASURED_FIELDS: tuple[str, ...] = (
     "weights", "loss_note", "train_samples", "eval_samples", "global_batch_size", "tokens_per_sample",
-    "real_token_fraction", "tokenizer_vocab_size", "model_vocab_size", "n_params", "optimizer_steps",
-    "epochs_completed", "steps_per_epoch", "train_loss", "train_runtime",
+    "real_token_fraction", "tokenizer_vocab_size", "model_vocab_size", "model_type", "n_params",
+    "largest_layer_params", "pad_token", "optimizer_steps", "epochs_completed", "steps_per_epoch", "train_loss",
+    "train_runtime",
     "train_samples_per_second", "train_steps_per_second", "eval_loss", "eval_losses", "eval_runtime",
     "eval_samples_per_second", "train_losses", "steady_steps", "steady_seconds", "steady_samples_per_second",
     "steady_tokens_per_second", "flops_per_token", "gpu_name", "phase_seconds", "stop_reason", "recorded_steps",

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import read_json, write_json
+from ..plan.models import is_local_path
 from .environment import NeighbourRuns, gpu_inventory, node_environment
 from .extension_locks import LOCK_SCAN_S, clear_stale_extension_locks
 from .gpus import TooFewGpus, node_gpus
-from .modeling import is_local_path
 from .monitors import NodeMonitors
 from .ops import cuda_arch_list, op_cache_dir
 from .outcome import cgroup_oom_kills

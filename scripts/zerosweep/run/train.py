@@ -1,9 +1,10 @@
 """`python -m zerosweep train`: what each torchrun rank runs.
 
-Hugging Face Trainer fine-tuning of a BLOOM causal LM on SQuAD-format examples, with or without a DeepSpeed
-config, configured entirely by the run dir's run_spec.json. Every rank writes its memory record; rank 0
-writes the training record that the launcher merges into metrics.json. Options have long, distinct names
-because torchrun parses abbreviations: a script option that is a prefix of one of torchrun's is taken by it.
+Hugging Face Trainer fine-tuning of a causal LM (any family plan.models accepts) on SQuAD-format examples, with
+or without a DeepSpeed config, configured entirely by the run dir's run_spec.json. Every rank writes its memory
+record; rank 0 writes the training record that the launcher merges into metrics.json. Options have long,
+distinct names because torchrun parses abbreviations: a script option that is a prefix of one of torchrun's is
+taken by it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any
 
 from ..jsonio import read_json, write_json
 from ..plan import levers
+from ..plan.models import checked_config, config_shape
 from ..units import MIB
-from .flops import bloom_parameter_count, training_flops_per_token
+from .flops import training_flops_per_token
 from .fused_loss import FusedLinearCrossEntropyLoss, fused_linear_loss, fused_loss_trainer_class
 from .in_process import IN_PROCESS_RECORD, search_in_process
 from .outcome import OOM_OUTCOMES, exception_outcome
@@ -205,7 +207,8 @@ def training_settings(settings: Mapping[str, Any], training_args: Any, trainer: 
             "optimizer": settings["optimizer"],
             "optimizer_stepped": optimizer_record(trainer.optimizer) if trainer.optimizer is not None else None,
             "gradient_checkpointing": bool(training_args.gradient_checkpointing),
-            "loss": "model" if trainer.compute_loss_func is None else settings["loss"]}
+            "loss": "model" if trainer.compute_loss_func is None else settings["loss"],
+            "attention": trainer.model.config._attn_implementation}  # what transformers resolved and runs
 
 
 def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, phases: dict[str, float],
@@ -214,7 +217,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     from transformers import Trainer, default_data_collator
 
     from . import data as data_module
-    from .modeling import RANDOM_WEIGHTS_NOTE, build_model, model_config_dict
+    from .modeling import RANDOM_WEIGHTS_NOTE, build_model
 
     run_dir: Path = args.run_dir
     device = spec["runtime"]["device"]
@@ -225,6 +228,9 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         raise RuntimeError("runtime.device is cuda but torch sees no GPU")
     settings = levers.run_values(training)
     fused_loss = fused_linear_loss(settings, device, spec["point"].get("zero_stage"))  # refused before any work
+    # The shape before anything starts (a model that cannot be accounted for is refused here) and before
+    # TrainingArguments switches on ZeRO-3, under which from_config would partition the meta-device count.
+    shape = config_shape(checked_config(spec["model"]))
     if spec["point"]["deepspeed"]:
         check_optimizer_seam(settings, read_json(run_dir / "ds_config.json", what="launch writes it"))
 
@@ -242,11 +248,10 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     phases["distributed_init_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    architecture = model_config_dict(spec["model"])
     max_length = int(data["max_length"])
     cache_dir = args.cache_dir or run_dir.resolve().parents[1] / "cache"
-    tokenizer = data_module.load_tokenizer(spec["model"], data, int(architecture["vocab_size"]), cache_dir,
-                                           max_length)
+    tokenizer, pad_token = data_module.load_tokenizer(spec["model"], data, shape.vocab_size, cache_dir, max_length,
+                                                      shape.model_type)
     train_samples = int(data["samples_per_gpu"]) * rank.world_size  # weak scaling
     eval_samples = int(data["eval_samples"])
     train_records, eval_records = data_module.load_splits(data, train_samples, eval_samples)
@@ -258,7 +263,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     # On the GPU unless ZeRO-3 partitions the weights as they are created (zero.Init places them itself).
     init_on_gpu = cuda and spec["point"].get("zero_stage") != 3
     model = build_model(spec["model"], int(training.get("seed", 42)),
-                        init_device=f"cuda:{rank.local_rank}" if init_on_gpu else None)
+                        init_device=f"cuda:{rank.local_rank}" if init_on_gpu else None, attention=settings["attention"])
     if settings["gradient_checkpointing"]:
         model.config.use_cache = False  # a cache is for generation, and checkpointing's recompute cannot use it
     phases["model_build_s"] = time.perf_counter() - mark
@@ -314,9 +319,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
     # --- the numbers ---
     per_device = int(training["per_device_batch_size"])
     grad_accum = int(training["gradient_accumulation_steps"])
-    n_params = bloom_parameter_count(architecture)
-    flops_per_token = training_flops_per_token(n_params, int(architecture["n_layer"]),
-                                               int(architecture["hidden_size"]), max_length)
+    flops_per_token = training_flops_per_token(shape, max_length)
     gpu_name = torch.cuda.get_device_name() if cuda else None
     metrics = train_output.metrics
     last_eval = evaluations[-1] if evaluations else {}
@@ -333,8 +336,11 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         "tokens_per_sample": max_length,
         "real_token_fraction": train_set.real_tokens / max(1, len(train_set) * max_length),
         "tokenizer_vocab_size": len(tokenizer),
-        "model_vocab_size": int(architecture["vocab_size"]),
-        "n_params": n_params,
+        "model_vocab_size": shape.vocab_size,
+        "model_type": shape.model_type,
+        "n_params": shape.n_params,
+        "largest_layer_params": shape.largest_layer_params,
+        "pad_token": pad_token,
         "optimizer_steps": global_step,
         "epochs_completed": float(trainer.state.epoch or 0.0),
         "steps_per_epoch": layout.steps_per_epoch,

@@ -131,11 +131,6 @@ def model_states(n_params: int, setup: StatesSetup, accounting: Accounting = "ze
     return ModelStates(tuple(terms))
 
 
-def bloom_largest_layer_params(vocab_size: int, hidden_size: int) -> int:
-    """The largest module's own parameters in BLOOM: the word embedding (tied to the LM head)."""
-    return max(vocab_size * hidden_size, 4 * hidden_size * hidden_size + 4 * hidden_size)
-
-
 # --- activations and the rest, from probes ------------------------------------------------------------
 
 
@@ -186,7 +181,7 @@ def fit_peak(samples: Sequence[PeakSample], source: str) -> PeakFit:
 
 @dataclass(frozen=True)
 class ModelSize:
-    """What the model states need to know of the model (run.flops counts BLOOM's parameters)."""
+    """What the model states need to know of the model (plan.models counts it on the meta device)."""
 
     n_params: int
     largest_layer_params: int  # gathered at stage 3

@@ -95,22 +95,17 @@ def summarise_throughput(run_dir: Path, metrics: dict[str, Any], warmup_steps: i
 
 
 def flops_per_token(metrics: Mapping[str, Any], spec: Mapping[str, Any]) -> float | None:
-    """Training FLOPs per token as the run recorded it, else counted from its shipped architecture (random-init
-    runs only: a pretrained model's architecture is the Hub's, which the report layer does not fetch)."""
+    """Training FLOPs per token as the run recorded it, else counted from its architecture (random-init runs
+    only: a pretrained model's config is the Hub's, which the report layer does not fetch)."""
     if metrics.get("flops_per_token") is not None:
         return float(metrics["flops_per_token"])
     model = spec.get("model") or {}
     seq_len = metrics.get("tokens_per_sample") or (spec.get("data") or {}).get("max_length")
-    name = model.get("architecture")
-    if model.get("weights") != "random" or not name or not seq_len:
+    if model.get("weights") != "random" or not model.get("architecture") or not seq_len:
         return None
-    from ...run.modeling import load_architecture
+    from ...plan.models import model_shape
 
-    architecture = load_architecture(name)
-    n_params = metrics.get("n_params") or flops.bloom_parameter_count(architecture)
-    return flops.training_flops_per_token(
-        int(n_params), int(architecture["n_layer"]), int(architecture["hidden_size"]), int(seq_len)
-    )
+    return flops.training_flops_per_token(model_shape(model), int(seq_len))
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ LABELS: dict[str, str] = {
     f.OPTIMIZER: "Optimizer",
     f.GRADIENT_CHECKPOINTING: "Gradient Checkpointing",
     f.LOSS: "Loss",
+    f.ATTENTION: "Attention",
     # energy over the steady steps and the GPUs' busy fraction (report/run_summary/energy, gpu_busy)
     f.GPU_ENERGY_J: "GPU Energy, steady steps (J)",
     f.GPU_MEAN_POWER_W: "GPU Mean Power, all GPUs (W)",

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...plan.models import model_size
 from ...plan.tune import memory_model
 from ...plan.tune.memory_model import PredictionErrors
-from ...run.modeling import model_size
 
 
 class MemoryModel(memory_model.MemoryModel):
