@@ -65,7 +65,7 @@ def make_summary(p: dict[str, Any], status: str = "ok", **numbers: Any) -> dict[
         "status": status,
         "point": p,
         "setup": {"device": n["device"], "gpu_name": n["gpu_name"], "precision": n.get("precision", "fp16"),
-                  "samples_per_gpu": 500},
+                  "samples_per_gpu": 500, "model": n.get("model", "bloom-560m (random init)")},
         "metrics": metrics,
         # the tables show the modes over the training window (the whole log's stay in modes_mib)
         "gpu": None if n["peak"] is None else {"peak_mib": n["peak"], "average_mib": n["avg"], "modes_mib": n["modes"],
@@ -163,8 +163,8 @@ COMPARISON_COLUMNS = [
     "memory_verdict",
     "gpu_peak_min_mib", "nvml_peak_mib", "torch_max_reserved_mib", "steady_tokens_per_second",
     "steady_real_tokens_per_second", "tflops_per_gpu", "mfu", "train_runtime", "first_step_seconds", "gpus_counted",
-    "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size",
-    "emulated_nodes", "compile", "precision", "optimizer", "gradient_checkpointing", "loss",
+    "status", "run_id", "model", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes", "world_size",
+    "emulated_nodes", "compile", "precision", "optimizer", "gradient_checkpointing", "loss", "attention",
     "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread", "hit_cap",
     "warmup_never_settled", "runs", "run_samples_per_second", "run_samples_estimator", "run_peak_mib",
     "run_peak_source", "throughput_ratio", "throughput_ratio_low", "throughput_ratio_high", "throughput_p",
@@ -199,6 +199,8 @@ def test_comparison_table_columns_rows_and_oom(tmp_path: Path) -> None:
     assert all(oom[column] == "" for column in numeric) and oom["repeats"] == "0"
     md = (tmp_path / "zero.md").read_text()
     assert md.startswith("# Title of zero\n")
+    assert "Study `zero`, comparison table, 7 run(s); model: bloom-560m (random init).\n" in md
+    assert {row["model"] for row in rows} == {"bloom-560m (random init)"}
     # the workshop's columns, steady samples/s (no per-step record: no interval), N and the verdicts
     assert "| ZeRO Stage 0 | 21658 | 18683.53 | – | 3892 | 2276.06 | – | 11.26 | 12.5 | 1 | reference | reference |" in md
     assert "| ZeRO Stage 3 + Offloading | – | – | – | – | – | – | – | oom | 0 | – | – |" in md  # its status says why
@@ -219,9 +221,9 @@ SCALING_COLUMNS = [
     "steady_weak_scaling_efficiency", "gpu_peak_mib", "gpu_average_mib", "gpu_modes_mib", "cpu_peak_mib",
     "cpu_average_mib", "cpu_modes_mib",
     "gpus_per_node", "nodes", "train_samples_per_second", "speedup", "weak_scaling_efficiency", "train_loss",
-    "first_step_seconds", "gpu_peak_min_mib", "nvml_peak_mib", "gpus_counted", "status", "run_id", "zero_stage",
-    "offload", "pin_memory", "emulated_nodes", "compile", "precision", "optimizer", "gradient_checkpointing", "loss",
-    "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
+    "first_step_seconds", "gpu_peak_min_mib", "nvml_peak_mib", "gpus_counted", "status", "run_id", "model",
+    "zero_stage", "offload", "pin_memory", "emulated_nodes", "compile", "precision", "optimizer",
+    "gradient_checkpointing", "loss", "attention", "steady_samples_per_second_low", "steady_samples_per_second_high", "steady_spread",
     "hit_cap", "warmup_never_settled", "runs", "run_samples_per_second", "run_samples_estimator", "run_peak_mib",
     "run_peak_source",
     "steady_weak_scaling_efficiency_low", "steady_weak_scaling_efficiency_high", *ENERGY_COLUMNS,
@@ -301,9 +303,9 @@ BASELINE_COLUMNS = [
     "config", "train_loss", "eval_loss_epoch1", "eval_loss_epoch2", "eval_loss",
     "train_samples_per_second", "eval_samples_per_second", "steps_per_epoch", "gpu_peak_mib", "gpu_average_mib",
     "gpu_modes_mib", "nvml_peak_mib", "cpu_peak_mib", "cpu_average_mib",
-    "cpu_modes_mib", "status", "run_id", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes",
+    "cpu_modes_mib", "status", "run_id", "model", "zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes",
     "world_size", "emulated_nodes", "compile", "precision", "optimizer", "gradient_checkpointing", "loss",
-    *ENERGY_COLUMNS,
+    "attention", *ENERGY_COLUMNS,
 ]  # fmt: skip
 
 

@@ -15,7 +15,7 @@ import test_training_run
 from conftest import run_snakemake, shipped_config
 from zerosweep.plan.checks import check_config
 from zerosweep.plan.matrix import ConfigError, deep_merge
-from zerosweep.plan.models import ModelError, architecture_config, checked_config, model_shape
+from zerosweep.plan.models import ModelError, architecture_config, checked_config, model_label, model_shape
 from zerosweep.run.data import build_local_tokenizer, choose_pad_token, load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
@@ -98,6 +98,8 @@ def test_family_random_init_and_saved_through_snakemake(family: str, tmp_path: P
     table = rows(random.results / "tables" / "attention.csv")
     assert [(row["run_id"], row["attention"], row["status"]) for row in table] == [
         (eager_run, "eager", "ok"), (sdpa_run, "sdpa", "ok")]
+    assert {row["model"] for row in table} == {f"{architecture} (random init)"}  # the table names the model
+    assert f"model: {architecture} (random init)." in (random.results / "tables" / "attention.md").read_text()
 
     # the same shape saved with its own tokenizer, loaded through from_pretrained
     model_dir = tmp_path / f"{family}-saved"
@@ -119,6 +121,16 @@ def test_family_random_init_and_saved_through_snakemake(family: str, tmp_path: P
     assert metrics["pad_token"] == ({"token": "<pad>", "id": 3, "rule": "the tokenizer's own"} if has_pad else
                                     {"token": "</s>", "id": 2, "rule": "eos (the tokenizer has no pad token)"})
     assert not list((saved.results / "cache").glob("tokenizers/*/tokenizer.json"))  # no local tokenizer built
+    assert rows(saved.results / "tables" / "baseline.csv")[0]["model"] == str(model_dir)  # by the checkpoint's name
+
+
+def test_the_model_label_names_the_checkpoint_or_the_random_init_shape(tmp_path: Path) -> None:
+    assert model_label({"weights": "random", "architecture": "qwen2-0.5b", "name": "bigscience/bloom-560m"}) == \
+        "qwen2-0.5b (random init)"  # not model.name, which a random-init run never loads
+    path = write_config(tmp_path / "my-llama.json", model_type="llama")
+    assert model_label({"weights": "random", "architecture": str(path)}) == "my-llama (random init)"
+    assert model_label({"weights": "pretrained", "name": "Qwen/Qwen2-0.5B", "architecture": "bloom-560m"}) == \
+        "Qwen/Qwen2-0.5B"
 
 
 # --- refused before anything starts ---------------------------------------------------------------------

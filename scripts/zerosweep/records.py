@@ -101,7 +101,7 @@ class Point(TypedDict):
 
 class Setup(TypedDict):
     device: str | None
-    model: str | None
+    model: str | None  # plan.models.model_label: "bloom-560m (random init)" or the checkpoint's name
     gpu_name: str | None  # for the GPU's peak TFLOP/s: metrics.json, else env.json, else the nvidia-smi log
     samples_per_gpu: int | None
     eval_samples: int | None
@@ -253,6 +253,7 @@ class RunRecord(TypedDict):
 
 TableField = str
 CONFIG: Final = "config"
+MODEL: Final = "model"  # setup.model (plan.models.model_label)
 STATUS: Final = "status"
 RUN_ID: Final = "run_id"
 ZERO_STAGE: Final = "zero_stage"
@@ -347,6 +348,7 @@ STEADY_WEAK_SCALING_EFFICIENCY_HIGH: Final = "steady_weak_scaling_efficiency_hig
 # so an empty cell stays missing and whole numbers stay whole. Unlisted fields are Float64.
 _FIELD_DTYPES: Final[dict[str, str]] = {
     CONFIG: "string",
+    MODEL: "string",
     STATUS: "string",
     RUN_ID: "string",
     OFFLOAD: "string",

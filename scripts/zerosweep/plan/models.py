@@ -74,6 +74,15 @@ def pretrained_source(name: str, required_file: str | None = "config.json") -> s
     return str(path)
 
 
+def model_label(model: Mapping[str, Any]) -> str:
+    """The model as tables, plots, the tune recommendation and summary.md name it: a pretrained checkpoint by its
+    `model.name`, random weights by the architecture they were built from ("bloom-560m (random init)")."""
+    if model.get("weights") == "pretrained":
+        return str(model["name"])
+    architecture = str(model.get("architecture"))
+    return f"{Path(architecture).stem if is_architecture_path(architecture) else architecture} (random init)"
+
+
 def config_key(model: Mapping[str, Any]) -> str:
     """The config key the model's shape comes from."""
     return "model.architecture" if model["weights"] == "random" else "model.name"

@@ -131,7 +131,7 @@ def probe_loop(search: Mapping[str, Any], run_probe: RunProbe, memory: DeviceMem
         seconds: list[float] = []
         try:
             seconds = run_probe(micro_batch)
-        except Exception as error:  # noqa: BLE001 (judged by exception_outcome; anything else re-raised)
+        except Exception as error:  # judged by exception_outcome; a genuine failure is re-raised below
             failure = {"outcome": exception_outcome(error), "error_type": type(error).__name__,
                        "error": str(error)[:2000]}
             if failure["outcome"] not in OOM_OUTCOMES and OOM not in outcomes.values():

@@ -289,7 +289,7 @@ def _train(args: argparse.Namespace, spec: Mapping[str, Any], rank: RankInfo, ph
         phases["in_process_search_s"] = time.perf_counter() - mark
         phases["total_s"] = time.perf_counter() - started
         return {"status": "ok", "weights": spec["model"]["weights"], "world_size": rank.world_size,
-                "tokens_per_sample": max_length, "n_params": bloom_parameter_count(architecture),
+                "tokens_per_sample": max_length, "n_params": shape.n_params,
                 "gpu_name": torch.cuda.get_device_name() if cuda else None, "phase_seconds": phases,
                 "training_settings": training_settings(settings, training_args, trainer),
                 "torch_build": torch_build(), IN_PROCESS_RECORD: found}

@@ -18,6 +18,7 @@ from typing import Any
 from ... import records
 from ...jsonio import read_json, read_json_or_none, write_json
 from ...plan import levers
+from ...plan.models import model_label
 from ...units import MIB
 from . import workshop
 from .energy import summarise_energy
@@ -176,7 +177,7 @@ def _setup(spec: dict[str, Any], gpu_name: str | None) -> records.Setup:
     data, training = spec.get("data", {}), spec.get("training", {})
     return {
         "device": spec.get("runtime", {}).get("device"),
-        "model": spec.get("model", {}).get("name"),
+        "model": model_label(spec["model"]) if spec.get("model") else None,
         "gpu_name": gpu_name,
         "samples_per_gpu": data.get("samples_per_gpu"),
         "eval_samples": data.get("eval_samples"),

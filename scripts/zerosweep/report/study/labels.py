@@ -15,6 +15,7 @@ from ..interval_text import interval_text
 
 LABELS: dict[str, str] = {
     f.CONFIG: "DeepSpeed Config",
+    f.MODEL: "Model",
     f.GPU_PEAK_MIB: "Peak GPU Memory Used (MiB)",
     f.GPU_AVERAGE_MIB: "Average GPU Memory Used (MiB)",
     f.GPU_MODES_MIB: "Mode GPU Memory (training window) (MiB)",

@@ -132,6 +132,11 @@ def _bars(ax: Axes, rows: list[dict[str, Any]], series: list[tuple[str, str, str
     ax.set_axisbelow(True)
 
 
+def _heading(table: aggregate.Table) -> str:
+    """A plot's title: the table's, with the model its runs trained."""
+    return f"{table.title} [{aggregate.models_text(row.get(f.MODEL) for row in table.rows)}]"
+
+
 def _emulated_note(table: aggregate.Table) -> str:
     """Scaling plots show GPU counts, not labels: say where the nodes were emulated."""
     emulated = [row[f.WORLD_SIZE] for row in table.rows if row.get(f.EMULATED_NODES)]
@@ -157,7 +162,7 @@ def plot_memory_bars(table: aggregate.Table, out_dir: Path) -> None:
         "{:.0f}",
     )
     ax.set_ylabel("GPU memory per GPU (MiB)")
-    ax.set_title(f"{table.title}: GPU memory")
+    ax.set_title(f"{_heading(table)}: GPU memory")
     _legend_above_bars(ax)
     save(fig, out_dir / "memory.png", out_dir / "memory.svg")
 
@@ -181,7 +186,7 @@ def plot_throughput_bars(table: aggregate.Table, out_dir: Path) -> None:
         series = series[1:]  # the workshop's evaluation summary has no steady-state column
     _bars(ax, rows, series, "{:.1f}")
     ax.set_ylabel("training samples / s")
-    ax.set_title(f"{table.title}: throughput")
+    ax.set_title(f"{_heading(table)}: throughput")
     _legend_above_bars(ax)
     save(fig, out_dir / "throughput.png", out_dir / "throughput.svg")
 
@@ -197,7 +202,7 @@ def plot_eval_loss(table: aggregate.Table, summaries: Sequence[f.RunRecord], out
         ax.plot([item["epoch"] for item in losses], [item["eval_loss"] for item in losses], marker="o", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("eval loss")
-    ax.set_title(f"{table.title}: evaluation loss")
+    ax.set_title(f"{_heading(table)}: evaluation loss")
     ax.grid(alpha=0.3)
     ax.legend()
     save(fig, out_dir / "eval_loss.png", out_dir / "eval_loss.svg")
@@ -260,7 +265,7 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
         ax.set_xticks(all_gpus)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=10)
-    fig.suptitle(table.title + _emulated_note(table))
+    fig.suptitle(_heading(table) + _emulated_note(table))
     save(fig, out_dir / "scaling.png", out_dir / "scaling.svg")
 
     fig, ax = plt.subplots(figsize=SLIDE)
@@ -276,7 +281,7 @@ def plot_scaling(table: aggregate.Table, out_dir: Path) -> None:
     ax.set_xticks(all_gpus)
     ax.set_ylabel("GPU memory per GPU (MiB)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{table.title}: memory per GPU (constant under ideal weak scaling){_emulated_note(table)}")
+    ax.set_title(f"{_heading(table)}: memory per GPU (constant under ideal weak scaling){_emulated_note(table)}")
     ax.grid(alpha=0.3)
     ax.legend()
     save(fig, out_dir / "memory.png", out_dir / "memory.svg")

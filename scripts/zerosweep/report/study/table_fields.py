@@ -17,7 +17,7 @@ from ..run_summary.throughput import run_throughput
 LEVER_FIELDS: tuple[str, ...] = tuple(levers.LEVERS)
 # What identifies a row; every other field is a measurement, emptied in rows of runs that did not finish.
 IDENTITY = frozenset(
-    {f.CONFIG, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE,
+    {f.CONFIG, f.MODEL, f.STATUS, f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE,
      f.EMULATED_NODES, *LEVER_FIELDS}
 )
 
@@ -75,6 +75,7 @@ def record_fields(record: f.RunRecord, label: str, peak_tflops: float | None) ->
     fraction = metrics.get("real_token_fraction")
     values: dict[str, Any] = {
         f.CONFIG: label,
+        f.MODEL: record["setup"].get("model"),
         f.STATUS: row_status(record),
         f.RUN_ID: record["run_id"],
         f.ZERO_STAGE: point["zero_stage"],

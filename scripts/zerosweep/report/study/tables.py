@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 TABLE_KINDS = ("comparison", "scaling", "baseline")
 MAX_MODES_SHOWN = 4
 MODES = (f.GPU_MODES_MIB, f.CPU_MODES_MIB)
-MACHINE = [f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE, f.EMULATED_NODES]
+MACHINE = [f.MODEL, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.GPUS_PER_NODE, f.NODES, f.WORLD_SIZE, f.EMULATED_NODES]
 EMULATED = "emulated on one host"
 # CSV only: the interval and the run ids behind a row, and each verdict's numbers (Markdown folds them in).
 THROUGHPUT_DETAIL = [f.STEADY_SAMPLES_PER_SECOND_LOW, f.STEADY_SAMPLES_PER_SECOND_HIGH, f.STEADY_SPREAD, f.HIT_CAP,
@@ -77,7 +77,7 @@ CSV_ONLY: dict[str, list[str]] = {
     "baseline": [*MACHINE, *LEVER_FIELDS, *ENERGY],
     "scaling": [f.GPUS_PER_NODE, f.NODES, f.TRAIN_SAMPLES_PER_SECOND, f.SPEEDUP, f.WEAK_SCALING_EFFICIENCY,
                 f.TRAIN_LOSS, f.FIRST_STEP_SECONDS, f.GPU_PEAK_MIN_MIB, f.NVML_PEAK_MIB, f.GPUS_COUNTED, f.STATUS,
-                f.RUN_ID, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *LEVER_FIELDS, *THROUGHPUT_DETAIL,
+                f.RUN_ID, f.MODEL, f.ZERO_STAGE, f.OFFLOAD, f.PIN_MEMORY, f.EMULATED_NODES, *LEVER_FIELDS, *THROUGHPUT_DETAIL,
                 f.STEADY_WEAK_SCALING_EFFICIENCY_LOW, f.STEADY_WEAK_SCALING_EFFICIENCY_HIGH, *ENERGY],
 }  # fmt: skip
 COLUMNS: dict[str, list[str]] = {kind: MARKDOWN[kind] + CSV_ONLY[kind] for kind in TABLE_KINDS}
@@ -375,12 +375,19 @@ def csv_pointer(study: str, kind: str, shown: Sequence[str] = ()) -> str:
             + "".join(f"{label}, " for label in extra) + ", ".join(detail) + ".")
 
 
+def models_text(models: Iterable[Any]) -> str:
+    """The models a table's rows ran, in row order ("unrecorded" for records from before setup.model said it)."""
+    named = [str(model) for model in dict.fromkeys(models) if isinstance(model, str) and model]
+    return ", ".join(named) or "unrecorded"
+
+
 def markdown(table: Table) -> str:
     import pandas as pd
 
     frame = table.frame
     shown = markdown_columns(table.kind, table.rows)
-    lines = [f"# {table.title}", "", f"Study `{table.study}`, {table.kind} table, {len(frame)} run(s).", ""]
+    intro = f"Study `{table.study}`, {table.kind} table, {len(frame)} run(s); model: {models_text(frame[f.MODEL])}."
+    lines = [f"# {table.title}", "", intro, ""]
     if table.kind == "baseline":
         # The workshop's evaluation summary is one metric per line: keep that shape, one column per run.
         body = []

@@ -20,7 +20,7 @@ from ..statistics import Verdict, verdict_from_runs
 from ..study.derived import WEAK_SCALING_HOLDS
 from ..study.table_fields import LEVER_FIELDS, lever_rank
 from ..study.table_rows import MEMORY_WORDS, REFERENCE, VERDICT_FIELDS
-from ..study.tables import read_table
+from ..study.tables import models_text, read_table
 from .answer_phrases import fmt_change, fmt_mib, fmt_pct, is_number, recommendations, steady_text, verdict_phrase
 
 # Relative change under which a memory figure counts as stable across a scaling study.
@@ -490,7 +490,8 @@ QUESTIONS = (
 
 def render(tables: list[Built], tuned: Sequence[Path] = (), out: Path | None = None) -> str:
     lines = ["# DeepSpeed ZeRO benchmark: the workshop's questions, answered from the data", ""]
-    built = ", ".join(f"`{t.study}` ({t.kind})" for t in tables) or "none"
+    built = ", ".join(f"`{t.study}` ({t.kind}; model: {models_text(row.get(f.MODEL) for row in t.rows)})"
+                      for t in tables) or "none"
     lines += [f"Tables read: {built}.", ""]
     lines += [
         ("Faster, slower, more or less memory are said only where a test found a difference beyond the noise, "

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ...jsonio import read_json
+from ...plan.models import model_label
 from ...plan.tune.memory_model import relative_error
 from ...plan.tune.search import within_budget
 from ...plan.tune.studies import IN_PROCESS, SEPARATE_PROCESS
@@ -325,8 +326,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return str(body.to_markdown(index=False, disable_numparse=True))
 
 
-def markdown(title: str, sections: Sequence[tuple[str, str, pd.DataFrame]], plot_name: str) -> str:
-    lines = [f"# {title}", ""]
+def markdown(title: str, model: str, sections: Sequence[tuple[str, str, pd.DataFrame]], plot_name: str) -> str:
+    lines = [f"# {title}", "", f"Model: {model}.", ""]
     for heading, note, frame in sections:
         lines += [f"## {heading}", ""] + ([note, ""] if note else []) + [markdown_table(frame), ""]
     lines += ["## Throughput vs peak memory", "", f"![throughput vs peak memory]({plot_name})", ""]
@@ -408,7 +409,8 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
             "model predicts to fit, probed from its predicted largest micro-batch within the budget; a probe is "
             "within the budget when its measured peak is. Its runs are in the recommendation above."),
             tables["budget_searches"]))
-    (out_dir / "recommendation.md").write_text(markdown(study["title"], sections, "pareto.png"), encoding="utf-8")
+    text = markdown(study["title"], model_label(study["settings"]["model"]), sections, "pareto.png")
+    (out_dir / "recommendation.md").write_text(text, encoding="utf-8")
     pareto_plot.plot(all_runs, out_dir / "pareto.png", out_dir / "pareto.svg", unit)
     return tables
 
