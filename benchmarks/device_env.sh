@@ -17,3 +17,12 @@ seed_results() {
     find results -exec touch -h {} +
   fi
 }
+# Hopper (H100 and H200 are both sm_90): DeepSpeed's JIT ops and inductor build for it alone.
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+# begin_call [records.tgz]: what every runner does first: results/ seeded on a fresh machine, $OUT made, and the
+# lock of a call cut off earlier on this warm machine removed.
+begin_call() {
+  seed_results "${1:-}" || return 1
+  mkdir -p "$OUT"
+  rm -rf .snakemake/locks
+}
