@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# On the device machine (one H200): issue 24's non-BLOOM model (benchmarks/models/h200_qwen2.yaml). STAGE=workshop
+# (default): the four single-GPU workshop studies; STAGE=tune: the lever tune. Resumable like the other runners:
+# the call stops itself before the device's 10-minute limit; MODELS_SEED=<records.tgz> on a fresh machine.
+# Carry: .whl (benchmarks/h100/README.md "Rerun it").
+set -u
+t0=$(date +%s.%N)
+source benchmarks/device_env.sh || exit 1
+begin_call "${MODELS_SEED:-}" || exit 1
+CONFIGS=(--configfile workflow_config.yaml studies/tune_levers.yaml benchmarks/models/h200_qwen2.yaml)
+case "${STAGE:-workshop}" in
+  workshop) TARGET=all; OPS=(results/cache/ops/fused_adam.json results/cache/ops/cpu_adam.json) ;;
+  tune) TARGET=results/tune/tune_levers/recommendation.md; OPS=(results/cache/ops/fused_adam.json) ;;
+  *) echo "STAGE must be workshop or tune"; exit 2 ;;
+esac
+python3 -m snakemake "${OPS[@]}" --cores 16 "${CONFIGS[@]}" > "$OUT/ops.txt" 2>&1 || { tail -40 "$OUT/ops.txt"; exit 1; }
+t1=$(date +%s.%N)
+timeout -s INT -k 30 "${MODELS_TIMEOUT_S:-480}" python3 -m snakemake "$TARGET" --cores 16 --rerun-incomplete \
+  --keep-going "$@" "${CONFIGS[@]}" > "$OUT/snakemake_${STAGE:-workshop}.txt" 2>&1
+rc=$?
+grep -B2 -A12 -E "Error|Exception" "$OUT/snakemake_${STAGE:-workshop}.txt" | head -60
+t2=$(date +%s.%N)
+python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f} rc=$rc\")" | tee -a "$OUT/timing.txt"
+ls results/runs/ 2>/dev/null | tee "$OUT/runs_done.txt" | wc -l
+tar czf "$OUT/records.tgz" --exclude=results/cache results
+ls -la "$OUT"
