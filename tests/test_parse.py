@@ -149,7 +149,7 @@ def test_summary_json_keys() -> None:
     assert set(summary) == {
         "schema_version", "run_id", "label", "status", "point", "setup", "metrics", "gpu", "nvml", "gpu_clocks",
         "torch", "cpu", "throughput", "energy", "gpu_busy", "warnings", "unusable", "emulated_nodes",
-        "gpu_map_source",
+        "gpu_map_source", "job_seconds",
     }  # fmt: skip
     assert summary["throughput"] is None  # recorded before steps.csv existed
     # and before the energy counter was sampled: no window, no figure, each with its reason

@@ -205,8 +205,10 @@ def in_process_doubts(record: Mapping[str, Any]) -> dict[int, str]:
 
     Fits stand (what ran within the memory a process had after earlier probes runs in a fresh one), except the
     largest fit when its peak lies within IN_PROCESS_PEAK_MARGIN of the device's memory. The OOM that bounds the
-    search stands when it was the process's first OOM; after an earlier OOM, the memory that one held may not all
-    have been given back. An OOM below a micro-batch that fit (not monotone) is doubted too."""
+    search is always confirmed: what earlier probes of the process left behind (after an OOM, or fragments of
+    fits) can make a micro-batch that fits a fresh process run out. Seen on CPU: a first OOM at 4 in the process,
+    where an ordinary run at 4 fit. One confirmation per configuration is the price of the separate-process
+    search's boundary. An OOM below a micro-batch that fit (not monotone) is doubted too."""
     probes = list(record["probes"])
     outcomes = {int(mb): str(status) for mb, status in record["known"].items()}
     outcomes.update({int(probe["micro_batch"]): str(probe["status"]) for probe in probes})
@@ -217,10 +219,11 @@ def in_process_doubts(record: Mapping[str, Any]) -> dict[int, str]:
     for probe in probes:
         micro_batch = int(probe["micro_batch"])
         if probe["status"] == OOM:
-            if micro_batch == first_oom and ooms_before:
-                doubts[micro_batch] = f"ran out of memory after {ooms_before} earlier OOM(s) in the same process"
-            elif micro_batch < largest_fit:
+            if micro_batch < largest_fit:
                 doubts[micro_batch] = f"ran out of memory below micro-batch {largest_fit}, which fit"
+            elif micro_batch == first_oom:
+                doubts[micro_batch] = ("bounds the search" + (f", after {ooms_before} earlier OOM(s) in the same "
+                                                              "process" if ooms_before else ""))
             ooms_before += 1
     total = record.get("device_total_mib")
     top = next((probe for probe in probes if int(probe["micro_batch"]) == max_fit), None)
