@@ -15,7 +15,15 @@ import test_training_run
 from conftest import run_snakemake, shipped_config
 from zerosweep.plan.checks import check_config
 from zerosweep.plan.matrix import ConfigError, deep_merge
-from zerosweep.plan.models import ModelError, architecture_config, checked_config, model_label, model_shape
+from zerosweep.plan.models import (
+    ModelError,
+    architecture_config,
+    attention_refusal,
+    checked_config,
+    model_label,
+    model_shape,
+    shipped_architectures,
+)
 from zerosweep.run.data import build_local_tokenizer, choose_pad_token, load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
@@ -122,6 +130,14 @@ def test_family_random_init_and_saved_through_snakemake(family: str, tmp_path: P
                                     {"token": "</s>", "id": 2, "rule": "eos (the tokenizer has no pad token)"})
     assert not list((saved.results / "cache").glob("tokenizers/*/tokenizer.json"))  # no local tokenizer built
     assert rows(saved.results / "tables" / "baseline.csv")[0]["model"] == str(model_dir)  # by the checkpoint's name
+
+
+@pytest.mark.parametrize("architecture", shipped_architectures())
+def test_every_shipped_shape_passes_the_checks_the_plan_skips_for_it(architecture: str) -> None:
+    """plan.checks skips transformers for a shipped shape with eager attention: each must pass them."""
+    config = checked_config({"weights": "random", "architecture": architecture})
+    assert attention_refusal(config, "eager") is None and model_shape(
+        {"weights": "random", "architecture": architecture}).n_params > 0
 
 
 def test_the_model_label_names_the_checkpoint_or_the_random_init_shape(tmp_path: Path) -> None:

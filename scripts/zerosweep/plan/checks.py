@@ -103,6 +103,16 @@ def model_errors(config: Mapping[str, Any]) -> list[str]:
     if model["weights"] == "pretrained" and model["tokenizer"] == "local":
         errors.append(f"model.tokenizer: local trains a new tokenizer whose ids mean nothing to the pretrained "
                       f"weights of {model['name']!r}; use tokenizer: hub (the checkpoint's own)")
+    attention = list(attention_values(config))
+    if model["weights"] == "random" and not models.is_architecture_path(model["architecture"]) \
+            and all(value == levers.LEVERS["attention"].default for _, value in attention):
+        # A shipped shape with eager attention: nothing to refuse (tests/test_model_families.py checks each
+        # shipped shape), so every Snakemake start skips importing transformers for it (about 3 s).
+        try:
+            models.architecture_file(model["architecture"])
+        except models.ModelError as error:
+            return [*errors, str(error)]
+        return errors
     try:
         model_config = models.checked_config(model, local_files_only=True)
     except models.ModelError as error:
@@ -110,7 +120,7 @@ def model_errors(config: Mapping[str, Any]) -> list[str]:
     except OSError:  # a Hub id not in the cache
         return errors
     device = config["runtime"]["device"]
-    for key, value in attention_values(config):
+    for key, value in attention:
         if levers.device_refusal("attention", value, device) is not None:
             continue  # named by the device checks
         reason = models.attention_refusal(model_config, value)
