@@ -53,8 +53,9 @@ def test_the_loop_runs_the_one_search_and_records_each_oom_with_its_evidence() -
     assert by_batch[8]["error_type"] == "OutOfMemoryError" and "Tried to allocate" in by_batch[8]["error"]
     assert by_batch[5]["status"] == FIT and by_batch[5]["step_seconds"] == [0.01, 0.01]
     assert by_batch[5]["run_id"] == "p-b5" and by_batch[5]["allocator_before"]["rss_mib"] > 0
-    # the OOM at 6 bounds the search (8 ran out first in this process): an ordinary run confirms it
-    assert in_process_doubts(record) == {6: "bounds the search, after 1 earlier OOM(s) in the same process"}
+    # every OOM is confirmed by an ordinary run; the fits stand
+    assert in_process_doubts(record) == {8: "an OOM in process", 6: "an OOM in process, after 1 earlier OOM(s) in it"}
+    assert set(in_process_trusted(record)) == {f"p-b{micro_batch}" for micro_batch in (1, 2, 4, 5)}
 
 
 def test_even_a_first_oom_at_the_boundary_is_confirmed_and_known_outcomes_are_not_probed_again() -> None:
@@ -62,7 +63,7 @@ def test_even_a_first_oom_at_the_boundary_is_confirmed_and_known_outcomes_are_no
     record = probe_loop(search_spec(start=4, gallop=True, known={"4": FIT}), limit, DeviceMemory(cuda=False))
     assert limit.calls == [5]  # the guess (a known screen probe) fit; its neighbour is the first OOM
     # a first OOM can be the process's leftovers too (seen on CPU): an ordinary run confirms it
-    assert in_process_doubts(record) == {5: "bounds the search"} and in_process_trusted(record) == {}
+    assert in_process_doubts(record) == {5: "an OOM in process"} and in_process_trusted(record) == {}
 
 
 def test_a_failure_that_is_no_oom_fails_the_job_unless_an_oom_came_first() -> None:
@@ -89,11 +90,12 @@ def test_a_fit_near_the_device_memory_and_an_oom_below_a_fit_are_doubted() -> No
         return {"run_id": f"p-b{micro_batch}", "micro_batch": micro_batch, "status": status, "peak_mib": peak}
 
     near = {"known": {}, "device_total_mib": 1000.0, "probes": [probe(1, FIT), probe(2, FIT, 990.0), probe(3, OOM)]}
-    assert sorted(in_process_doubts(near)) == [2, 3]  # the fit near the memory, and the bounding OOM as always
+    assert sorted(in_process_doubts(near)) == [2, 3]  # the fit near the memory, and the OOM as every OOM
     roomy = {**near, "device_total_mib": 2000.0}
-    assert in_process_doubts(roomy) == {3: "bounds the search"}
+    assert in_process_doubts(roomy) == {3: "an OOM in process"}
     odd = {"known": {}, "device_total_mib": None, "probes": [probe(4, FIT), probe(2, OOM), probe(8, OOM)]}
-    assert in_process_doubts(odd) == {2: "ran out of memory below micro-batch 4, which fit"}
+    assert in_process_doubts(odd) == {2: "ran out of memory below micro-batch 4, which fit",
+                                      8: "an OOM in process, after 1 earlier OOM(s) in it"}
 
 
 def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_rest(config: dict[str, Any]) -> None:
@@ -106,7 +108,7 @@ def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_
         return {"run_id": search.probe(micro_batch).run_id, "point_id": point, "micro_batch": micro_batch,
                 "status": status, "peak_mib": 100.0 * micro_batch, "search_mode": mode}
 
-    # in process: 1 2 4 fit, 8 OOM, 6 OOM (after 8: doubted) ; the truth: 6 fits, 7 does not
+    # in process: 1 2 4 fit, 8 OOM, 6 OOM (each OOM confirmed) ; the truth: 6 fits, 7 does not
     record = {"known": {}, "device_total_mib": None,
               "probes": [outcome(1, FIT, "in_process"), outcome(2, FIT, "in_process"), outcome(4, FIT, "in_process"),
                          outcome(8, OOM, "in_process"), outcome(6, OOM, "in_process")]}
@@ -120,5 +122,6 @@ def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_
     lookup = with_in_process(study, lambda wanted: record if wanted == point else {}, ordinary_run)
     found = replay(study, point, lookup, lambda: pytest.fail("no model size needed"))
     assert found.boundary.max_fit == 6 and found.boundary.first_oom == 7
-    assert asked == [search.probe(6).run_id, search.probe(7).run_id]  # the confirmation, then the search goes on
-    assert [probe["search_mode"] for probe in found.probes] == ["in_process"] * 4 + ["separate_process"] * 2
+    # the confirmations (8 does run out, 6 fits), then the search goes on from 6 with ordinary runs
+    assert asked == [search.probe(8).run_id, search.probe(6).run_id, search.probe(7).run_id]
+    assert [probe["search_mode"] for probe in found.probes] == ["in_process"] * 3 + ["separate_process"] * 3

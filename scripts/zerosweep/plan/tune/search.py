@@ -204,15 +204,15 @@ def in_process_doubts(record: Mapping[str, Any]) -> dict[int, str]:
     in the order they ran, and the device's memory (`device_total_mib`, None on CPU ranks).
 
     Fits stand (what ran within the memory a process had after earlier probes runs in a fresh one), except the
-    largest fit when its peak lies within IN_PROCESS_PEAK_MARGIN of the device's memory. The OOM that bounds the
-    search is always confirmed: what earlier probes of the process left behind (after an OOM, or fragments of
-    fits) can make a micro-batch that fits a fresh process run out. Seen on CPU: a first OOM at 4 in the process,
-    where an ordinary run at 4 fit. One confirmation per configuration is the price of the separate-process
-    search's boundary. An OOM below a micro-batch that fit (not monotone) is doubted too."""
+    largest fit when its peak lies within IN_PROCESS_PEAK_MARGIN of the device's memory. Every OOM is confirmed by
+    an ordinary run: what earlier probes of the process left behind (after an OOM, or fragments of fits) can make a
+    micro-batch that fits a fresh process run out, and any OOM may end up bounding the search once confirmations
+    move it (seen on CPU: the process ran out at 4 and 3, an ordinary run fit 3, so 4 bounded the search; an
+    ordinary run fit 4 too). The process saves the fits' runs; the OOMs cost ordinary probes as before."""
     probes = list(record["probes"])
     outcomes = {int(mb): str(status) for mb, status in record["known"].items()}
     outcomes.update({int(probe["micro_batch"]): str(probe["status"]) for probe in probes})
-    max_fit, first_oom = bracket(outcomes)
+    max_fit, _ = bracket(outcomes)
     largest_fit = max((mb for mb, status in outcomes.items() if status == FIT), default=0)
     doubts: dict[int, str] = {}
     ooms_before = 0
@@ -221,9 +221,9 @@ def in_process_doubts(record: Mapping[str, Any]) -> dict[int, str]:
         if probe["status"] == OOM:
             if micro_batch < largest_fit:
                 doubts[micro_batch] = f"ran out of memory below micro-batch {largest_fit}, which fit"
-            elif micro_batch == first_oom:
-                doubts[micro_batch] = ("bounds the search" + (f", after {ooms_before} earlier OOM(s) in the same "
-                                                              "process" if ooms_before else ""))
+            else:
+                doubts[micro_batch] = "an OOM in process" + (
+                    f", after {ooms_before} earlier OOM(s) in it" if ooms_before else "")
             ooms_before += 1
     total = record.get("device_total_mib")
     top = next((probe for probe in probes if int(probe["micro_batch"]) == max_fit), None)
