@@ -125,3 +125,12 @@ def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_
     # the confirmations (8 does run out, 6 fits), then the search goes on from 6 with ordinary runs
     assert asked == [search.probe(8).run_id, search.probe(6).run_id, search.probe(7).run_id]
     assert [probe["search_mode"] for probe in found.probes] == ["in_process"] * 3 + ["separate_process"] * 3
+
+
+def test_a_search_that_asks_for_nothing_new_stops_instead_of_looping() -> None:
+    """A known screen outcome beside a guessed start can make the gallop ask for a micro-batch below 1 or the same
+    one again (next_probe({1: ok}, 6, 16, gallop) is -3, over and over): the job stops, the replay goes on."""
+    limit = AllocatorLimit(capacity=4 * 1024)
+    record = probe_loop(search_spec(start=6, gallop=True, known={"1": FIT}), limit, DeviceMemory(cuda=False))
+    assert record["stopped"] is not None and "again or below 1" in record["stopped"]
+    assert all(micro_batch >= 1 for micro_batch in limit.calls) and len(limit.calls) == len(set(limit.calls))

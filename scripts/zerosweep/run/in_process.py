@@ -123,6 +123,11 @@ def probe_loop(search: Mapping[str, Any], run_probe: RunProbe, memory: DeviceMem
     probes: list[dict[str, Any]] = []
     stopped = None
     while (micro_batch := next_probe(outcomes, start, upper, gallop)) is not None:
+        if micro_batch < 1 or micro_batch in {int(probe["micro_batch"]) for probe in probes}:
+            # the search's known outcomes (a screen probe) can leave the gallop nowhere new to go: never loop,
+            # the replay asks ordinary runs for the rest
+            stopped = f"the search asked for micro-batch {micro_batch} again or below 1: the rest as ordinary probes"
+            break
         memory.release()
         memory.reset_peak()
         before = memory.state()
