@@ -26,3 +26,17 @@ begin_call() {
   mkdir -p "$OUT"
   rm -rf .snakemake/locks
 }
+# timed_pipeline <timeout_s> <log> <target> [snakemake args...]: the resumable stage of every runner: Snakemake
+# stopped by SIGINT before the device's 10-minute limit (it cancels the running job cleanly; the next call goes
+# on), its errors shown, and "setup_s=... pipeline_s=... rc=..." appended to $OUT/timing.txt (setup from $t0).
+timed_pipeline() {
+  local limit=$1 log=$2 target=$3 t1 t2 rc
+  shift 3
+  t1=$(date +%s.%N)
+  timeout -s INT -k 30 "$limit" python3 -m snakemake "$target" --cores 16 --rerun-incomplete --keep-going "$@" \
+    > "$log" 2>&1
+  rc=$?
+  grep -B2 -A12 -E "Error|Exception" "$log" | head -80
+  t2=$(date +%s.%N)
+  python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f} rc=$rc\")" | tee -a "$OUT/timing.txt"
+}

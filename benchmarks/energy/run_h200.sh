@@ -11,13 +11,7 @@ begin_call "${ENERGY_SEED:-}" || exit 1
 CONFIGS=(--configfile workflow_config.yaml benchmarks/energy/h200_energy.yaml)
 python3 -m snakemake results/cache/ops/fused_adam.json results/cache/ops/cpu_adam.json --cores 16 "${CONFIGS[@]}" \
   > "$OUT/ops.txt" 2>&1 || { tail -40 "$OUT/ops.txt"; exit 1; }
-t1=$(date +%s.%N)
-timeout -s INT -k 30 "${ENERGY_TIMEOUT_S:-480}" python3 -m snakemake all --cores 16 --rerun-incomplete --keep-going \
-  "$@" "${CONFIGS[@]}" > "$OUT/snakemake_energy.txt" 2>&1
-rc=$?
-grep -B2 -A12 -E "Error|Exception" "$OUT/snakemake_energy.txt" | head -60
-t2=$(date +%s.%N)
-python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f} rc=$rc\")" | tee -a "$OUT/timing_energy.txt"
+timed_pipeline "${ENERGY_TIMEOUT_S:-480}" "$OUT/snakemake_energy.txt" all "$@" "${CONFIGS[@]}"
 ls results/runs/ 2>/dev/null | tee "$OUT/runs_done.txt" | wc -l
 tar czf "$OUT/records_energy.tgz" --exclude=results/cache --exclude='results/tune*' \
   --exclude='results/runs/*-b[0-9]*' --exclude='results/failed/*-b[0-9]*' results

@@ -14,13 +14,7 @@ case "${STAGE:-workshop}" in
   *) echo "STAGE must be workshop or tune"; exit 2 ;;
 esac
 python3 -m snakemake "${OPS[@]}" --cores 16 "${CONFIGS[@]}" > "$OUT/ops.txt" 2>&1 || { tail -40 "$OUT/ops.txt"; exit 1; }
-t1=$(date +%s.%N)
-timeout -s INT -k 30 "${MODELS_TIMEOUT_S:-480}" python3 -m snakemake "$TARGET" --cores 16 --rerun-incomplete \
-  --keep-going "$@" "${CONFIGS[@]}" > "$OUT/snakemake_${STAGE:-workshop}.txt" 2>&1
-rc=$?
-grep -B2 -A12 -E "Error|Exception" "$OUT/snakemake_${STAGE:-workshop}.txt" | head -60
-t2=$(date +%s.%N)
-python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f} rc=$rc\")" | tee -a "$OUT/timing.txt"
+timed_pipeline "${MODELS_TIMEOUT_S:-480}" "$OUT/snakemake_${STAGE:-workshop}.txt" "$TARGET" "$@" "${CONFIGS[@]}"
 ls results/runs/ 2>/dev/null | tee "$OUT/runs_done.txt" | wc -l
 tar czf "$OUT/records.tgz" --exclude=results/cache results
 ls -la "$OUT"

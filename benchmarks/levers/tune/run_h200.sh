@@ -11,13 +11,7 @@ begin_call "${TUNE_SEED:-}" || exit 1
 TARGET=${TUNE_TARGET:-results/tune/tune_levers/recommendation.md}
 CONFIGS=(--configfile workflow_config.yaml studies/tune_levers.yaml benchmarks/levers/tune/h200_tune_levers.yaml)
 python3 -m snakemake results/cache/ops/fused_adam.json --cores 16 "${CONFIGS[@]}" || exit 1
-t1=$(date +%s.%N)
-timeout -s INT -k 30 "${TUNE_TIMEOUT_S:-480}" python3 -m snakemake "$TARGET" --cores 16 --rerun-incomplete \
-  --keep-going "$@" "${CONFIGS[@]}" > "$OUT/snakemake.txt" 2>&1
-rc=$?
-grep -B2 -A12 -E "Error|Exception" "$OUT/snakemake.txt" | head -80
-t2=$(date +%s.%N)
-python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f} rc=$rc\")" | tee -a "$OUT/timing.txt"
+timed_pipeline "${TUNE_TIMEOUT_S:-480}" "$OUT/snakemake.txt" "$TARGET" "$@" "${CONFIGS[@]}"
 ls results/runs/ 2>/dev/null | tee "$OUT/runs_done.txt" | wc -l
 ls results/tune/probes/ 2>/dev/null | wc -l
 [ -d results/tune/tune_levers ] && cp -r results/tune/tune_levers "$OUT/tune_levers"
