@@ -19,10 +19,22 @@ seed_results() {
 }
 # Hopper (H100 and H200 are both sm_90): DeepSpeed's JIT ops and inductor build for it alone.
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
-# begin_call [records.tgz]: what every runner does first: results/ seeded on a fresh machine, $OUT made, and the
-# lock of a call cut off earlier on this warm machine removed.
+# begin_call <name> [records.tgz]: what every runner does first. Each runner works in its own copy of the tree,
+# /tmp/zerosweep-<name>, so that one runner's results never stand for another's on a warm machine (run ids do not
+# carry the model: qwen2's workshop runs would otherwise find BLOOM's energy runs done). The code is refreshed
+# every call with an old mtime (2000-01-01), so that it never looks newer than the records it made; results/ is
+# seeded there on a fresh machine, results/cache shared by all, $OUT made, and the lock of a call cut off earlier removed.
 begin_call() {
-  seed_results "${1:-}" || return 1
+  local dir=/tmp/zerosweep-$1 seed=${2:-}
+  [ -z "$seed" ] || seed=$(realpath "$seed") || return 1
+  mkdir -p "$dir" || return 1
+  tar --exclude=./results --exclude=./.snakemake --exclude=./.whl --mtime=2000-01-01 -cf - . | tar -xf - -C "$dir" \
+    || return 1
+  cd "$dir" || return 1
+  seed_results "$seed" || return 1
+  # the ops are built once per machine, whichever runner comes first (results/cache is outside every seed)
+  mkdir -p results /tmp/zerosweep-cache && { [ -e results/cache ] || ln -s /tmp/zerosweep-cache results/cache; } \
+    || return 1
   mkdir -p "$OUT"
   rm -rf .snakemake/locks
 }

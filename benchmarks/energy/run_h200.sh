@@ -7,7 +7,7 @@
 set -u
 t0=$(date +%s.%N)
 source benchmarks/device_env.sh || exit 1
-begin_call "${ENERGY_SEED:-}" || exit 1
+begin_call energy "${ENERGY_SEED:-}" || exit 1
 CONFIGS=(--configfile workflow_config.yaml benchmarks/energy/h200_energy.yaml)
 python3 -m snakemake results/cache/ops/fused_adam.json results/cache/ops/cpu_adam.json --cores 16 "${CONFIGS[@]}" \
   > "$OUT/ops.txt" 2>&1 || { tail -40 "$OUT/ops.txt"; exit 1; }

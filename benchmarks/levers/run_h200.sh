@@ -7,7 +7,7 @@
 set -u
 t0=$(date +%s.%N)
 source benchmarks/device_env.sh || exit 1
-begin_call "${LEVERS_SEED:-}" || exit 1
+begin_call levers "${LEVERS_SEED:-}" || exit 1
 TARGET=results/tables/speed_levers.md
 CONFIGS=(--configfile workflow_config.yaml studies/speed_levers.yaml benchmarks/levers/h200_levers.yaml)
 t1=$(date +%s.%N)

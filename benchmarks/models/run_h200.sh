@@ -6,7 +6,7 @@
 set -u
 t0=$(date +%s.%N)
 source benchmarks/device_env.sh || exit 1
-begin_call "${MODELS_SEED:-}" || exit 1
+begin_call models "${MODELS_SEED:-}" || exit 1
 CONFIGS=(--configfile workflow_config.yaml studies/tune_levers.yaml benchmarks/models/h200_qwen2.yaml)
 case "${STAGE:-workshop}" in
   workshop) TARGET=all; OPS=(results/cache/ops/fused_adam.json results/cache/ops/cpu_adam.json) ;;

@@ -9,7 +9,7 @@
 set -u
 t0=$(date +%s.%N)
 source benchmarks/device_env.sh || exit 1
-begin_call "${TUNE_SEED:-}" || exit 1
+begin_call in-process "${TUNE_SEED:-}" || exit 1
 CONFIGS=(--configfile workflow_config.yaml benchmarks/tune/in_process_compare.yaml)
 python3 -m snakemake results/cache/ops/fused_adam.json results/cache/ops/cpu_adam.json --cores 16 "${CONFIGS[@]}" \
   || exit 1

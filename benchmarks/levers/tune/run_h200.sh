@@ -7,7 +7,7 @@
 set -u
 t0=$(date +%s.%N)
 source benchmarks/device_env.sh || exit 1
-begin_call "${TUNE_SEED:-}" || exit 1
+begin_call lever-tune "${TUNE_SEED:-}" || exit 1
 TARGET=${TUNE_TARGET:-results/tune/tune_levers/recommendation.md}
 CONFIGS=(--configfile workflow_config.yaml studies/tune_levers.yaml benchmarks/levers/tune/h200_tune_levers.yaml)
 python3 -m snakemake results/cache/ops/fused_adam.json --cores 16 "${CONFIGS[@]}" || exit 1
