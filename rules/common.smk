@@ -20,7 +20,13 @@ from zerosweep.plan.models import is_architecture_path  # noqa: E402
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.plan.resources import job_slurm_options, slurm_exclusive  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
-from zerosweep.plan.tune.studies import IN_PROCESS, IN_PROCESS_SEARCH, build_tune_studies, find_run  # noqa: E402
+from zerosweep.plan.tune.studies import (  # noqa: E402
+    IN_PROCESS,
+    IN_PROCESS_SEARCH,
+    build_tune_studies,
+    find_run,
+    most_probes,
+)
 from zerosweep.plan.tune.search import (  # noqa: E402
     budget_search,
     budgets_to_fill,
@@ -292,8 +298,10 @@ def tune_measurements(wildcards):
 
 def train_slurm(wildcards, attempt=1):
     point = run_spec(wildcards).point
+    # a point's in-process search job holds as many runs as its search may ask for
+    runs = 1 if hasattr(wildcards, "run") else most_probes(TUNE[wildcards.study].searches[wildcards.point].upper)
     return job_slurm_options(config["slurm"], gpus_per_node=point.gpus_per_node, nodes=point.nodes,
-                             exclusive=slurm_exclusive(config["slurm"]), attempt=attempt)
+                             exclusive=slurm_exclusive(config["slurm"]), attempt=attempt, runs=runs)
 
 
 def train_nodes(wildcards):

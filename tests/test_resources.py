@@ -129,3 +129,12 @@ def test_exclusive_default_is_the_schema_default() -> None:
     assert "--exclusive" in exclusive["description"]
     assert slurm_exclusive(SLURM) is True and slurm_exclusive({**SLURM, "exclusive": None}) is True
     assert slurm_exclusive({**SLURM, "exclusive": False}) is False
+
+
+def test_a_job_of_several_runs_gets_each_runs_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    options = job_slurm_options(SLURM, gpus_per_node=1, nodes=1, exclusive=False, attempt=2, runs=9)
+    assert options.runtime_min == int(SLURM["time_min"]) * 9 * 2
+    assert sbatch_words(options, tmp_path, monkeypatch)[sbatch_words(options, tmp_path, monkeypatch).index("-t") + 1] \
+        == str(int(SLURM["time_min"]) * 18)
+    with pytest.raises(ValueError, match="run"):
+        job_slurm_options(SLURM, gpus_per_node=1, nodes=1, exclusive=False, runs=0)

@@ -415,4 +415,8 @@ def test_in_process_search_end_to_end_on_cpu_finds_the_separate_process_boundary
         cost = {row["Configuration"]: row for row in csv.DictReader(handle)}
     assert cost["total"]["Device-seconds"] and float(cost["total"]["Device-seconds"]) >= record["device_seconds"]
     assert int(cost[search["label"]]["In-process probes"]) == search["probes_in_process"]
+    # the measurement at the boundary is paid apart unless an ordinary probe of the search ran it
+    boundary_mode = next(probe["search_mode"] for probe in search["probes"] if probe["micro_batch"] == best)
+    paid_apart = float(cost[search["label"]]["Measurement device-seconds"])
+    assert (paid_apart == 0) == (boundary_mode == "separate_process"), (boundary_mode, paid_apart)
     assert "Cost of the search" in (out / "recommendation.md").read_text()

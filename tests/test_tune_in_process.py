@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 from test_tune import tune_config
@@ -134,3 +135,51 @@ def test_a_search_that_asks_for_nothing_new_stops_instead_of_looping() -> None:
     record = probe_loop(search_spec(start=6, gallop=True, known={"1": FIT}), limit, DeviceMemory(cuda=False))
     assert record["stopped"] is not None and "again or below 1" in record["stopped"]
     assert all(micro_batch >= 1 for micro_batch in limit.calls) and len(limit.calls) == len(set(limit.calls))
+
+
+def test_an_in_process_probe_rate_is_the_ordinary_runs_rule() -> None:
+    from zerosweep.report.statistics import summarise_step_times
+    from zerosweep.report.tune.tune_records import in_process_rate
+
+    seconds = [3.0, 1.2, 1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 1.02, 0.98, 1.0]
+    rate = in_process_rate({"step_seconds": seconds}, 8, 1, fit=True)
+    ordinary = summarise_step_times(range(1, 13), seconds, [8] * 12, [False] * 12, 1)
+    assert rate["samples_per_second"] == ordinary.samples_per_second
+    assert rate["samples_per_second_low"] == ordinary.samples_per_second_ci_low
+    assert rate["samples_per_second"] == pytest.approx(8 / 1.0)  # the slow first steps are warm-up, the median 1.0 s
+    assert in_process_rate({"step_seconds": []}, 8, 1, fit=False)["samples_per_second"] is None
+
+
+def test_the_cost_table_counts_a_measurement_the_search_did_not_pay_for() -> None:
+    from zerosweep.report.tune.recommend import cost_table
+
+    def probe(run_id: str, mode: str, seconds: float | None) -> dict[str, Any]:
+        return {"run_id": run_id, "search_mode": mode, "device_seconds": seconds, "micro_batch": 4}
+
+    separate = {"label": "A", "point_id": "a", "search_mode": "separate_process", "device_seconds": 30.0,
+                "probes_in_process": 0, "probes_separate_process": 1, "probes": [probe("a-b4", "separate_process", 30)]}
+    in_process = {"label": "B", "point_id": "b", "search_mode": "in_process", "device_seconds": 12.0,
+                  "probes_in_process": 1, "probes_separate_process": 0, "probes": [probe("b-b4", "in_process", None)]}
+    measured = {"a": probe("a-b4", "separate_process", 30.0), "b": probe("b-b4", "separate_process", 25.0)}
+    table = cost_table([separate, in_process], None, [], measured).set_index("Configuration")
+    assert table.loc["A", "Measurement device-seconds"] == 0  # its boundary probe is the measurement
+    assert table.loc["B", "Measurement device-seconds"] == 25  # the in-process boundary re-run as an ordinary run
+    assert table.loc["total", "Measurement device-seconds"] == 25 and table.loc["total", "Device-seconds"] == 42
+    unknown = {"a": measured["a"], "b": probe("b-b4", "separate_process", None)}
+    assert pd.isna(cost_table([separate, in_process], None, [], unknown).set_index("Configuration")
+                   .loc["total", "Measurement device-seconds"])
+
+
+@pytest.mark.parametrize("upper", [1, 2, 3, 5, 8, 9, 33, 64, 100, 128])
+def test_most_probes_bounds_every_search(upper: int) -> None:
+    from zerosweep.plan.tune.studies import most_probes
+
+    def probes(boundary: int, start: int, gallop: bool) -> int:
+        outcomes: dict[int, str] = {}
+        while (micro_batch := next_probe(outcomes, start, upper, gallop)) is not None:
+            outcomes[micro_batch] = FIT if micro_batch <= boundary else OOM
+        return len(outcomes)
+
+    worst = max(probes(boundary, start, gallop) for boundary in range(upper + 1) for start in range(1, upper + 1)
+                for gallop in (False, True))
+    assert worst <= most_probes(upper) <= worst + 3  # a bound, not a gross one

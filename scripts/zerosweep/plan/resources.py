@@ -36,7 +36,7 @@ class SlurmOptions:
     mpi: str | None  # "srun" for multi-node jobs, None otherwise (see the module docstring)
     cpus_per_task: int  # CPUs of each node's task: slurm.cpus_per_gpu for each of the node's GPUs
     mem_mb: int
-    runtime_min: int  # slurm.time_min x attempt: a job retried after its time limit comes back with more time
+    runtime_min: int  # slurm.time_min x runs x attempt: a job retried after its time limit comes back with more time
     slurm_extra: str  # shell words, each value quoted
 
 
@@ -52,11 +52,13 @@ def _option(name: str, value: object) -> str:
 
 
 def job_slurm_options(slurm: Mapping[str, Any], *, gpus_per_node: int, nodes: int, exclusive: bool,
-                      attempt: int = 1) -> SlurmOptions:
+                      attempt: int = 1, runs: int = 1) -> SlurmOptions:
     """A job on `nodes` nodes with `gpus_per_node` GPUs each. `exclusive` adds --exclusive (no other job on the
-    job's nodes: training jobs ask for it through slurm.exclusive; the one-GPU op build does not)."""
-    if gpus_per_node < 1 or nodes < 1 or attempt < 1:
-        raise ValueError(f"a job needs >= 1 GPU per node, node and attempt: got {gpus_per_node}, {nodes}, {attempt}")
+    job's nodes: training jobs ask for it through slurm.exclusive; the one-GPU op build does not). `runs`: the
+    runs the job holds (an in-process tune search: its most probes), each given slurm.time_min."""
+    if gpus_per_node < 1 or nodes < 1 or attempt < 1 or runs < 1:
+        raise ValueError(f"a job needs >= 1 GPU per node, node, attempt and run: got {gpus_per_node}, {nodes}, "
+                         f"{attempt}, {runs}")
     # Per node: `gpu`/`gpus` would be job-wide (--gpus), and `gres` with `tasks` makes the plugin add
     # --ntasks-per-gpu.
     extra = [_option("gpus-per-node", gpus_per_node), _option("ntasks-per-node", 1)]
@@ -73,6 +75,6 @@ def job_slurm_options(slurm: Mapping[str, Any], *, gpus_per_node: int, nodes: in
         mpi="srun" if nodes > 1 else None,
         cpus_per_task=int(slurm["cpus_per_gpu"]) * gpus_per_node,
         mem_mb=int(slurm["mem_mb_per_node"]),
-        runtime_min=int(slurm["time_min"]) * attempt,
+        runtime_min=int(slurm["time_min"]) * runs * attempt,
         slurm_extra=" ".join(extra),
     )

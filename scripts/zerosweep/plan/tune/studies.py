@@ -14,6 +14,7 @@ the measurement settings; when those equal the probe's, the probe is the measure
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,13 @@ def next_probe(outcomes: Mapping[int, str], start: int, upper: int, gallop: bool
     if gallop and fit == 0:  # the guess ran out of memory: step down
         return max(1, oom - (start - oom + 1))
     return (fit + oom) // 2
+
+
+def most_probes(upper: int) -> int:
+    """The most probes next_probe asks for below `upper`, whatever the start, the mode and the boundary: a walk
+    out (at most ceil(log2 upper) + 1 steps) and a bisection back (at most ceil(log2 upper)); the tests check it
+    against every case up to 128. An in-process search job's time limit is that many probes'."""
+    return 2 * math.ceil(math.log2(upper)) + 1 if upper > 1 else 1
 
 
 def boundary(outcomes: Mapping[int, str], start: int, upper: int, gallop: bool = False) -> Boundary:

@@ -121,11 +121,29 @@ def candidates_table(searches: Sequence[Mapping[str, Any]], measured: Mapping[st
     return table.astype({column: "Int64" for column in counts})  # counts stay integers beside empty cells
 
 
+def measurement_seconds(search: Mapping[str, Any], measurement: Mapping[str, Any] | None) -> float | None:
+    """The device-seconds of a configuration's measurement run that its search did not already pay: 0 where the
+    measurement is the search's own ordinary boundary probe (tune.measure_steps null, separate-process); the
+    ordinary run's where an in-process probe or other settings stand beside it (0 without a measurement: nothing
+    fit); None where its time is unknown."""
+    if measurement is None:
+        return 0.0
+    ordinary = {probe["run_id"] for probe in search["probes"] if probe.get("search_mode") != IN_PROCESS}
+    if measurement["run_id"] in ordinary:
+        return 0.0
+    seconds = measurement.get("device_seconds")
+    return None if seconds is None else float(seconds)
+
+
 def cost_table(searches: Sequence[Mapping[str, Any]], screen: Mapping[str, Any] | None,
-               budgets: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+               budgets: Sequence[Mapping[str, Any]],
+               measured: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """What the search cost: per searched configuration its mode, which mode witnessed its boundary, its probes
     and device-seconds (job wall time x GPUs, or ranks on CPU; tune_records.search_cost); the screen probes of the
-    configurations it left out and the budget searches' own probes; the total. Measurements are not counted."""
+    configurations it left out and the budget searches' own probes; the total. Measurements apart, in a column of
+    their own (`measured`: each point's measurement run): an in-process search's boundary is re-run as an ordinary
+    run even where the separate-process search's boundary probe is its measurement, and the comparison shows it."""
+    measured = measured or {}
     searched = {probe["run_id"] for search in searches for probe in search["probes"]}
     rows = [{"Configuration": search["label"], "Point": search["point_id"], "Search mode": search.get("search_mode"),
              "Boundary found by": search.get("boundary_found_by"),
@@ -133,7 +151,9 @@ def cost_table(searches: Sequence[Mapping[str, Any]], screen: Mapping[str, Any] 
                                                        (search.get("in_process_doubts") or {}).items()) or None,
              "In-process probes": search.get("probes_in_process"),
              "Ordinary probes": search.get("probes_separate_process"),
-             "Device-seconds": search.get("device_seconds")} for search in searches]
+             "Device-seconds": search.get("device_seconds"),
+             "Measurement device-seconds": measurement_seconds(search, measured.get(search["point_id"]))}
+            for search in searches]
     extra = [probe for probe in [*(screen or {}).get("probes", []),
                                  *(probe for budget in budgets for probe in budget["probes"])]
              if probe["run_id"] not in searched and probe.get("search_mode") != IN_PROCESS]
@@ -149,7 +169,9 @@ def cost_table(searches: Sequence[Mapping[str, Any]], screen: Mapping[str, Any] 
     seconds = table["Device-seconds"]
     total = {"Configuration": "total", "In-process probes": table["In-process probes"].sum(),
              "Ordinary probes": table["Ordinary probes"].sum(),
-             "Device-seconds": None if seconds.isna().any() else float(seconds.sum())}
+             "Device-seconds": None if seconds.isna().any() else float(seconds.sum()),
+             "Measurement device-seconds": None if table["Measurement device-seconds"].isna().any()
+             else float(table["Measurement device-seconds"].sum())}
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
     return table.astype({"In-process probes": "Int64", "Ordinary probes": "Int64"})
 
@@ -367,7 +389,7 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
         "memory_model": memory_table(probes, model),
         "memory_scaling": scaling_table(searches, model, budget_list, [(2, 1), (4, 1), (8, 1)], sources),
         "budget_searches": budget_search_table(budgets),
-        "search_cost": cost_table(searches, screen, budgets),
+        "search_cost": cost_table(searches, screen, budgets, measured),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
@@ -396,7 +418,8 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
           "a line through two probes matches both exactly)."), tables["memory_model"]),
         ("Cost of the search",
          (f"tune.search_mode {tune['search_mode']}. Device-seconds: each job's wall time x its "
-          f"{'GPUs' if unit == 'GPU' else 'ranks'} (an in-process job once for all its probes; measurements apart). "
+          f"{'GPUs' if unit == 'GPU' else 'ranks'} (an in-process job once for all its probes). Measurement device-seconds: the measurement run's, where "
+          "the search did not already pay for it (0: the boundary probe is the measurement). "
           "Boundary found by: the mode of the probes that witness it (its largest fit and its first OOM); an "
           "in-process outcome in doubt is confirmed by an ordinary run."), tables["search_cost"]),
         ("Predictions for GPU counts not run",

@@ -8,7 +8,7 @@ NVML peak of the fullest GPU, else nvidia-smi's, else torch's reserved peak; on 
 resident peak), its throughput (report/run_summary/throughput.run_throughput: samples/s, TFLOP/s and MFU from one
 estimator, named) and its GPU energy per sample (report/run_summary/energy.run_energy), from the run's summary.json;
 its cost is the job's wall time x its devices (`device_seconds`). An in-process probe has the same fields, with
-its own peak (run/in_process.DeviceMemory), its median step's samples/s (steady.median_interval), its evidence
+its own peak (run/in_process.DeviceMemory), its median step's samples/s (by the ordinary run's rule), its evidence
 (exception, the allocator's state before and after) and `search_mode` in_process; its job's cost is the point's.
 """
 
@@ -24,10 +24,10 @@ from ...jsonio import read_json, write_json
 from ...plan.matrix import MatrixPoint
 from ...plan.tune.search import BudgetSearch, Screen, in_process_doubts, in_process_trusted, screen_reference
 from ...plan.tune.studies import IN_PROCESS, IN_PROCESS_SEARCH, SEPARATE_PROCESS, boundary
-from ...steady import median_interval
 from ..run_summary.energy import run_energy
 from ..run_summary.run_peak import run_peak
-from ..run_summary.throughput import run_throughput
+from ..run_summary.throughput import MEDIAN_STEP, run_throughput
+from ..statistics import StepStatistics, summarise_step_times
 
 
 def point_id(point: Mapping[str, Any]) -> str:
@@ -81,11 +81,22 @@ def device_seconds(job_seconds: float | None, world_size: int) -> float | None:
     return None if job_seconds is None else float(job_seconds) * world_size
 
 
-def in_process_samples_per_second(step_seconds: list[float], samples_per_step: int, warmup_steps: int) -> float | None:
-    """An in-process probe's throughput: samples per optimizer step over its median step time after the study's
-    warm-up steps (all steps where it has no more)."""
-    steady = step_seconds[warmup_steps:] or step_seconds
-    return samples_per_step / median_interval(steady).median if steady else None
+def in_process_throughput(step_seconds: list[float], samples_per_step: int, warmup_steps: int) -> StepStatistics:
+    """An in-process probe's throughput by the ordinary run's rule (report/statistics.summarise_step_times: the
+    same warm-up rule, median step and interval); its steps have no evaluation between them."""
+    count = len(step_seconds)
+    return summarise_step_times(range(1, count + 1), step_seconds, [samples_per_step] * count, [False] * count,
+                                warmup_steps)
+
+
+def in_process_rate(probe: Mapping[str, Any], samples_per_step: int, warmup_steps: int, fit: bool) -> dict[str, Any]:
+    """The rate fields of an in-process probe (run_outcome's names); none for a probe that did not fit."""
+    statistics = in_process_throughput(probe["step_seconds"], samples_per_step, warmup_steps) if fit else None
+    rate = None if statistics is None else statistics.samples_per_second
+    return {"samples_per_second": rate,
+            "samples_per_second_low": None if statistics is None else statistics.samples_per_second_ci_low,
+            "samples_per_second_high": None if statistics is None else statistics.samples_per_second_ci_high,
+            "throughput_estimator": None if rate is None else MEDIAN_STEP, "tflops_per_gpu": None, "mfu": None}
 
 
 def in_process_record(run_dir: Path) -> dict[str, Any]:
@@ -111,10 +122,7 @@ def in_process_record(run_dir: Path) -> dict[str, Any]:
             "status": probe["status"], "device": spec["runtime"]["device"], "micro_batch": micro_batch,
             "gradient_accumulation_steps": grad_accum, "global_batch_size": micro_batch * grad_accum * world,
             "world_size": world, "peak_mib": probe["peak_mib"], "peak_source": probe["peak_source"],
-            "samples_per_second": in_process_samples_per_second(probe["step_seconds"], micro_batch * grad_accum * world,
-                                                                warmup) if fit else None,
-            "samples_per_second_low": None, "samples_per_second_high": None,
-            "throughput_estimator": "in-process median step", "tflops_per_gpu": None, "mfu": None,
+            **in_process_rate(probe, micro_batch * grad_accum * world, warmup, fit),
             "gpu_total_mib": found["device_total_mib"], "gpu_j_per_sample": None, "gpu_mean_power_w": None,
             "gpu_energy_problem": "an in-process probe has no energy record of its own",
             "search_mode": IN_PROCESS, "job_seconds": None, "device_seconds": None,  # the job's: the point's cost
