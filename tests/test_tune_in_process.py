@@ -128,13 +128,22 @@ def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_
     assert [probe["search_mode"] for probe in found.probes] == ["in_process"] * 3 + ["separate_process"] * 3
 
 
-def test_a_search_that_asks_for_nothing_new_stops_instead_of_looping() -> None:
-    """A known screen outcome beside a guessed start can make the gallop ask for a micro-batch below 1 or the same
-    one again (next_probe({1: ok}, 6, 16, gallop) is -3, over and over): the job stops, the replay goes on."""
+@pytest.mark.parametrize(("start", "gallop", "known"), [(6, True, {"1": FIT}), (1, False, {"8": OOM}),
+                                                     (3, True, {"3": FIT, "16": OOM})])
+def test_the_job_asks_the_replays_questions_and_answers_known_ones_from_their_records(
+        start: int, gallop: bool, known: dict[str, str]) -> None:
+    """The replay starts from no outcome and asks for the screen probe like any other (an ordinary run's record):
+    the job asks the same questions in the same order, and runs none it has a record for (before, a known
+    screen outcome given as a starting point sent the gallop below 1, and the replay ran other probes)."""
     limit = AllocatorLimit(capacity=4 * 1024)
-    record = probe_loop(search_spec(start=6, gallop=True, known={"1": FIT}), limit, DeviceMemory(cuda=False))
-    assert record["stopped"] is not None and "again or below 1" in record["stopped"]
-    assert all(micro_batch >= 1 for micro_batch in limit.calls) and len(limit.calls) == len(set(limit.calls))
+    record = probe_loop(search_spec(start=start, gallop=gallop, known=known), limit, DeviceMemory(cuda=False))
+    outcomes: dict[int, str] = {}
+    asked = []
+    while (micro_batch := next_probe(outcomes, start, 16, gallop)) is not None:
+        asked.append(micro_batch)
+        outcomes[micro_batch] = known.get(str(micro_batch), FIT if micro_batch <= 4 else OOM)
+    assert limit.calls == [micro_batch for micro_batch in asked if str(micro_batch) not in known]
+    assert record["stopped"] is None and record["known"] == known
 
 
 def test_an_in_process_probe_rate_is_the_ordinary_runs_rule() -> None:

@@ -119,13 +119,17 @@ def probe_loop(search: Mapping[str, Any], run_probe: RunProbe, memory: DeviceMem
     (report/tune/tune_records.in_process_record): the known outcomes, each probe in the order it ran, the device's
     memory and why the loop stopped early (None: the search finished)."""
     start, upper, gallop = int(search["start"]), int(search["upper"]), bool(search["gallop"])
-    outcomes = {int(mb): str(status) for mb, status in search["known"].items()}
+    known = {int(mb): str(status) for mb, status in search["known"].items()}
+    # the questions are the replay's (plan/tune/search.replay): from no outcome, a known one (a screen probe)
+    # answered from its record when the search asks for it, not run again
+    outcomes: dict[int, str] = {}
     probes: list[dict[str, Any]] = []
     stopped = None
     while (micro_batch := next_probe(outcomes, start, upper, gallop)) is not None:
-        if micro_batch < 1 or micro_batch in {int(probe["micro_batch"]) for probe in probes}:
-            # the search's known outcomes (a screen probe) can leave the gallop nowhere new to go: never loop,
-            # the replay asks ordinary runs for the rest
+        if micro_batch in known:
+            outcomes[micro_batch] = known[micro_batch]
+            continue
+        if micro_batch < 1 or micro_batch in outcomes:  # never loop: the replay asks ordinary runs for the rest
             stopped = f"the search asked for micro-batch {micro_batch} again or below 1: the rest as ordinary probes"
             break
         memory.release()
