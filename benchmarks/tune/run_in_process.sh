@@ -28,29 +28,7 @@ done
 t2=$(date +%s.%N)
 python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f}\")" | tee -a "$OUT/timing.txt"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$OUT/timing.txt"
-python3 - > "$OUT/compare.md" <<'PY'
-import json
-from pathlib import Path
-
-def searches(study):
-    return {path.stem: json.loads(path.read_text()) for path in sorted(Path(f"results/tune/{study}/search").glob("*.json"))}
-
-fast, reference = searches("tune_cmp_in_process"), searches("tune_cmp_separate")
-print("| point | in-process boundary | found by | probes (in-process + ordinary) | device-s | "
-      "separate-process boundary | probes | device-s | same |")
-print("|---|---|---|---|---|---|---|---|---|")
-for point in sorted(set(fast) | set(reference)):
-    a, b = fast.get(point, {}), reference.get(point, {})
-    print(f"| {point} | {a.get('max_fit')} (OOM {a.get('first_oom')}) | {a.get('boundary_found_by')} | "
-          f"{a.get('probes_in_process')} + {a.get('probes_separate_process')} | {a.get('device_seconds')} | "
-          f"{b.get('max_fit')} (OOM {b.get('first_oom')}) | {b.get('probes_separate_process')} | "
-          f"{b.get('device_seconds')} | {a and b and a['max_fit'] == b['max_fit']} |")
-for name, found in (("in-process", fast), ("separate-process", reference)):
-    seconds = [s["device_seconds"] for s in found.values()]
-    if seconds and None not in seconds:
-        print(f"\n{name}: {sum(seconds):.0f} device-s over {len(seconds)} configurations, "
-              f"{sum(seconds) / len(seconds) / 60:.2f} GPU-min each")
-PY
+python3 benchmarks/tune/compare_modes.py results > "$OUT/compare.md"
 cat "$OUT/compare.md"
 tar czf "$OUT/records.tgz" --exclude=results/cache results
 ls -la "$OUT"
