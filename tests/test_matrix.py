@@ -106,3 +106,17 @@ def test_a_model_other_than_the_workshops_is_in_every_run_id(config: dict[str, A
     assert ids["qwen2-0.5b"] != ids["llama-3.2-1b"]
     workshop_probe = next(iter(build_tune_studies(config, workshop).values())).searches
     assert next(iter(workshop_probe.values())).probe(4).run_id not in {probe for _, probe in ids.values()}
+
+
+def test_the_optimizer_axis_without_deepspeed_runs_the_trainers_optimizer_once(config: dict[str, Any]) -> None:
+    """Without DeepSpeed, optimizer deepspeed means the Trainer's default, torch's fused AdamW: the same run as
+    torch_fused, left out (pruned, with why) where the study sweeps both."""
+    config["studies"] = {"bare": {"title": "Bare", "table": "comparison", "deepspeed": False,
+                                  "optimizer": ["deepspeed", "torch_fused"], "compile": [False, True]}}
+    config["build_studies"] = ["bare"]
+    study = build_plan(config).studies["bare"]
+    assert [dict(point.levers).get("optimizer") for point in study.points] == ["torch_fused", "torch_fused"]
+    assert len(study.run_ids) == 2 and len(study.pruned) == 2
+    assert all("same run as optimizer torch_fused" in why for why in study.pruned)
+    config["studies"]["bare"]["optimizer"] = ["deepspeed"]  # not swept against torch_fused: kept, as the baseline is
+    assert len(build_plan(config).studies["bare"].run_ids) == 2

@@ -7,7 +7,7 @@ config's `training` merged with the study's), so a run that sweeps nothing keeps
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,18 @@ FUSED_LOSS_WITH_ZERO3 = ("loss fused_linear_cross_entropy reads the LM head's we
                          "partitions across ranks")
 TORCH_FUSED_WITH_OFFLOAD = ("optimizer torch_fused cannot step CPU-offloaded optimizer states "
                             "(ZeRO-Offload runs DeepSpeed's CPUAdam)")
+
+
+DEEPSPEED_OPTIMIZER_WITHOUT_DEEPSPEED = (
+    "without DeepSpeed the Trainer steps its own optimizer (transformers' default, torch's fused AdamW since "
+    "torch 2.8): optimizer deepspeed is the same run as optimizer torch_fused")
+
+
+def duplicate(values: Mapping[str, Any], deepspeed: bool, swept: Mapping[str, Sequence[Any]]) -> str | None:
+    """Why a point is the same run as another point the study sweeps (it is then left out), or None."""
+    if not deepspeed and values.get("optimizer") == "deepspeed" and "torch_fused" in swept.get("optimizer", ()):
+        return DEEPSPEED_OPTIMIZER_WITHOUT_DEEPSPEED
+    return None
 
 
 def run_values(training: Mapping[str, Any]) -> dict[str, Any]:

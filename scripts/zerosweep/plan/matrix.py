@@ -252,6 +252,10 @@ def _study_points(name: str, study: dict[str, Any], matrix: dict[str, list[Any]]
             levers=levers.differing(values, base_training),
         )
         effective = {**base_levers, "offload": point.offload, **values}
+        same = levers.duplicate(values, deepspeed, axes)
+        if same is not None:
+            pruned.append(f"{point.point_id} ({same})")
+            continue
         problem = point.invalid_reason() or levers.refusal(effective, device or "")
         if problem is None:
             points.append(point)
