@@ -16,7 +16,7 @@ from zerosweep.plan.matrix import (  # noqa: E402
     build_plan,
     matrix_table,
 )
-from zerosweep.plan.models import is_architecture_path  # noqa: E402
+from zerosweep.plan.models import architecture_file, is_architecture_path  # noqa: E402
 from zerosweep.plan.repeats import previous_round, round_priority  # noqa: E402
 from zerosweep.plan.resources import job_slurm_options, slurm_exclusive  # noqa: E402
 from zerosweep.plan.tracking import UntrackableCluster, check_slurm_tracking  # noqa: E402
@@ -369,8 +369,8 @@ def train_inputs(wildcards):
     """Files whose edit changes what a run trains: the DeepSpeed template and the model architecture."""
     spec = run_spec(wildcards)
     architecture = spec.settings["model"]["architecture"]
-    inputs = {"architecture": architecture if is_architecture_path(architecture)  # a config.json of the user's
-              else f"{SCRIPTS_DIR}/zerosweep/run/architectures/{architecture}.json"}
+    inputs = {"architecture": str(architecture_file(architecture)) if is_architecture_path(architecture)  # a user's
+              else f"{SCRIPTS_DIR}/zerosweep/run/architectures/{architecture}.json"}  # config.json, ~ expanded
     if spec.point.deepspeed:
         inputs["ds_template"] = f"{SCRIPTS_DIR}/zerosweep/plan/ds_template.json"  # package data (dsconfig.TEMPLATE)
     return inputs

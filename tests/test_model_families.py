@@ -175,6 +175,23 @@ def test_an_architecture_can_be_a_config_json_path(tmp_path: Path) -> None:
     assert (shape.model_type, shape.n_layers, shape.n_kv_heads, shape.tied_head) == ("llama", 3, 1, False)
 
 
+def test_a_config_json_under_home_is_each_runs_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    torch_extensions_dir: Path) -> None:
+    """`~/...` is expanded where the runs read it and where Snakemake watches it (an edit retrains)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    path = write_config(home / "my-llama.json", model_type="llama", vocab_size=512, hidden_size=32,
+                        intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1)
+    monkeypatch.setenv("HOME", str(home))
+    work = make_workdir(tmp_path / "work", {"baseline": {"title": "Baseline", "table": "baseline",
+                                                         "deepspeed": False}},
+                        torch_extensions_dir, overrides={"model": {"architecture": "~/my-llama.json"}})
+    result = run_snakemake("results/tables/baseline.csv", "-n", "--configfile", str(work.overlay_file),
+                           cwd=work.path, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert str(path) in result.stdout
+
+
 @pytest.mark.parametrize(("fields", "reason"), [
     ({"model_type": "mixtral", "num_local_experts": 8, "hidden_size": 32, "intermediate_size": 64,
       "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2},
