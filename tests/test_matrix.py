@@ -85,29 +85,6 @@ def test_point_labels_follow_the_workshop() -> None:
     assert MatrixPoint(False, None, "none", False, 1, 1).label == "No DeepSpeed (baseline)"
 
 
-def test_a_model_other_than_the_workshops_is_in_every_run_id(config: dict[str, Any]) -> None:
-    """One model's results never stand for another's: its runs (and tune probes) get their own ids; the workshop's
-    model keeps the ids its records were made under."""
-    import copy
-
-    from zerosweep.plan.tune.studies import build_tune_studies
-
-    workshop = build_plan(config)
-    ids = {}
-    for architecture in ("qwen2-0.5b", "llama-3.2-1b"):
-        other = copy.deepcopy(config)
-        other["model"]["architecture"] = architecture
-        plan = build_plan(other)
-        run_id = plan.studies["zero_stages"].run_ids[0]
-        assert re.fullmatch(r"z0-offnone-nopin-g1n1-x[0-9a-f]{6}", run_id) and run_id not in workshop.runs
-        tune = build_tune_studies(other, plan)
-        probe = next(iter(tune.values())).searches
-        ids[architecture] = (run_id, next(iter(probe.values())).probe(4).run_id)
-    assert ids["qwen2-0.5b"] != ids["llama-3.2-1b"]
-    workshop_probe = next(iter(build_tune_studies(config, workshop).values())).searches
-    assert next(iter(workshop_probe.values())).probe(4).run_id not in {probe for _, probe in ids.values()}
-
-
 def test_the_optimizer_axis_without_deepspeed_runs_the_trainers_optimizer_once(config: dict[str, Any]) -> None:
     """Without DeepSpeed, optimizer deepspeed means the Trainer's default, torch's fused AdamW: the same run as
     torch_fused, left out (pruned, with why) where the study sweeps both."""

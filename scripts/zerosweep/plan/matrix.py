@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import levers
-from .models import run_identity
 from .repeats import REPEAT_ID_SUFFIX, expand_repeats
 
 AXES: tuple[str, ...] = ("zero_stage", "offload", "pin_memory", "gpus_per_node", "nodes")
@@ -162,9 +161,8 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def _effective_overrides(config: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
-    """The study's data/training values that differ from the global ones (these change the run), and the model
-    where it is not the workshop's (plan/models.run_identity)."""
-    changed: dict[str, Any] = run_identity(config.get("model") or {})
+    """The study's data/training values that differ from the global ones (these change the run)."""
+    changed: dict[str, Any] = {}
     for section in OVERRIDABLE_SECTIONS:
         for key, value in (study.get(section) or {}).items():
             if config.get(section, {}).get(key) != value:

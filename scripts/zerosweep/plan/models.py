@@ -83,19 +83,6 @@ def model_label(model: Mapping[str, Any]) -> str:
     return f"{Path(architecture).stem if is_architecture_path(architecture) else architecture} (random init)"
 
 
-# The workshop's model (workflow_config.yaml): its runs' ids carry no model, as before models could be changed.
-WORKSHOP_MODEL = {"weights": "random", "architecture": "bloom-560m", "tokenizer": "local"}
-
-
-def run_identity(model: Mapping[str, Any]) -> dict[str, Any]:
-    """What of the model makes a run differ from the workshop's (it goes into the run id's -x hash, so that one
-    model's results never stand for another's): nothing for the workshop's model (random-init bloom-560m, local
-    tokenizer), else the whole model section."""
-    if all(model.get(key) == value for key, value in WORKSHOP_MODEL.items()):
-        return {}
-    return {"model": dict(model)}
-
-
 def config_key(model: Mapping[str, Any]) -> str:
     """The config key the model's shape comes from."""
     return "model.architecture" if model["weights"] == "random" else "model.name"
