@@ -191,7 +191,12 @@ def _tune_replay(wildcards):
 
 
 def tune_search_probes(wildcards):
-    return _files_of(wildcards.study, _tune_replay(wildcards).probes)
+    """The files of the probes the search took; with tune.search_mode in_process the point's in-process record
+    too, whether or not an outcome of it stood (its job is part of the search's cost)."""
+    files = _files_of(wildcards.study, _tune_replay(wildcards).probes)
+    if TUNE[wildcards.study].tune["search_mode"] == IN_PROCESS:
+        files = sorted({*files, _in_process_file(wildcards.study, wildcards.point)})
+    return files
 
 
 def _params_after_checkpoints(func):

@@ -386,7 +386,10 @@ def test_in_process_search_end_to_end_on_cpu_finds_the_separate_process_boundary
     kept = json.loads((out / "screen.json").read_text())["kept"][0]
 
     record = json.loads((out / "in_process" / f"{kept}.json").read_text())
-    assert record["known"] == {"1": "ok"} and record["stopped"] is None  # it started from the screen probe
+    assert record["known"] == {"1": "ok"}  # the screen probe, answered from its record when the search asks
+    # a failure after an OOM stops the job (oneDNN's "could not create a primitive" under the cap, seen in CI): the
+    # replay goes on with ordinary runs
+    assert record["stopped"] is None or "after an OOM in this process" in record["stopped"], record["stopped"]
     ran = [probe["micro_batch"] for probe in record["probes"]]
     outcomes = {1: "ok"}
     for micro_batch, probe in zip(ran, record["probes"]):  # the one search's order (plan/tune/studies.next_probe)
