@@ -418,8 +418,9 @@ def recommend(study: Mapping[str, Any], searches: Sequence[Mapping[str, Any]],
           "a line through two probes matches both exactly)."), tables["memory_model"]),
         ("Cost of the search",
          (f"tune.search_mode {tune['search_mode']}. Device-seconds: each job's wall time x its "
-          f"{'GPUs' if unit == 'GPU' else 'ranks'} (an in-process job once for all its probes). Measurement device-seconds: the measurement run's, where "
-          "the search did not already pay for it (0: the boundary probe is the measurement). "
+          f"{'GPUs' if unit == 'GPU' else 'ranks'} (an in-process job once for all its probes). Measurement "
+          "device-seconds: the measurement run's, where the search did not already pay for it (0: the boundary "
+          "probe is the measurement). "
           "Boundary found by: the mode of the probes that witness it (its largest fit and its first OOM); an "
           "in-process outcome in doubt is confirmed by an ordinary run."), tables["search_cost"]),
         ("Predictions for GPU counts not run",
