@@ -41,9 +41,19 @@ begin_call() {
 # timed_pipeline <timeout_s> <log> <target> [snakemake args...]: the resumable stage of every runner: Snakemake
 # stopped by SIGINT before the device's 10-minute limit (it cancels the running job cleanly; the next call goes
 # on), its errors shown, and "setup_s=... pipeline_s=... rc=..." appended to $OUT/timing.txt (setup from $t0).
+# The limit is also cut to what is left of CALL_BUDGET_S (default 540) since $t0: a first call on a fresh machine
+# spends about 90 s on wheels and ops before its pipeline starts (seen on an H100: the call then ran into the
+# device's 600-s limit before it wrote its records, and they were lost).
+CALL_BUDGET_S=${CALL_BUDGET_S:-540}
+call_seconds_left() {
+  echo $(( CALL_BUDGET_S - ($(date +%s) - ${t0%.*}) ))
+}
 timed_pipeline() {
-  local limit=$1 log=$2 target=$3 t1 t2 rc
+  local limit=$1 log=$2 target=$3 t1 t2 rc left
   shift 3
+  left=$(call_seconds_left)
+  [ "$left" -lt "$limit" ] && limit=$left
+  [ "$limit" -gt 30 ] || { echo "timed_pipeline: only ${limit}s of the call left"; return 1; }
   t1=$(date +%s.%N)
   timeout -s INT -k 30 "$limit" python3 -m snakemake "$target" --cores 16 --rerun-incomplete --keep-going "$@" \
     > "$log" 2>&1
