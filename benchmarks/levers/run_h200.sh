@@ -10,13 +10,8 @@ source benchmarks/device_env.sh || exit 1
 begin_call levers "${LEVERS_SEED:-}" || exit 1
 TARGET=results/tables/speed_levers.md
 CONFIGS=(--configfile workflow_config.yaml studies/speed_levers.yaml benchmarks/levers/h200_levers.yaml)
-t1=$(date +%s.%N)
 python3 -m snakemake results/cache/ops/fused_adam.json --cores 16 "${CONFIGS[@]}" || exit 1
-timeout -s INT -k 30 "${LEVERS_TIMEOUT_S:-480}" python3 -m snakemake "$TARGET" --cores 16 --rerun-incomplete \
-  --keep-going "$@" "${CONFIGS[@]}"
-rc=$?
-t2=$(date +%s.%N)
-python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f} rc=$rc\")" | tee -a "$OUT/timing.txt"
+timed_pipeline "${LEVERS_TIMEOUT_S:-480}" "$OUT/snakemake.txt" "$TARGET" "$@" "${CONFIGS[@]}"
 ls results/runs/ 2>/dev/null | tee "$OUT/runs_done.txt" | wc -l
 [ -f "$TARGET" ] && cp results/tables/speed_levers.* "$OUT/"
 tar czf "$OUT/records.tgz" --exclude=results/cache results

@@ -13,21 +13,14 @@ begin_call in-process "${TUNE_SEED:-}" || exit 1
 CONFIGS=(--configfile workflow_config.yaml benchmarks/tune/in_process_compare.yaml)
 python3 -m snakemake results/cache/ops/fused_adam.json results/cache/ops/cpu_adam.json --cores 16 "${CONFIGS[@]}" \
   || exit 1
-t1=$(date +%s.%N)
-left=$(call_seconds_left)  # CALL_BUDGET_S since the call began (benchmarks/device_env.sh)
-[ "${TUNE_TIMEOUT_S:-520}" -lt "$left" ] && left=${TUNE_TIMEOUT_S:-520}
+# each study's stage: timed_pipeline (benchmarks/device_env.sh), its limit TUNE_TIMEOUT_S or what is left of the
+# call; its timing line after the study's name (setup_s: since the call began)
 for study in tune_cmp_in_process tune_cmp_separate; do
-  began=$(date +%s)
-  timeout -s INT -k 30 "$left" python3 -m snakemake "results/tune/$study/recommendation.md" --cores 16 \
-    --rerun-incomplete --keep-going "$@" "${CONFIGS[@]}" > "$OUT/snakemake_$study.txt" 2>&1
-  echo "$study rc=$? s=$(( $(date +%s) - began ))" | tee -a "$OUT/timing.txt"
-  grep -B2 -A12 -E "Error|Exception" "$OUT/snakemake_$study.txt" | head -40
+  echo "$study" >> "$OUT/timing.txt"
+  timed_pipeline "${TUNE_TIMEOUT_S:-520}" "$OUT/snakemake_$study.txt" "results/tune/$study/recommendation.md" "$@" \
+    "${CONFIGS[@]}" || break
   [ -d "results/tune/$study" ] && cp -r "results/tune/$study" "$OUT/"
-  left=$(( left - ($(date +%s) - began) ))
-  [ "$left" -gt 60 ] || break
 done
-t2=$(date +%s.%N)
-python3 -c "print(f\"setup_s={$t1-$t0:.1f} pipeline_s={$t2-$t1:.1f}\")" | tee -a "$OUT/timing.txt"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$OUT/timing.txt"
 python3 benchmarks/tune/compare_modes.py results > "$OUT/compare.md"
 cat "$OUT/compare.md"
