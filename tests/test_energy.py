@@ -16,7 +16,7 @@ from zerosweep.report.run_summary.energy import run_energy, summarise_energy
 from zerosweep.report.run_summary.gpu_activity import run_activity
 from zerosweep.report.run_summary.gpu_busy import HOST_BOUND_BELOW, summarise_busy
 from zerosweep.report.run_summary.gpu_memory import summarise_nvml
-from zerosweep.report.run_summary.logs import NVML_ACTIVITY, nvml_format, read_numeric_log
+from zerosweep.report.run_summary.logs import NVML_ACTIVITY, read_nvml_log
 from zerosweep.report.run_summary.training_window import step_spans
 from zerosweep.run import monitors
 
@@ -129,8 +129,8 @@ def test_a_killed_samplers_partial_last_line_is_skipped(tmp_path: Path) -> None:
     run = run_dir(tmp_path)
     path = run / "monitor" / "nvml_nodeA.csv"
     assert not path.read_text().endswith("\n")  # the fixture ends mid-line
-    data, log = read_numeric_log(path, nvml_format(path))
-    assert nvml_format(path) is NVML_ACTIVITY and data.shape == (23, 6)  # 23 whole samples, the 24th skipped
+    data, log, fmt = read_nvml_log(path)
+    assert fmt is NVML_ACTIVITY and data.shape == (23, 6)  # 23 whole samples, the 24th skipped
     assert log is not None and "truncated last line" in log.warnings()[0]
     warnings: list[str] = []
     summarise_nvml(run / "monitor", warnings)

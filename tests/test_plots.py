@@ -79,6 +79,14 @@ def test_timeline_series_from_logs() -> None:
     assert len(times) == 800 and used.max() == 12740.5  # under the binning threshold: every sample kept
 
 
+def test_timeline_series_from_energy_logs() -> None:
+    """The NVML sampler's log with its energy and utilisation columns draws like the older one (the timeline
+    read it with the older header and failed on every GPU run of the H100's energy study)."""
+    series = plots.timeline_series(FIXTURES / "handmade_energy" / "run")
+    assert [label for label, _t, _v in series["nvml"]] == ["nodeA GPU 0", "nodeB GPU 1"]
+    assert all(used.max() > 0 for _label, _t, used in series["nvml"])
+
+
 def test_timeline_without_logs(tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(FIXTURES / "handmade_oom_run", run)

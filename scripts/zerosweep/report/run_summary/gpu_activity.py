@@ -15,7 +15,7 @@ from ...jsonio import read_json_or_none
 from ...run.monitors import NVML_ACTIVITY_FIELDS, missing_path
 from .gpu_memory import GpuFilter
 from .gpus import RunGpus
-from .logs import NVML_ACTIVITY, NVML_LOG, host_of, matching_logs, nvml_format, read_numeric_log
+from .logs import NVML_ACTIVITY, NVML_LOG, host_of, matching_logs, read_nvml_log
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,8 +70,7 @@ def run_activity(run_dir: Path, own: RunGpus | None = None) -> RunActivity:
     kept = GpuFilter(own, "NVML", [])  # its warnings are summarise_nvml's, already given
     logs = matching_logs(run_dir / "monitor", NVML_LOG)
     for path, match in logs:
-        fmt = nvml_format(path)
-        data, _log = read_numeric_log(path, fmt)
+        data, _log, fmt = read_nvml_log(path)
         indices = data[:, 1].astype(np.int64)
         for index in np.unique(indices):
             if not kept.keeps(host_of(match), int(index), path.name):

@@ -27,9 +27,8 @@ from .logs import (
     ParsedLog,
     host_of,
     matching_logs,
-    nvml_format,
     read_log,
-    read_numeric_log,
+    read_nvml_log,
 )
 from .training_window import NoWindow, TrainingWindow
 
@@ -208,7 +207,7 @@ def summarise_nvml(monitor: Path, warnings: list[str], own: RunGpus | None = Non
     gpus: list[dict[str, Any]] = []
     kept = GpuFilter(own, "NVML", warnings)
     for path, match in matching_logs(monitor, NVML_LOG):
-        data, log = read_numeric_log(path, nvml_format(path))
+        data, log, _fmt = read_nvml_log(path)
         skipped(log, warnings)
         indices = data[:, 1].astype(np.int64)
         for index in np.unique(indices):

@@ -164,6 +164,14 @@ def nvml_format(path: Path) -> LogFormat:
     return NVML_ACTIVITY if NVML_ACTIVITY.header_ok(_split(first.rstrip("\n"), NVML_ACTIVITY)) else NVML
 
 
+def read_nvml_log(path: Path) -> tuple[np.ndarray, ParsedLog | None, LogFormat]:
+    """An NVML sampler's log in its own format (nvml_format) as read_numeric_log reads it, and that format: every
+    reader of these logs comes through here, so none can expect the other header."""
+    fmt = nvml_format(path)
+    data, log = read_numeric_log(path, fmt)
+    return data, log, fmt
+
+
 def psrecord_format(path: Path) -> tuple[LogFormat, int]:
     """The psrecord format of a log (plain unless .csv, optional I/O columns) and its Real-memory column."""
     with open(path, encoding="utf-8", errors="replace") as handle:

@@ -332,7 +332,7 @@ def timeline_series(run_dir: Path) -> dict[str, list[tuple[str, Any, Any]]]:
     nvml = [
         (path, match, data)
         for path, match in logs.matching_logs(monitor, logs.NVML_LOG)
-        if (data := logs.read_numeric_log(path, logs.NVML)[0]).size  # a log with no valid sample draws nothing
+        if (data := logs.read_nvml_log(path)[0]).size  # a log with no valid sample draws nothing
     ]
     if nvml:
         nvml_start = min(float(data[:, 0].min()) for _p, _m, data in nvml)
