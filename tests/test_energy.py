@@ -4,6 +4,7 @@ energy and utilisation cells against a stand-in for pynvml (the real calls run o
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from zerosweep.report.run_summary.energy import run_energy, summarise_energy
 from zerosweep.report.run_summary.gpu_activity import run_activity
-from zerosweep.report.run_summary.gpu_busy import HOST_BOUND_BELOW, summarise_busy
+from zerosweep.report.run_summary.gpu_busy import HOST_BOUND_BELOW, MIN_BUSY_WINDOW_S, summarise_busy
 from zerosweep.report.run_summary.gpu_memory import summarise_nvml
 from zerosweep.report.run_summary.logs import NVML_ACTIVITY, read_nvml_log
 from zerosweep.report.run_summary.training_window import step_spans
@@ -179,6 +180,18 @@ def test_busy_fraction_over_the_steady_steps_and_the_host_bound_mark(tmp_path: P
     assert busy["busy_fraction"] == pytest.approx(0.85)
     assert HOST_BOUND_BELOW == 0.90 and busy["host_bound"] is True and busy["host_bound_below"] == HOST_BOUND_BELOW
     assert "utilisation" in busy["method"] and "steady steps" in busy["method"]
+
+
+def test_steady_steps_too_short_for_a_busy_fraction(tmp_path: Path) -> None:
+    """Under MIN_BUSY_WINDOW_S of steady steps the utilisation readings are too few to judge: no fraction, no
+    mark, and the reason names the window (the fixture's 5 s pass; its first two steady steps alone do not)."""
+    run = run_dir(tmp_path)
+    steady, _training = step_spans(run, WARMUP_STEPS)
+    assert steady is not None and steady.seconds >= MIN_BUSY_WINDOW_S
+    short = dataclasses.replace(steady, starts=steady.starts[:2], ends=steady.ends[:2])
+    busy = dict(summarise_busy(run_activity(run), short, 2))
+    assert short.seconds < MIN_BUSY_WINDOW_S and busy["busy_fraction"] is None and busy["host_bound"] is None
+    assert busy["busy_problem"].startswith(f"steady steps of {short.seconds:.1f} s, under the 5 s")
 
 
 def test_no_steady_step_no_busy_fraction(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
-"""Energy and busy fraction of the workshop's nine single-GPU configurations on one H200 (issue 25), from the
-records that benchmarks/energy/run_h200.sh returns (records_energy.tgz, extracted):
+"""Energy and busy fraction of the workshop's nine single-GPU configurations on one GPU (issue 25), from the
+records that benchmarks/energy/run_h200.sh returns (records_energy.tgz, extracted), e.g. the H100's:
 
-    mkdir -p /tmp/energy && tar xzf benchmarks/energy/data/records_energy.tgz -C /tmp/energy
+    mkdir -p /tmp/energy && tar xzf benchmarks/energy/data/records_energy_h100.tgz -C /tmp/energy
     PYTHONPATH=scripts python benchmarks/energy/analyse.py --results /tmp/energy/results \
-        --out benchmarks/energy/h200/analysis.md
+        --out benchmarks/energy/h100/analysis.md
 
 Every figure is the run's summary.json as the pipeline wrote it (report/run_summary: energy, gpu_busy,
 throughput); this script only puts them side by side and adds the counter-vs-integral difference, which is the
@@ -68,18 +68,25 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True, help="an extracted records_energy.tgz's results/")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    rows = [run_row(read_json(path)) for path in sorted((args.results / "runs").glob("*/summary.json"))]
+    summaries = [read_json(path) for path in sorted((args.results / "runs").glob("*/summary.json"))]
+    gpus = sorted({str((summary.get("setup") or {}).get("gpu_name")) for summary in summaries})
+    rows = [run_row(summary) for summary in summaries]
     frame = pd.DataFrame(rows)
-    lines = ["# Energy and busy fraction of the workshop's single-GPU configurations on one H200", ""]
+    lines = [f"# Energy and busy fraction of the workshop's single-GPU configurations on one {', '.join(gpus)}", ""]
     lines.append(frame.to_markdown(index=False, floatfmt=".3g"))
     checked = frame[frame["training window (s)"] >= MIN_WINDOW_S]
     for window in ("steady", "training"):
         column = f"integral vs counter, {window} (%)"
         long_enough = frame[frame[f"{window} window (s)"] >= MIN_WINDOW_S][column].dropna()
         if len(long_enough):
-            lines += ["", f"- {window} windows of >= {MIN_WINDOW_S:.0f} s: {len(long_enough)} runs, integral vs counter "
-                      f"from {long_enough.min():+.2f} % to {long_enough.max():+.2f} % "
-                      f"(largest |difference| {long_enough.abs().max():.2f} %)"]
+            lines += ["", (f"- {window} windows of >= {MIN_WINDOW_S:.0f} s: {len(long_enough)} runs, integral vs counter "
+                           f"from {long_enough.min():+.2f} % to {long_enough.max():+.2f} % "
+                           f"(largest |difference| {long_enough.abs().max():.2f} %)")]
+        every = frame[column].dropna()
+        if len(every):
+            lines += ["", (f"- {window} windows of any length: {len(every)} runs, integral vs counter from "
+                           f"{every.min():+.2f} % to {every.max():+.2f} % (shortest window "
+                           f"{frame[f'{window} window (s)'].min():.1f} s)")]
     lines += ["", f"Runs with a training window of >= {MIN_WINDOW_S:.0f} s: {len(checked)} of {len(frame)}."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -21,6 +21,10 @@ from .gpu_activity import RunActivity
 from .training_window import StepSpans, inside_spans
 
 HOST_BOUND_BELOW: Final = 0.90  # busy fraction under which a run is marked host-bound (tables' mark and footnote)
+# Steady steps shorter than this get no busy fraction: each utilisation reading covers NVML's last sample period
+# (up to 1 s), so over a second or two the readings are few and partly from before the window (a tune probe's 3
+# steady steps on an H100 last 1-3 s)
+MIN_BUSY_WINDOW_S: Final = 5.0
 METHOD = ("mean of NVML utilisation samples (nvmlDeviceGetUtilizationRates.gpu: % of NVML's sample period in which "
           "a kernel ran) inside the steady steps, / 100, averaged over the run's GPUs")
 
@@ -31,7 +35,8 @@ def host_bound(busy_fraction: float | None) -> bool | None:
 
 
 def summarise_busy(activity: RunActivity, steady: StepSpans | None, expected_gpus: int | None) -> records.GpuBusy:
-    """The run's busy fraction over its steady steps (None with the reason where it cannot be had)."""
+    """The run's busy fraction over its steady steps (None with the reason where it cannot be had, or where the
+    steady steps are too short to judge it: MIN_BUSY_WINDOW_S)."""
     gpus: list[dict[str, Any]] = []
     for gpu in activity.utilization:
         inside = inside_spans(gpu.seconds, steady) if steady is not None and gpu.problem is None else None
@@ -52,6 +57,9 @@ def summarise_busy(activity: RunActivity, steady: StepSpans | None, expected_gpu
         problem = problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
     elif expected_gpus is not None and len(gpus) != expected_gpus:
         problem = f"NVML utilisation for {len(gpus)} of the run's {expected_gpus} GPUs"
+    elif steady is not None and steady.seconds < MIN_BUSY_WINDOW_S:
+        problem = (f"steady steps of {steady.seconds:.1f} s, under the {MIN_BUSY_WINDOW_S:.0f} s a busy fraction "
+                   "needs (each NVML utilisation reading covers up to the last second)")
     else:
         problem = None
         busy = sum(gpu["busy_fraction"] for gpu in gpus) / len(gpus)
