@@ -23,7 +23,7 @@ from .training_window import StepSpans, inside_spans
 HOST_BOUND_BELOW: Final = 0.90  # busy fraction under which a run is marked host-bound (tables' mark and footnote)
 # Steady steps shorter than this get no busy fraction: each utilisation reading covers NVML's last sample period
 # (up to 1 s), so over a second or two the readings are few and partly from before the window (a tune probe's 3
-# steady steps on an H100 last 1-3 s)
+# steady steps on an H100 last 0.75-3.1 s)
 MIN_BUSY_WINDOW_S: Final = 5.0
 METHOD = ("mean of NVML utilisation samples (nvmlDeviceGetUtilizationRates.gpu: % of NVML's sample period in which "
           "a kernel ran) inside the steady steps, / 100, averaged over the run's GPUs")
