@@ -156,7 +156,7 @@ def _psrecord_csv(io: bool) -> LogFormat:
     )
 
 
-def nvml_format(path: Path) -> LogFormat:
+def _nvml_format(path: Path) -> LogFormat:
     """The NVML sampler's format of a log: with the energy and utilisation columns, or the older one without
     (whose header check names what a log with neither header should start with)."""
     with open(path, encoding="utf-8", errors="replace") as handle:
@@ -165,10 +165,10 @@ def nvml_format(path: Path) -> LogFormat:
 
 
 def read_nvml_log(path: Path) -> tuple[np.ndarray, ParsedLog | None, LogFormat]:
-    """An NVML sampler's log in its own format (nvml_format) as read_numeric_log reads it, and that format: every
+    """An NVML sampler's log in its own format (_nvml_format) as _read_numeric_log reads it, and that format: every
     reader of these logs comes through here, so none can expect the other header."""
-    fmt = nvml_format(path)
-    data, log = read_numeric_log(path, fmt)
+    fmt = _nvml_format(path)
+    data, log = _read_numeric_log(path, fmt)
     return data, log, fmt
 
 
@@ -278,7 +278,7 @@ def _optional_cell(text: str | bytes) -> float:
     return float(text) if text.strip() else math.nan
 
 
-def read_numeric_log(path: Path, fmt: LogFormat) -> tuple[np.ndarray, ParsedLog | None]:
+def _read_numeric_log(path: Path, fmt: LogFormat) -> tuple[np.ndarray, ParsedLog | None]:
     """All-numeric log (NVML) as a float array (an empty optional cell: NaN): numpy's C reader first; the line
     reader when that fails, to skip what may be skipped (returned) or name the offending line."""
     import numpy as np
