@@ -93,13 +93,15 @@ def test_a_fit_near_the_device_memory_and_an_oom_below_a_fit_are_doubted() -> No
     near = {"known": {}, "device_total_mib": 1000.0, "probes": [probe(1, FIT), probe(2, FIT, 990.0), probe(3, OOM)]}
     assert sorted(in_process_doubts(near)) == [2, 3]  # the fit near the memory, and the OOM as every OOM
     roomy = {**near, "device_total_mib": 2000.0}
-    assert in_process_doubts(roomy) == {3: "an OOM in process"}
+    assert in_process_doubts(roomy) == {3: "an OOM in process"}  # (the replay still witnesses its boundary's fit)
     odd = {"known": {}, "device_total_mib": None, "probes": [probe(4, FIT), probe(2, OOM), probe(8, OOM)]}
     assert in_process_doubts(odd) == {2: "ran out of memory below micro-batch 4, which fit",
                                       8: "an OOM in process, after 1 earlier OOM(s) in it"}
 
 
-def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_rest(config: dict[str, Any]) -> None:
+def _replay_over(config: dict[str, Any], in_process: list[tuple[int, str]], truth: int) -> tuple[Any, list[int]]:
+    """The replay of an in-process search of ZeRO-0 (start 1, up to 16) whose job found `in_process` outcomes,
+    where an ordinary run fits up to `truth`: (the replay, the micro-batches it asked ordinary runs for)."""
     config = tune_config(config, search_mode="in_process", start_micro_batch=1, max_micro_batch=16)
     study = build_tune_studies(config, build_plan(config))["tuned"]
     point = "z0-offnone-nopin-g1n1"
@@ -109,23 +111,47 @@ def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_
         return {"run_id": search.probe(micro_batch).run_id, "point_id": point, "micro_batch": micro_batch,
                 "status": status, "peak_mib": 100.0 * micro_batch, "search_mode": mode}
 
-    # in process: 1 2 4 fit, 8 OOM, 6 OOM (each OOM confirmed) ; the truth: 6 fits, 7 does not
     record = {"known": {}, "device_total_mib": None,
-              "probes": [outcome(1, FIT, "in_process"), outcome(2, FIT, "in_process"), outcome(4, FIT, "in_process"),
-                         outcome(8, OOM, "in_process"), outcome(6, OOM, "in_process")]}
-    ordinary = {search.probe(mb).run_id: outcome(mb, FIT if mb <= 6 else OOM, "separate_process") for mb in range(1, 17)}
-    asked: list[str] = []
+              "probes": [outcome(micro_batch, status, "in_process") for micro_batch, status in in_process]}
+    asked: list[int] = []
 
     def ordinary_run(run_id: str) -> Mapping[str, Any]:
-        asked.append(run_id)
-        return ordinary[run_id]
+        micro_batch = int(run_id.rsplit("-b", 1)[1])
+        asked.append(micro_batch)
+        return outcome(micro_batch, FIT if micro_batch <= truth else OOM, "separate_process")
 
     lookup = with_in_process(study, lambda wanted: record if wanted == point else {}, ordinary_run)
-    found = replay(study, point, lookup, lambda: pytest.fail("no model size needed"))
+    return replay(study, point, lookup, lambda: pytest.fail("no model size needed")), asked
+
+
+def test_the_replay_takes_trusted_in_process_outcomes_and_ordinary_runs_for_the_rest(config: dict[str, Any]) -> None:
+    # in process: 1 2 4 fit, 8 OOM, 6 OOM (each OOM confirmed); the truth: 6 fits, 7 does not
+    found, asked = _replay_over(config, [(1, FIT), (2, FIT), (4, FIT), (8, OOM), (6, OOM)], truth=6)
     assert found.boundary.max_fit == 6 and found.boundary.first_oom == 7
     # the confirmations (8 does run out, 6 fits), then the search goes on from 6 with ordinary runs
-    assert asked == [search.probe(8).run_id, search.probe(6).run_id, search.probe(7).run_id]
+    assert asked == [8, 6, 7]
     assert [probe["search_mode"] for probe in found.probes] == ["in_process"] * 3 + ["separate_process"] * 3
+
+
+def test_the_boundary_fit_of_a_process_is_witnessed_by_an_ordinary_run_down_to_the_truth(
+        config: dict[str, Any]) -> None:
+    """CI on CPU: the process fit at its largest micro-batch, where an ordinary run (the measurement) ran out of
+    memory, and the search named a boundary no fresh process held. The replay asks an ordinary run for the
+    boundary's fit whatever its peak, and goes on below where it runs out, again where the process's next fit
+    becomes the boundary."""
+    process = [(1, FIT), (2, FIT), (4, FIT), (8, FIT), (16, OOM), (12, FIT), (14, OOM), (13, OOM)]
+    found, asked = _replay_over(config, process, truth=12)
+    assert (found.boundary.max_fit, found.boundary.first_oom) == (12, 13)
+    assert asked == [16, 14, 13, 12]  # the three OOMs, then the fit at the boundary; the fits below stand
+    assert {probe["micro_batch"] for probe in found.probes if probe["search_mode"] == "in_process"} == {1, 2, 4, 8}
+
+    # the process was wrong by four: 12 runs out, 10 and 9 too, so its fit at 8 becomes the boundary and is
+    # witnessed in turn
+    found, asked = _replay_over(config, process, truth=8)
+    assert (found.boundary.max_fit, found.boundary.first_oom) == (8, 9)
+    assert asked == [16, 14, 13, 12, 10, 9, 8]
+    assert {probe["micro_batch"] for probe in found.probes if probe["search_mode"] == "in_process"} == {1, 2, 4}
+    assert all(probe["status"] == (FIT if probe["micro_batch"] <= 8 else OOM) for probe in found.probes)
 
 
 @pytest.mark.parametrize(("start", "gallop", "known"), [(6, True, {"1": FIT}), (1, False, {"8": OOM}),
@@ -192,3 +218,23 @@ def test_most_probes_bounds_every_search(upper: int) -> None:
     worst = max(probes(boundary, start, gallop) for boundary in range(upper + 1) for start in range(1, upper + 1)
                 for gallop in (False, True))
     assert worst <= most_probes(upper) <= worst + 3  # a bound, not a gross one
+
+
+@pytest.mark.parametrize("ordinary_first", [True, False])
+def test_a_record_command_takes_the_ordinary_run_where_the_process_also_holds_the_run(ordinary_first: bool) -> None:
+    """The search record of a replay that witnessed the process's boundary fit with an ordinary run gets both
+    files; the ordinary run's outcome is the one the replay took, whatever the files' order."""
+    from zerosweep.report.tune.tune_records import probes_of
+
+    def probe(micro_batch: int, status: str, mode: str) -> dict[str, Any]:
+        return {"run_id": f"p-b{micro_batch}", "micro_batch": micro_batch, "status": status, "search_mode": mode}
+
+    record = {"known": {}, "device_total_mib": None,
+              "probes": [probe(1, FIT, "in_process"), probe(2, FIT, "in_process"), probe(3, OOM, "in_process")]}
+    witnesses = [probe(2, OOM, "separate_process"), probe(3, OOM, "separate_process")]
+    records = [*witnesses, record] if ordinary_first else [record, *witnesses]
+    found = probes_of(records, ["p-b1", "p-b2", "p-b3"])
+    assert [(one["status"], one["search_mode"]) for one in found] == [
+        (FIT, "in_process"), (OOM, "separate_process"), (OOM, "separate_process")]
+    with pytest.raises(ValueError, match="p-b4"):
+        probes_of(records, ["p-b4"])

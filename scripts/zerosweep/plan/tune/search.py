@@ -26,7 +26,8 @@ With `tune.search_mode: in_process`, one job per searched point runs the point's
 (run/in_process.py, the same `next_probe`); the replay takes a probe's outcome from that job's record where its
 outcome stands (`in_process_doubts`), and from an ordinary probe run otherwise (`with_in_process`): a doubtful
 outcome, a micro-batch the job did not reach, a screen probe and a budget search's probe beyond the job's are
-ordinary runs, so the boundary is witnessed the way the separate-process search witnesses it.
+ordinary runs. The boundary's largest fit is always an ordinary run's too (`replay`), so the boundary is
+witnessed the way the separate-process search witnesses it, on both sides.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ from .studies import FIT, IN_PROCESS, OOM, Boundary, TuneSearch, TuneStudy, boun
 
 GIB_MIB = 1024.0  # a budget in GiB, peaks in MiB
 # An in-process fit whose peak lies this close to the device's memory may not fit a fresh process (other
-# fragmentation, other workspaces): an ordinary run confirms it.
+# fragmentation, other workspaces): doubted as soon as it ran, its ordinary run comes before the search asks the
+# micro-batches above it (on an H100 the process fit 29 at 81041 of 81079 MiB, an ordinary run ran out; without
+# the early doubt the search confirmed the process's OOM at 30 first, one more ordinary probe).
 IN_PROCESS_PEAK_MARGIN = 0.02
 
 ProbeOutcome = Callable[[str], Mapping[str, Any]]  # probe run id -> its tune-probe outcome
@@ -172,16 +175,30 @@ def search_start(study: TuneStudy, point: str, probe_outcome: ProbeOutcome, size
 
 def replay(study: TuneStudy, point: str, probe_outcome: ProbeOutcome, size: SizeOf) -> Replay:
     """Replay the point's search over the finished probes: ask for each probe the search takes next, in order,
-    until the boundary is known. A probe that has not run stops the replay in `probe_outcome` (by raising)."""
+    until the boundary is known. A probe that has not run stops the replay in `probe_outcome` (by raising).
+
+    With in-process outcomes (`with_in_process`) the boundary's largest fit is an ordinary run's, like the OOM
+    above it: where it came from the process, its ordinary run replaces it, and where that run ran out of memory
+    the search goes on below. A process's fit near its boundary has been a fresh process's OOM on both kinds of
+    memory (an H100: 29 fit in process with CPU offload, an ordinary run ran out; CPU in CI: the same at the
+    process's largest fit), and the boundary's fit is the measurement anyway."""
     search = study.searches[point]
     start, gallop = search_start(study, point, probe_outcome, size)
+    witness = probe_outcome.ordinary if isinstance(probe_outcome, InProcessOutcomes) else None
     outcomes: dict[int, str] = {}
     probes: list[Mapping[str, Any]] = []
-    while (micro_batch := next_probe(outcomes, start, search.upper, gallop)) is not None:
-        outcome = _probe_at(search, micro_batch, probe_outcome)
-        outcomes[micro_batch] = str(outcome["status"])
-        probes.append(outcome)
-    return Replay(point_id=point, start=start, upper=search.upper, gallop=gallop, probes=tuple(probes))
+    while True:
+        while (micro_batch := next_probe(outcomes, start, search.upper, gallop)) is not None:
+            outcome = _probe_at(search, micro_batch, probe_outcome)
+            outcomes[micro_batch] = str(outcome["status"])
+            probes.append(outcome)
+        top = boundary(outcomes, start, search.upper, gallop).max_fit
+        at = next((index for index, probe in enumerate(probes)
+                   if int(probe["micro_batch"]) == top and probe.get("search_mode") == IN_PROCESS), None)
+        if witness is None or at is None or top is None:
+            return Replay(point_id=point, start=start, upper=search.upper, gallop=gallop, probes=tuple(probes))
+        probes[at] = _probe_at(search, top, witness)
+        outcomes[top] = str(probes[at]["status"])
 
 
 def measurement_runs(study: TuneStudy, probe_outcome: ProbeOutcome, size: SizeOf) -> list[str]:
@@ -204,11 +221,12 @@ def in_process_doubts(record: Mapping[str, Any]) -> dict[int, str]:
     in the order they ran, and the device's memory (`device_total_mib`, None on CPU ranks).
 
     Fits stand (what ran within the memory a process had after earlier probes runs in a fresh one), except the
-    largest fit when its peak lies within IN_PROCESS_PEAK_MARGIN of the device's memory. Every OOM is confirmed by
-    an ordinary run: what earlier probes of the process left behind (after an OOM, or fragments of fits) can make a
-    micro-batch that fits a fresh process run out, and any OOM may end up bounding the search once confirmations
-    move it (seen on CPU: the process ran out at 4 and 3, an ordinary run fit 3, so 4 bounded the search; an
-    ordinary run fit 4 too). The process saves the fits' runs; the OOMs cost ordinary probes as before."""
+    largest fit when its peak lies within IN_PROCESS_PEAK_MARGIN of the device's memory; whatever its peak,
+    `replay` gives the boundary's fit an ordinary run. Every OOM is confirmed by an ordinary run: what earlier
+    probes of the process left behind (after an OOM, or fragments of fits) can make a micro-batch that fits a
+    fresh process run out, and any OOM may end up bounding the search once confirmations move it (seen on CPU:
+    the process ran out at 4 and 3, an ordinary run fit 3, so 4 bounded the search; an ordinary run fit 4 too).
+    The process saves the runs of the fits below the boundary; the OOMs cost ordinary probes as before."""
     probes = list(record["probes"])
     outcomes = {int(mb): str(status) for mb, status in record["known"].items()}
     outcomes.update({int(probe["micro_batch"]): str(probe["status"]) for probe in probes})
@@ -243,23 +261,32 @@ def in_process_trusted(record: Mapping[str, Any]) -> dict[str, Mapping[str, Any]
 InProcessRecord = Callable[[str], Mapping[str, Any]]  # point id -> its in-process job's record
 
 
+@dataclass(frozen=True)
+class InProcessOutcomes:
+    """The probe outcomes a replay reads with tune.search_mode in_process (`with_in_process`): called with a run
+    id, the point's in-process outcome where it stands, else the ordinary run's; `ordinary` gives the ordinary
+    run's always (`replay` witnesses the boundary's fit with it)."""
+
+    study: TuneStudy
+    in_process_record: InProcessRecord
+    ordinary: ProbeOutcome
+
+    def __call__(self, run_id: str) -> Mapping[str, Any]:
+        point = {search.probe_prefix: point for point, search in self.study.searches.items()}.get(
+            run_id.rsplit("-b", 1)[0])
+        if point is None or run_id in screen_run_ids(self.study):
+            return self.ordinary(run_id)
+        trusted = in_process_trusted(self.in_process_record(point))
+        return trusted[run_id] if run_id in trusted else self.ordinary(run_id)
+
+
 def with_in_process(study: TuneStudy, in_process_record: InProcessRecord, ordinary: ProbeOutcome) -> ProbeOutcome:
     """The probe outcomes a replay reads: with tune.search_mode in_process, the point's in-process record where
     its outcome stands (`in_process_trusted`), else the ordinary probe run's; screen probes are always ordinary
     runs (the screen picks the points whose job runs). `in_process_record` is asked only for searched points."""
     if study.tune["search_mode"] != IN_PROCESS:
         return ordinary
-    screens = set(screen_run_ids(study))
-    points = {search.probe_prefix: point for point, search in study.searches.items()}
-
-    def outcome(run_id: str) -> Mapping[str, Any]:
-        point = points.get(run_id.rsplit("-b", 1)[0])
-        if point is None or run_id in screens:
-            return ordinary(run_id)
-        trusted = in_process_trusted(in_process_record(point))
-        return trusted[run_id] if run_id in trusted else ordinary(run_id)
-
-    return outcome
+    return InProcessOutcomes(study, in_process_record, ordinary)
 
 
 def in_process_known(study: TuneStudy, point: str, probe_outcome: ProbeOutcome) -> dict[int, str]:
@@ -369,7 +396,8 @@ def budget_search(study: TuneStudy, budget_gib: float, probe_outcome: ProbeOutco
                              f"fastest configuration predicted to fit; started at the memory model's largest "
                              f"micro-batch within the budget ({fit.source})")
         while (micro_batch := _next_budget_probe(found)) is not None:
-            probe = _probe_at(study.searches[point], micro_batch, probe_outcome)
+            # the boundary's probe is the replay's (its ordinary witness in an in-process search)
+            probe = top if micro_batch == upper else _probe_at(study.searches[point], micro_batch, probe_outcome)
             found = BudgetSearch(found.budget_gib, mode, point, found.start, upper, found.basis,
                                  (*found.probes, probe))
         return found

@@ -138,13 +138,14 @@ def in_process_record(run_dir: Path) -> dict[str, Any]:
 
 def probes_of(records: Sequence[Mapping[str, Any]], run_ids: Sequence[str]) -> list[Mapping[str, Any]]:
     """The probes `run_ids` name, in that order, from probe outcomes (tune-probe) and in-process records
-    (tune-in-process; only the probes whose in-process outcome stands: plan/tune/search.in_process_trusted)."""
+    (tune-in-process; only the probes whose in-process outcome stands: plan/tune/search.in_process_trusted).
+    Where both hold a run id, the ordinary run's stands: the workflow gives its file only where the replay took it
+    (plan/tune/search.replay witnesses the boundary's fit with it)."""
     found: dict[str, Mapping[str, Any]] = {}
     for record in records:
         if "probes" in record:
             found.update(in_process_trusted(record))
-        else:
-            found[str(record["run_id"])] = record
+    found.update({str(record["run_id"]): record for record in records if "probes" not in record})
     missing = [run_id for run_id in run_ids if run_id not in found]
     if missing:
         raise ValueError(f"no outcome given for probes {missing}")
