@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .memory_model import MemoryModel, ModelSize
@@ -271,10 +272,18 @@ class InProcessOutcomes:
     in_process_record: InProcessRecord
     ordinary: ProbeOutcome
 
+    @cached_property
+    def _points(self) -> dict[str, str]:
+        """Searched point ids by their probes' run-id prefix."""
+        return {search.probe_prefix: point for point, search in self.study.searches.items()}
+
+    @cached_property
+    def _screens(self) -> frozenset[str]:
+        return frozenset(screen_run_ids(self.study))
+
     def __call__(self, run_id: str) -> Mapping[str, Any]:
-        point = {search.probe_prefix: point for point, search in self.study.searches.items()}.get(
-            run_id.rsplit("-b", 1)[0])
-        if point is None or run_id in screen_run_ids(self.study):
+        point = self._points.get(run_id.rsplit("-b", 1)[0])
+        if point is None or run_id in self._screens:
             return self.ordinary(run_id)
         trusted = in_process_trusted(self.in_process_record(point))
         return trusted[run_id] if run_id in trusted else self.ordinary(run_id)
